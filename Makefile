@@ -1,0 +1,48 @@
+# bots: `make demo` runs the main job on the embedded default, `make test` runs the test suite.
+# Both set up .venv first when needed, so they work on a fresh clone with nothing installed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# Where the CPU build of torch lives (used only on machines without an NVIDIA GPU).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PYTEST_WORKERS ?= 2
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-slow lint bench demo clean
+
+setup: $(STAMP)
+
+# Torch comes first and, without a GPU, from the CPU index: installing the package later then
+# finds torch satisfied and never pulls the multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "torch already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)"; \
+	else \
+		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(BIN)/python -m pip install -e ".[dev]"
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m slow
+
+lint: setup
+	$(BIN)/ruff check bots_cli tests benchmarks
+	$(BIN)/mypy bots_cli
+
+bench: setup
+	$(BIN)/python benchmarks/selector_overhead.py
+
+demo: setup
+	$(BIN)/bots simulate
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

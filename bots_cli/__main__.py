@@ -1,0 +1,3 @@
+from bots_cli.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""The `bots` command line: one Typer command per toolkit command, each a thin wrapper.
+
+A command is a row of `COMMANDS`: the function it runs (`module:function`, imported only when
+the command runs, so `bots --help` stays fast), its Hydra config, and examples for its help.
+Adding a command means adding a row; the wrapper, the Hydra plumbing and the help are shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from bots_cli.launch import config_dir, launch
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    target: str  # "module:function", called with the composed config
+    summary: str
+    examples: list[str] = field(default_factory=list)
+
+
+COMMANDS = [
+    Command(
+        name="simulate",
+        target="bots_cli.simulate.run:simulate",
+        summary="Compare task selectors on a synthetic learner in seconds (no model, no GPU).",
+        examples=[
+            "bots simulate",
+            "bots simulate selector=mopps lambda=0.3",
+            "bots simulate selector.rho=0.5 simulate.seeds=5",
+            "bots simulate -m lambda=0,0.05,0.1,0.3,1",
+            "bots simulate --cfg job",
+        ],
+    ),
+]
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Config groups under conf/ and their options, read from the directory tree (no Hydra)."""
+    root = config_dir()
+    groups: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        rel = path.relative_to(root)
+        if len(rel.parts) > 1:
+            groups.setdefault("/".join(rel.parts[:-1]), []).append(path.stem)
+    return groups
+
+
+def _block(title: str, lines: list[str]) -> str:
+    """A help paragraph that click prints as is (\\b stops it from re-wrapping the lines)."""
+    return "\b\n" + title + "\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _groups_help() -> str:
+    groups = [f"{group}: {', '.join(options)}" for group, options in config_groups().items()]
+    return _block("Config groups (choose with group=option):", groups)
+
+
+class CfgPart(str, Enum):
+    job = "job"
+    hydra = "hydra"
+    all = "all"
+
+
+def _register(app: typer.Typer, cmd: Command) -> None:
+    epilog = _block("Examples:", cmd.examples) + "\n\n" + _groups_help()
+
+    def run(
+        overrides: Annotated[
+            list[str] | None,
+            typer.Argument(help="Hydra overrides: key=value, group=option, +key=value, ~key.",
+                           show_default=False),
+        ] = None,
+        multirun: Annotated[
+            bool, typer.Option("--multirun", "-m", help="Sweep: one job per combination of "
+                               "comma-separated values (lambda=0,0.1,1).")
+        ] = False,
+        cfg: Annotated[
+            CfgPart | None,
+            typer.Option("--cfg", "-c", help="Print the composed config and exit."),
+        ] = None,
+        resolve: Annotated[
+            bool, typer.Option("--resolve", help="With --cfg: resolve interpolations.")
+        ] = False,
+        config_dir_: Annotated[
+            str | None,
+            typer.Option("--config-dir", help="An extra directory of configs (your own "
+                         "experiment files) to search before the built-in ones."),
+        ] = None,
+    ) -> None:
+        launch(
+            cmd.name,
+            cmd.target,
+            list(overrides or []),
+            multirun=multirun,
+            cfg_part=cfg.value if cfg else None,
+            resolve=resolve,
+            extra_config_dir=config_dir_,
+        )
+
+    app.command(cmd.name, help=cmd.summary, epilog=epilog)(run)
+
+
+def build_app() -> typer.Typer:
+    examples = [e for cmd in COMMANDS for e in cmd.examples[:2]]
+    app = typer.Typer(
+        name="bots",
+        help="BOTS: Bayesian Online Task Selection for reinforcement finetuning of LLMs.",
+        epilog=_block("Examples:", examples) + "\n\n" + _groups_help(),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    @app.callback()
+    def _root() -> None:
+        """BOTS: Bayesian Online Task Selection for reinforcement finetuning of LLMs.
+
+        Every command takes Hydra overrides (key=value, group=option), -m for sweeps and --cfg
+        to print its config. Runs are written to outputs/<command>/<date>/<time>/.
+        """
+
+    for cmd in COMMANDS:
+        _register(app, cmd)
+    return app
+
+
+app = build_app()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,73 @@
+"""Running a command function under Hydra: config composition, run directories, sweeps.
+
+The CLI hands each command's overrides here; Hydra's own `main` does the rest, so every Hydra
+feature (multirun sweeps, launchers such as submitit, `--cfg`, `hydra.*` overrides) works as
+documented by Hydra. A `UserError` raised by a command becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from bots_cli.errors import UserError
+
+USER_ERROR_EXIT = 2
+
+
+def config_dir() -> Path:
+    """The directory holding the Hydra configs (`conf/`, shipped in the package as bots_cli/conf)."""
+    return Path(__file__).resolve().parent / "conf"
+
+
+def run_command_function(target: str, cfg: Any) -> Any:
+    """Import `module:function` and call it with the composed config, reporting user errors."""
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return func(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT) from None
+
+
+def launch(
+    command: str,
+    target: str,
+    overrides: list[str],
+    *,
+    config_name: str | None = None,
+    multirun: bool = False,
+    cfg_part: str | None = None,
+    resolve: bool = False,
+    extra_config_dir: str | None = None,
+) -> None:
+    """Compose `conf/<config_name>.yaml` with `overrides` and run `target` (or a sweep of it)."""
+    import hydra
+
+    argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
+    if multirun:
+        argv.append("--multirun")
+    if cfg_part:
+        argv += ["--cfg", cfg_part]
+        if resolve:
+            argv.append("--resolve")
+    if extra_config_dir:
+        argv += ["--config-dir", str(Path(extra_config_dir).resolve())]
+
+    @hydra.main(
+        config_path=str(config_dir()),
+        config_name=config_name or command.replace("-", "_"),
+        version_base="1.3",
+    )
+    def _task(cfg: Any) -> Any:
+        return run_command_function(target, cfg)
+
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        _task()
+    finally:
+        sys.argv = saved

@@ -1,0 +1,120 @@
+"""What every task selector shares: the select/update/state contract and input checks."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from bots_cli.errors import InvalidValue
+from bots_cli.selection.checks import check_int
+
+
+class Selector(ABC):
+    """Chooses a batch of task indices each step and learns from the batch's outcomes.
+
+    Subclasses implement `_select`, and `_observe` if they learn. `select` and `update` check
+    their arguments here, once for all selectors.
+    """
+
+    name: str = "selector"
+
+    def __init__(self, n_tasks: int, seed: int = 0) -> None:
+        self.n_tasks = check_int("n_tasks", n_tasks, lo=1)
+        self.seed = check_int("seed", seed, lo=0)
+        self.rng = np.random.default_rng(self.seed)
+        self.step = 0  # number of update() calls so far
+
+    # -- the contract -------------------------------------------------------------------------
+    def select(self, batch_size: int) -> np.ndarray:
+        """`batch_size` distinct task indices in [0, n_tasks), as int64."""
+        check_int("batch_size", batch_size, lo=1)
+        if batch_size > self.n_tasks:
+            raise InvalidValue(
+                f"batch_size ({batch_size}) is larger than the task pool ({self.n_tasks} tasks); "
+                "lower the batch size or use a larger pool"
+            )
+        return self._select(batch_size)
+
+    def update(self, ids: Any, successes: Any, trials: Any) -> None:
+        """Report the outcome of a step: per selected task, `successes` out of `trials` rollouts.
+
+        Successes may be fractional (a sum of rewards in [0, 1]).
+        """
+        ids_a, s, n = self.check_feedback(ids, successes, trials)
+        self._observe(ids_a, s, n)
+        self.step += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this selector is, RNG included."""
+        return {
+            "name": self.name,
+            "n_tasks": self.n_tasks,
+            "step": self.step,
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise InvalidValue(
+                f"state: saved by a {state.get('name')!r} selector, cannot load into {self.name!r}"
+            )
+        if state.get("n_tasks") != self.n_tasks:
+            raise InvalidValue(
+                f"state: saved for {state.get('n_tasks')} tasks, this selector has {self.n_tasks}"
+            )
+        self.step = int(state["step"])
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self._load_extra_state(state)
+
+    # -- for subclasses -----------------------------------------------------------------------
+    @abstractmethod
+    def _select(self, batch_size: int) -> np.ndarray: ...
+
+    def _observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+        """Learn from a step (baselines that do not learn keep this no-op)."""
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def check_feedback(
+        self, ids: Any, successes: Any, trials: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate an update's arguments; return them as int64 / float64 arrays."""
+        ids_a = np.asarray(ids)
+        if ids_a.ndim != 1 or ids_a.shape[0] == 0:
+            raise InvalidValue(f"ids must be a non-empty 1-D array, got shape {ids_a.shape}")
+        if not np.issubdtype(ids_a.dtype, np.integer):
+            raise InvalidValue(f"ids must be integers, got dtype {ids_a.dtype}")
+        ids_a = ids_a.astype(np.int64, copy=False)
+        if ids_a.min() < 0 or ids_a.max() >= self.n_tasks:
+            raise InvalidValue(
+                f"ids must lie in [0, {self.n_tasks}), got values from {ids_a.min()} to "
+                f"{ids_a.max()}"
+            )
+        if np.unique(ids_a).shape[0] != ids_a.shape[0]:
+            raise InvalidValue("ids must be distinct: a task appears twice in one update")
+        s = np.asarray(successes, dtype=np.float64)
+        n = np.asarray(trials, dtype=np.float64)
+        for name, arr in (("successes", s), ("trials", n)):
+            if arr.shape != ids_a.shape:
+                raise InvalidValue(
+                    f"{name} must align with ids (shape {ids_a.shape}), got shape {arr.shape}"
+                )
+            if np.isnan(arr).any() or np.isinf(arr).any():
+                raise InvalidValue(f"{name} must be finite, got NaN or inf")
+        if (n <= 0).any():
+            raise InvalidValue(f"trials must be > 0 for every task, got {n[n <= 0][0]!r}")
+        if (s < 0).any():
+            raise InvalidValue(f"successes must be ≥ 0, got {s[s < 0][0]!r}")
+        over = s > n
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise InvalidValue(f"successes must be ≤ trials, got {s[i]!r} > {n[i]!r} for task {ids_a[i]}")
+        return ids_a, s, n

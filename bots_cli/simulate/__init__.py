@@ -1,0 +1,1 @@
+"""`bots simulate`: a synthetic learner on which task selectors are compared in seconds."""

@@ -1,0 +1,165 @@
+"""`bots simulate`: compare task selectors on the synthetic world of `world.py`.
+
+For each seed, one world is drawn and every selector trains its own copy of the same starting
+learner on it, with its own rollouts, so the comparison against the baseline is paired by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bots_cli.errors import InvalidValue
+from bots_cli.metrics import effective_task_ratio, zero_variance_share
+from bots_cli.selection import Selector, build_selector
+from bots_cli.selection.checks import check_int, check_range
+from bots_cli.simulate.world import Learner, World, WorldParams
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """The `simulate` config section (values and their meaning live in conf/simulate.yaml)."""
+
+    seeds: int
+    steps: int
+    batch_size: int
+    group_size: int
+    eval_every: int
+    baseline: str
+    plot: bool
+
+    @classmethod
+    def from_config(cls, cfg: Any, world: WorldParams) -> SimParams:
+        p = cls(
+            seeds=check_int("simulate.seeds", cfg["seeds"], lo=1),
+            steps=check_int("simulate.steps", cfg["steps"], lo=1),
+            batch_size=check_int("simulate.batch_size", cfg["batch_size"], lo=1),
+            group_size=check_int("simulate.group_size", cfg["group_size"], lo=2),
+            eval_every=check_int("simulate.eval_every", cfg["eval_every"], lo=1),
+            baseline=str(cfg["baseline"]),
+            plot=bool(cfg["plot"]),
+        )
+        if p.batch_size > world.n_tasks:
+            raise InvalidValue(f"simulate.batch_size ({p.batch_size}) must be ≤ world.n_tasks "
+                               f"({world.n_tasks})")
+        return p
+
+
+def selector_configs(cfg: Any) -> dict[str, Any]:
+    """The selectors to compare, by name: `selector` first, then `compare.*` (duplicates dropped)."""
+    out = {str(cfg.selector.name): cfg.selector}
+    for sel_cfg in (cfg.get("compare") or {}).values():
+        if sel_cfg is not None:
+            out.setdefault(str(sel_cfg.name), sel_cfg)
+    return out
+
+
+def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> Selector:
+    return build_selector(sel_cfg, n_tasks=world.params.n_tasks, weak=world.weak,
+                          strong=world.strong, seed=seed, group_size=group_size, key=key)
+
+
+def run_one(
+    world: World, selector: Selector, sim: SimParams, seed: int
+) -> tuple[list[dict[str, Any]], list[tuple[int, float]]]:
+    """Train a fresh learner with `selector`; return per-step rows and the eval curve."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    learner = Learner.start(world)
+    explored = np.zeros(world.params.n_tasks, dtype=bool)
+    rows: list[dict[str, Any]] = []
+    curve = [(0, learner.heldout_accuracy(world))]
+    for step in range(1, sim.steps + 1):
+        t0 = time.perf_counter()
+        ids = selector.select(sim.batch_size)
+        t1 = time.perf_counter()
+        p = learner.success_prob(world, ids)
+        rewards = (rng.random((len(ids), sim.group_size)) < p[:, None]).astype(np.float64)
+        successes = rewards.sum(axis=1)
+        trials = np.full(len(ids), float(sim.group_size))
+        learner.learn(world, ids, rewards)
+        t2 = time.perf_counter()
+        selector.update(ids, successes, trials)
+        t3 = time.perf_counter()
+        explored[ids] = True
+        row = {
+            "step": step,
+            "train/reward_mean": float(successes.sum() / trials.sum()),
+            "train/etr": effective_task_ratio(successes, trials),
+            "train/zero_variance_share": zero_variance_share(rewards),
+            "selector/capability": getattr(selector, "capability", None),
+            "selector/explored_share": float(explored.mean()),
+            "time/select": t1 - t0,
+            "time/selector_update": t3 - t2,
+        }
+        if step % sim.eval_every == 0 or step == sim.steps:
+            acc = learner.heldout_accuracy(world)
+            curve.append((step, acc))
+            row["eval/accuracy"] = acc
+        rows.append(row)
+    return rows, curve
+
+
+def simulate(cfg: Any) -> dict[str, Any]:
+    """Run every selector on `simulate.seeds` worlds; write curves, summary and plot; print a table."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    check_range("lambda (forgetting factor)", cfg["lambda"], 0.0, 1.0)
+    world_params = WorldParams.from_config(cfg.world)
+    sim = SimParams.from_config(cfg.simulate, world_params)
+    seed0 = check_int("seed", cfg.seed, lo=0)
+    configs = selector_configs(cfg)
+    if sim.baseline not in configs:
+        raise InvalidValue(f"simulate.baseline ({sim.baseline!r}) must be one of the compared "
+                           f"selectors: {', '.join(configs)}")
+    # Build every selector once on a first world before running anything: bad values fail now.
+    probe = World.generate(world_params, seed0)
+    for name, sel_cfg in configs.items():
+        _build(sel_cfg, probe, seed0, sim.group_size, _config_key(cfg, name))
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    _write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    from bots_cli.simulate import report
+
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name in configs}
+    started = time.perf_counter()
+    for seed in range(seed0, seed0 + sim.seeds):
+        world = probe if seed == seed0 else World.generate(world_params, seed)
+        for name, sel_cfg in configs.items():
+            selector = _build(sel_cfg, world, seed, sim.group_size, _config_key(cfg, name))
+            run_rows, curve = run_one(world, selector, sim, seed)
+            rows += [{"selector": name, "seed": seed, **r} for r in run_rows]
+            curves[name][seed] = curve
+    summary = report.summarise(curves, rows, sim)
+    summary["wall_time_s"] = time.perf_counter() - started
+    report.write_outputs(run_dir, rows, curves, summary, plot=sim.plot)
+    report.print_table(summary, run_dir)
+    return summary
+
+
+def _config_key(cfg: Any, name: str) -> str:
+    if cfg.selector.name == name:
+        return "selector"
+    for key, sel_cfg in (cfg.get("compare") or {}).items():
+        if sel_cfg is not None and sel_cfg.name == name:
+            return f"compare.{key}"
+    return name
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
