@@ -1,0 +1,30 @@
+"""Shared helpers: run the real `bots` executable in a scratch directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BOTS = Path(sys.executable).with_name("bots")
+
+# A world small enough for a CLI round trip in about a second.
+SMALL = ["simulate.steps=30", "simulate.seeds=1", "world.n_tasks=100", "world.n_eval=100",
+         "simulate.plot=false"]
+
+
+def run_bots(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    env.pop("HYDRA_FULL_ERROR")
+    return subprocess.run([str(BOTS), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    """An empty working directory: runs land in its outputs/."""
+    return tmp_path

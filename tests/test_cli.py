@@ -1,0 +1,126 @@
+"""The `bots` command line, run as a user runs it: a subprocess in an empty directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SMALL, run_bots
+
+HEAVY = ("torch", "transformers", "wandb", "pandas", "vllm")
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("config.yaml") if p.parent.name != ".hydra")
+
+
+def test_importing_the_cli_stays_light() -> None:
+    code = ("import sys, bots_cli.cli; "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_help_lists_commands_examples_and_config_groups(scratch: Path) -> None:
+    out = run_bots("--help", cwd=scratch)
+    assert out.returncode == 0
+    assert "simulate" in out.stdout and "bots simulate" in out.stdout
+    assert re.search(r"selector: .*bots.*easy2hard.*implicit_only.*mopps.*offline_band.*uniform",
+                     out.stdout)
+    sub = run_bots("simulate", "--help", cwd=scratch)
+    assert sub.returncode == 0
+    assert "--multirun" in sub.stdout and "--cfg" in sub.stdout
+    assert "bots simulate -m lambda=" in sub.stdout and "selector: " in sub.stdout
+
+
+def test_run_directory_layout_and_lambda_reaching_the_selector(scratch: Path) -> None:
+    out = run_bots("simulate", "lambda=0.37", *SMALL, cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(scratch / "outputs")
+    rel = run.relative_to(scratch).as_posix()
+    assert re.fullmatch(r"outputs/simulate/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", rel), rel
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["selector"]["lam"] == 0.37 and cfg["compare"]["mopps"]["lam"] == 0.37
+    assert {"summary.json", "curves.parquet"} <= {p.name for p in run.iterdir()}
+    assert "bots" in out.stdout and "uniform" in out.stdout  # the comparison table
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("lambda=1.5", "error: lambda (forgetting factor) must be in [0, 1], got 1.5"),
+        ("lambda=abc", "error: lambda (forgetting factor) must be a number, got 'abc'"),
+        ("selector.rho=-0.2", "error: selector.rho (implicit-evidence weight ρ) must be in "
+                              "[0, 1], got -0.2"),
+        ("selector.target=1", "error: selector.target (target success probability p*) must be "
+                              "in (0, 1), got 1"),
+        ("selector.mode=best", "error: selector.mode must be one of thompson, greedy, softmax, "
+                               "got 'best'"),
+        ("compare.mopps.rho=0.5", "error: compare.mopps.rho: mopps is BOTS with rho = 0"),
+        ("simulate.group_size=1", "error: simulate.group_size must be ≥ 2, got 1"),
+        ("simulate.baseline=random", "error: simulate.baseline ('random') must be one of the "
+                                     "compared selectors"),
+        ("world.n_tasks=0", "error: world.n_tasks must be ≥ 1, got 0"),
+    ],
+)
+def test_bad_values_exit_with_one_line_and_no_traceback(scratch, override, message) -> None:
+    out = run_bots("simulate", override, cwd=scratch)
+    assert out.returncode == 2
+    assert out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not list(scratch.rglob("summary.json"))  # rejected before any work
+
+
+@pytest.mark.parametrize("override", ["lamda=0.3", "selector=best", "simulate.steps"])
+def test_unknown_keys_and_options_fail_without_traceback(scratch, override) -> None:
+    out = run_bots("simulate", override, cwd=scratch)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_multirun_makes_one_directory_per_value(scratch: Path) -> None:
+    out = run_bots("simulate", "-m", "lambda=0,0.1,1", *SMALL, cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    jobs = run_dirs(scratch / "outputs")
+    assert len(jobs) == 3
+    sweep = jobs[0].parent
+    assert re.fullmatch(r"outputs/multirun/simulate/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}",
+                        sweep.relative_to(scratch).as_posix())
+    assert [j.name for j in jobs] == ["0", "1", "2"]
+    lams = [yaml.safe_load((j / "config.yaml").read_text())["selector"]["lam"] for j in jobs]
+    assert lams == [0, 0.1, 1]
+    for job in jobs:
+        assert json.loads((job / "summary.json").read_text())["selectors"]["bots"]
+
+
+def test_cfg_job_prints_the_config_and_runs_nothing(scratch: Path) -> None:
+    out = run_bots("simulate", "--cfg", "job", "--resolve", "lambda=0.2", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    cfg = yaml.safe_load(out.stdout)
+    assert cfg["lambda"] == 0.2 and cfg["selector"]["lam"] == 0.2
+    assert not (scratch / "outputs").exists()
+
+
+def test_extra_config_dir_adds_experiment_files(scratch: Path) -> None:
+    exp = scratch / "myconf" / "selector"
+    exp.mkdir(parents=True)
+    (exp / "bots_greedy.yaml").write_text(
+        "defaults:\n  - bots\n  - _self_\nmode: greedy  # posterior mean instead of a sample\n"
+    )
+    out = run_bots("simulate", "--config-dir", "myconf", "selector=bots_greedy", "--cfg", "job",
+                   cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert yaml.safe_load(out.stdout)["selector"]["mode"] == "greedy"
+
+
+def test_python_module_entry_point(scratch: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "bots_cli", "--help"], cwd=scratch,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "simulate" in out.stdout
