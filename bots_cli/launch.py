@@ -18,7 +18,7 @@ USER_ERROR_EXIT = 2
 
 
 def config_dir() -> Path:
-    """The directory holding the Hydra configs (`conf/`, shipped in the package as bots_cli/conf)."""
+    """The Hydra config directory: conf/, shipped in the package as bots_cli/conf."""
     return Path(__file__).resolve().parent / "conf"
 
 

@@ -73,7 +73,7 @@ def best_so_far_ratio(
     budget: float,
     fraction: float = 1.0,
 ) -> float:
-    """BSF(x%): A's best score within the first `fraction` of the budget over U's (higher is better)."""
+    """BSF(x%): A's best score within the first `fraction` of the budget over U's."""
     wa = _window(np.asarray(steps_a, float), np.asarray(scores_a, float), budget, fraction)
     wu = _window(np.asarray(steps_u, float), np.asarray(scores_u, float), budget, fraction)
     if wa.size == 0 or wu.size == 0 or wu.max() <= 0:

@@ -49,12 +49,12 @@ def reference_run(n, weak, strong, steps, lam, rho, m, gamma, prior):
     alpha, beta = [a0] * n, [b0] * n
     mu_smooth = None
     for ids, succ, trials in steps:
-        mean_rate = sum(s / t for s, t in zip(succ, trials)) / len(ids)
+        mean_rate = sum(s / t for s, t in zip(succ, trials, strict=True)) / len(ids)
         mean_w = sum(weak[k] for k in ids) / len(ids)
         mean_s = sum(strong[k] for k in ids) / len(ids)
         mu = (mean_rate - mean_w) / (mean_s - mean_w + 1e-6)
         mu_smooth = mu if mu_smooth is None else gamma * mu_smooth + (1 - gamma) * mu
-        obs = dict(zip(ids, zip(succ, trials)))
+        obs = dict(zip(ids, zip(succ, trials, strict=True), strict=True))
         for k in range(n):
             if k in obs:
                 s, t = obs[k]

@@ -293,7 +293,7 @@ def test_build_errors_name_the_config_key(name, over, match) -> None:
 
 
 def test_build_without_group_size_for_null_m() -> None:
-    with pytest.raises(ValueError, match="selector.m is null"):
+    with pytest.raises(ValueError, match=r"selector\.m is null"):
         build_selector(conf("bots"), n_tasks=N, weak=WEAK, strong=STRONG)
 
 

@@ -74,13 +74,15 @@ class Selector(ABC):
     @abstractmethod
     def _select(self, batch_size: int) -> np.ndarray: ...
 
-    def _observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+    def _observe(  # noqa: B027 - a hook: selectors that do not learn keep the no-op
+        self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray
+    ) -> None:
         """Learn from a step (baselines that do not learn keep this no-op)."""
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         pass
 
     def check_feedback(
@@ -116,5 +118,7 @@ class Selector(ABC):
         over = s > n
         if over.any():
             i = int(np.flatnonzero(over)[0])
-            raise InvalidValue(f"successes must be ≤ trials, got {s[i]!r} > {n[i]!r} for task {ids_a[i]}")
+            raise InvalidValue(
+                f"successes must be ≤ trials, got {s[i]!r} > {n[i]!r} for task {ids_a[i]}"
+            )
         return ids_a, s, n

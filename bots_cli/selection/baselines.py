@@ -72,7 +72,8 @@ class OfflineBandSelector(UniformSelector):
         pool = np.flatnonzero((rates >= self.lo) & (rates <= self.hi))
         if pool.shape[0] == 0:
             raise InvalidValue(
-                f"lo/hi: no task has a reference pass rate in [{self.lo}, {self.hi}]; widen the band"
+                f"lo/hi: no task has a reference pass rate in [{self.lo}, {self.hi}]; "
+                "widen the band"
             )
         super().__init__(n_tasks, seed, pool=pool)
 

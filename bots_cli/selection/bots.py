@@ -45,7 +45,7 @@ class BotsSelector(Selector):
         seed: int = 0,
         implicit: ImplicitEvidence | None = None,
     ) -> None:
-        """See DESIGN.md §3. `implicit` replaces the interpolation plug-in built from weak/strong."""
+        """See DESIGN.md §3. `implicit`, if given, replaces the plug-in built from weak/strong."""
         super().__init__(n_tasks, seed)
         self.lam = check_range("lam (forgetting factor λ)", lam, 0.0, 1.0)
         self.rho = check_range("rho (implicit-evidence weight ρ)", rho, 0.0, 1.0)
@@ -144,7 +144,9 @@ class BotsSelector(Selector):
         for key in ("alpha", "beta"):
             arr = np.asarray(state[key], dtype=np.float64)
             if arr.shape != (self.n_tasks,):
-                raise InvalidValue(f"state: {key} has shape {arr.shape}, expected ({self.n_tasks},)")
+                raise InvalidValue(
+                    f"state: {key} has shape {arr.shape}, expected ({self.n_tasks},)"
+                )
         self.alpha = np.array(state["alpha"], dtype=np.float64)
         self.beta = np.array(state["beta"], dtype=np.float64)
         if (state["implicit"] is None) != (self.implicit is None):

@@ -88,7 +88,7 @@ def build_selector(
     group_size: int | None = None,
     key: str = "selector",
 ) -> Selector:
-    """Build the selector a config describes (`cfg.name` picks it; the other keys are its arguments).
+    """Build the selector a config describes: `cfg.name` picks it, the other keys are arguments.
 
     `selector.m: null` means "the rollout group size": pass `group_size`. Invalid values raise
     `InvalidValue` (a ValueError) whose message starts with the config key, e.g.

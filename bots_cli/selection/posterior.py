@@ -1,7 +1,9 @@
 """The Beta posterior update of BOTS (DESIGN.md §1.1), as one vectorised function.
 
-    selected k   : alpha_k <- (1-λ)·alpha_k + λ·a0 + s_k         beta_k <- (1-λ)·beta_k + λ·b0 + (n_k - s_k)
-    unselected k : alpha_k <- (1-λ)·alpha_k + λ·a0 + ρ·m·p̃_k     beta_k <- (1-λ)·beta_k + λ·b0 + ρ·m·(1 - p̃_k)
+    selected k   : alpha_k <- (1-λ)·alpha_k + λ·a0 + s_k
+                   beta_k  <- (1-λ)·beta_k  + λ·b0 + (n_k - s_k)
+    unselected k : alpha_k <- (1-λ)·alpha_k + λ·a0 + ρ·m·p̃_k
+                   beta_k  <- (1-λ)·beta_k  + λ·b0 + ρ·m·(1 - p̃_k)
 
 λ is the forgetting factor (share pulled back to the prior), ρ the weight of implicit evidence,
 m the pseudo-trials one implicit estimate is worth, p̃ the implicit success estimate.

@@ -20,8 +20,8 @@ FRACTIONS = (25, 50, 100)  # TTB / BSF windows, in % of the step budget
 def _per_seed(
     curve: Curve, base: Curve, rows: list[dict[str, Any]], budget: int
 ) -> dict[str, float]:
-    steps, scores = (list(x) for x in zip(*curve))
-    bsteps, bscores = (list(x) for x in zip(*base))
+    steps, scores = (list(x) for x in zip(*curve, strict=True))
+    bsteps, bscores = (list(x) for x in zip(*base, strict=True))
     out: dict[str, float] = {"final_accuracy": scores[-1], "best_accuracy": max(scores)}
     for pct in FRACTIONS:
         out[f"ttb_{pct}"] = time_to_baseline(steps, scores, bsteps, bscores, budget, pct / 100)

@@ -51,7 +51,7 @@ class SimParams:
 
 
 def selector_configs(cfg: Any) -> dict[str, Any]:
-    """The selectors to compare, by name: `selector` first, then `compare.*` (duplicates dropped)."""
+    """The selectors to compare by name: `selector`, then `compare.*` (duplicates dropped)."""
     out = {str(cfg.selector.name): cfg.selector}
     for sel_cfg in (cfg.get("compare") or {}).values():
         if sel_cfg is not None:
@@ -105,7 +105,7 @@ def run_one(
 
 
 def simulate(cfg: Any) -> dict[str, Any]:
-    """Run every selector on `simulate.seeds` worlds; write curves, summary and plot; print a table."""
+    """Run every selector on `simulate.seeds` worlds; write curves, summary, plot; print a table."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 

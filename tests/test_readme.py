@@ -1,0 +1,61 @@
+"""Every example in the README runs: shell blocks, `$ command` transcripts and Python blocks."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.DOTALL)
+
+
+SHELL_BLOCKS = [
+    [line.strip() for line in body.splitlines() if line.strip()]  # bash ignores the # comments
+    for lang, body in BLOCKS
+    if lang == "bash" and not body.lstrip().startswith("make ")
+]
+TRANSCRIPTS = [
+    (lines[0][2:], "\n".join(lines[1:]))
+    for lang, body in BLOCKS
+    if lang == "text" and body.startswith("$ ")
+    for lines in [body.strip().splitlines()]
+]
+PYTHON_BLOCKS = [body for lang, body in BLOCKS if lang == "python"]
+
+
+def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_readme_has_examples_of_each_kind() -> None:
+    assert SHELL_BLOCKS and TRANSCRIPTS and PYTHON_BLOCKS
+    assert "make demo" in README and "make test" in README
+
+
+@pytest.mark.parametrize("lines", SHELL_BLOCKS, ids=lambda lines: lines[0][:40])
+def test_shell_examples_run(lines: list[str], tmp_path: Path) -> None:
+    for command in lines:  # one block shares a working directory, as in a terminal
+        out = shell(command, tmp_path)
+        assert out.returncode == 0, f"{command}\n{out.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize(("command", "expected"), TRANSCRIPTS)
+def test_transcripts_match(command: str, expected: str, tmp_path: Path) -> None:
+    out = shell(command, tmp_path)
+    assert (out.stdout + out.stderr).strip() == expected.strip()
+
+
+@pytest.mark.parametrize("code", PYTHON_BLOCKS)
+def test_python_examples_run(code: str, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
