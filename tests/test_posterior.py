@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots_cli.selection import BotsSelector, interpolate_pass_rates
+from bots_cli.selection import BotsSelector, ImplicitEvidence, interpolate_pass_rates
 
 
 def test_three_tasks_by_hand() -> None:
@@ -138,3 +138,39 @@ def test_interpolation_clips_only_outside_unit_interval() -> None:
     np.testing.assert_allclose(interpolate_pass_rates(0.5, weak, strong), [0.2, 0.75, 0.95])
     np.testing.assert_allclose(interpolate_pass_rates(2.0, weak, strong), [0.8, 1.0, 1.0])
     np.testing.assert_allclose(interpolate_pass_rates(-1.0, weak, strong), [0.0, 0.0, 0.8])
+
+
+class OracleEvidence(ImplicitEvidence):
+    """A plug-in that knows the true pass rates: shows the interface is all the posterior needs."""
+
+    def __init__(self, truth: np.ndarray) -> None:
+        self.truth = truth
+        self.seen = 0
+
+    def observe(self, ids: np.ndarray, rates: np.ndarray) -> None:
+        self.seen += len(ids)
+
+    def estimate(self, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return self.truth.copy()
+        out[:] = self.truth
+        return out
+
+    def state_dict(self) -> dict:
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seen = state["seen"]
+
+
+def test_custom_implicit_plugin_drives_the_posterior() -> None:
+    truth = np.array([0.1, 0.5, 0.9, 0.5])
+    plugin = OracleEvidence(truth)
+    sel = BotsSelector(4, lam=1.0, rho=1.0, m=10, implicit=plugin, mode="greedy")
+    sel.update([0], [0], [10])
+    # λ = ρ = 1: unselected tasks hold exactly prior + m·truth.
+    np.testing.assert_allclose(sel.alpha[1:], 1 + 10 * truth[1:])
+    np.testing.assert_allclose(sel.beta[1:], 1 + 10 * (1 - truth[1:]))
+    assert plugin.seen == 1 and sel.capability is None
+    assert set(sel.select(2).tolist()) == {1, 3}  # the two tasks at p* = 0.5
+    assert sel.state_dict()["implicit"] == {"seen": 1}

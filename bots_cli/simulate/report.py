@@ -105,9 +105,12 @@ def write_outputs(
 
 def plot_accuracy(curves: dict[str, dict[int, Curve]], baseline: str, path: Path) -> None:
     """Held-out accuracy vs step: the mean over seeds with a min-max band."""
+    import logging
+
     import matplotlib
 
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no font-cache chatter in the log
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
