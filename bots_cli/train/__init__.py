@@ -1,0 +1,1 @@
+"""GRPO training with a task selector choosing every batch."""
