@@ -9,12 +9,12 @@ with the same settings and a reader can see how the rates were obtained.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bots_cli.atomic import atomic_path
 from bots_cli.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,10 +41,8 @@ def write_profile(path: Path, frame: pd.DataFrame, settings: dict[str, Any]) -> 
     meta = dict(table.schema.metadata or {})
     meta[SETTINGS_KEY] = json.dumps(settings, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_profile(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bots_cli.atomic import atomic_path, write_json
 from bots_cli.metrics import best_so_far_ratio, time_to_baseline
 
 if TYPE_CHECKING:
@@ -87,17 +88,14 @@ def write_outputs(
     """curves.parquet (one row per selector, seed and step), summary.json, accuracy.png."""
     import pandas as pd
 
-    from bots_cli.simulate.run import write_json
-
     frame = pd.DataFrame(rows)
     start = pd.DataFrame(
         [{"selector": name, "seed": seed, "step": 0, "eval/accuracy": curve[0][1]}
          for name, by_seed in curves.items() for seed, curve in by_seed.items()]
     )
     frame = pd.concat([start, frame], ignore_index=True).sort_values(["selector", "seed", "step"])
-    tmp = run_dir / "curves.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(run_dir / "curves.parquet")
+    with atomic_path(run_dir / "curves.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
     write_json(run_dir / "summary.json", _json_safe(summary))
     if plot:
         plot_accuracy(curves, summary["baseline"], run_dir / "accuracy.png")
@@ -129,10 +127,9 @@ def plot_accuracy(curves: dict[str, dict[int, Curve]], baseline: str, path: Path
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def format_metric(agg: dict[str, Any], digits: int = 2) -> str:

@@ -6,7 +6,6 @@ learner on it, with its own rollouts, so the comparison against the baseline is 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.atomic import write_text
 from bots_cli.errors import InvalidValue
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.selection import Selector, build_selector
 from bots_cli.selection.checks import check_int, check_range
+from bots_cli.simulate import report
 from bots_cli.simulate.world import Learner, World, WorldParams
 
 
@@ -123,9 +124,7 @@ def simulate(cfg: Any) -> dict[str, Any]:
         _build(sel_cfg, probe, seed0, sim.group_size, _config_key(cfg, name))
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    _write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-    from bots_cli.simulate import report
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name in configs}
@@ -152,14 +151,3 @@ def _config_key(cfg: Any, name: str) -> str:
             return f"compare.{key}"
     return name
 
-
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    _write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
