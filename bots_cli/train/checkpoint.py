@@ -1,0 +1,88 @@
+"""Checkpoints of a training run: written atomically, found again, restored with every RNG.
+
+Layout (DESIGN.md §4): `<run>/checkpoints/step_N/` holds `model/` (whatever `save_model` writes,
+e.g. `save_pretrained`) and `state.pt` (optimizer, scheduler, selector state, trainer state and
+the random states of Python, numpy and torch). A checkpoint directory is first written under a
+hidden temporary name and renamed into place when complete, so every `step_N` that exists is
+whole: a run killed mid-write resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The random states of Python, numpy's global generator and torch (CPU and every GPU)."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the global one other libraries use
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step}"
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    state: dict[str, Any],
+    save_model: Callable[[Path], None],
+) -> Path:
+    """Write `state` (plus the current RNG states) and the model for `step`; return its dir."""
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)  # left over from a run killed while writing
+    tmp.mkdir(parents=True)
+    save_model(tmp / "model")
+    torch.save({**state, "rng": capture_rng_state(), "step": step}, tmp / "state.pt")
+    if final.exists():  # re-saving a step (a resumed run reaching it again): replace it whole
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in root.iterdir()
+             if p.is_dir() and (m := _STEP_DIR.match(p.name)) and (p / "state.pt").is_file()]
+    return max(steps)[1] if steps else None
+
+
+def load_checkpoint(path: Path, restore_rng: bool = True) -> dict[str, Any]:
+    """The saved state of a checkpoint (the model is loaded by the caller from `path/model`)."""
+    state: dict[str, Any] = torch.load(Path(path) / "state.pt", weights_only=False)
+    if restore_rng:
+        restore_rng_state(state["rng"])
+    return state
