@@ -1,0 +1,149 @@
+"""What a training run records: metrics.jsonl, selections.parquet, samples.jsonl, and wandb.
+
+The files in the run directory are the source of truth (DESIGN.md §4); wandb mirrors the metrics
+when `logger=wandb`. On resume from the checkpoint of step S, every record after S is dropped
+first, so the resumed run's files equal those of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bots_cli.atomic import atomic_path, write_text
+from bots_cli.selection.checks import check_choice
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_mode(requested: str) -> str:
+    """`auto` means online when the user is logged in to wandb, offline otherwise."""
+    check_choice("logger.mode", requested, WANDB_MODES)
+    if requested != "auto":
+        return requested
+    import wandb
+
+    return "online" if wandb.login(prompt=False, verify=False) else "offline"
+
+
+def _read_jsonl_upto(path: Path, last_step: int) -> list[str]:
+    """The lines of a jsonl file whose `step` ≤ last_step; a torn last line is dropped."""
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the tail of a write interrupted by a kill
+        if row.get("step", 0) <= last_step:
+            kept.append(line)
+    return kept
+
+
+class RunLog:
+    """The records of one training run."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        logger: dict[str, Any] | None = None,  # the `logger` config: name none|wandb, mode, ...
+        run_name: str = "",
+        group: str | None = None,
+        config: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.samples_path = self.run_dir / "samples.jsonl"
+        self.selections_path = self.run_dir / "selections.parquet"
+        self._selections: list[dict[str, Any]] = []
+        if resume_step is not None:
+            self._truncate(resume_step)
+        self.wandb_run: Any = None
+        logger = logger or {"name": "none"}
+        if logger.get("name") == "wandb":
+            self.wandb_run = self._start_wandb(logger, run_name, group, config, resume_step)
+
+    def _truncate(self, step: int) -> None:
+        for path in (self.metrics_path, self.samples_path):
+            lines = _read_jsonl_upto(path, step)
+            write_text(path, "".join(line + "\n" for line in lines))
+        if self.selections_path.is_file():
+            import pandas as pd
+
+            frame = pd.read_parquet(self.selections_path)
+            kept = frame[frame["step"] <= step]
+            self._selections = [{str(k): v for k, v in row.items()}
+                                for row in kept.to_dict("records")]
+
+    def _start_wandb(self, cfg: dict[str, Any], name: str, group: str | None,
+                     config: dict[str, Any] | None, resume_step: int | None) -> Any:
+        import wandb
+
+        id_file = self.run_dir / "wandb_id.txt"
+        if id_file.is_file():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = uuid.uuid4().hex[:8]  # kept in the run dir: a resumed run continues it
+            write_text(id_file, run_id + "\n")
+        return wandb.init(
+            project=cfg.get("project", "bots"),
+            entity=cfg.get("entity"),
+            dir=str(self.run_dir),
+            name=name or None,
+            group=group,
+            config=config,
+            mode=wandb_mode(cfg.get("mode", "auto")),  # type: ignore[arg-type]
+            id=run_id,
+            resume="allow" if resume_step is not None else None,
+        )
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Append one step's metrics (a flat dict of numbers) and mirror them to wandb."""
+        row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)
+
+    def add_selections(self, step: int, task_ids: list[str], successes: np.ndarray,
+                       trials: np.ndarray) -> None:
+        """Record which tasks a step used and how they went (written by `flush`)."""
+        self._selections += [
+            {"step": step, "task_id": t, "successes": float(s), "trials": float(n)}
+            for t, s, n in zip(task_ids, successes, trials, strict=True)
+        ]
+
+    def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        """A few prompt/completion/reward examples, e.g. at each evaluation."""
+        with self.samples_path.open("a") as f:
+            for sample in samples:
+                f.write(json.dumps({"step": step, **sample}) + "\n")
+
+    def flush(self) -> None:
+        """Write selections.parquet (atomically); called at checkpoints and at the end."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self._selections,
+                             columns=["step", "task_id", "successes", "trials"])
+        with atomic_path(self.selections_path) as tmp:
+            frame.to_parquet(tmp, index=False)
+
+    def close(self) -> None:
+        self.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None
+
+
+def _plain(value: Any) -> Any:
+    """numpy and torch scalars as Python numbers, so every row is plain JSON."""
+    if hasattr(value, "item"):
+        return value.item()
+    return value
