@@ -115,7 +115,7 @@ def policy_update(
                 loss.backward()
                 mask = part.completion_mask
                 stats["loss"].append(float(loss.detach()) / weight)
-                stats["kl"].append(float((kl * mask).sum() / mask.sum().clamp(min=1.0)))
+                stats["kl"].append(float((kl.detach() * mask).sum() / mask.sum().clamp(min=1.0)))
                 stats["clip_frac"].append(float((clipped * mask).sum() / mask.sum().clamp(min=1.0)))
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             stats["grad_norm"].append(float(norm))
