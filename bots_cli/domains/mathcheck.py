@@ -3,7 +3,7 @@
 `math-verify` (sympy underneath) decides that `\\frac{1}{2}`, `0.5` and `1/2` agree, but a
 pathological answer (`9^{9^{9^9}}`) can keep sympy busy for minutes, and its own timeout uses
 SIGALRM, which only works in a process's main thread. So verification runs in a few worker
-processes (spawned, so they inherit no threads or locks): a call sends (gold, answer) to a free
+processes (fresh interpreters, so they inherit no threads or locks): a call sends (gold, answer) to a free
 worker and waits at most `timeout_s`; a worker that does not answer in time is killed and
 replaced, and the answer scores 0. A pool created before a fork is never used by the child
 (it makes its own). Plain numbers (integers, decimals, fractions) are compared exactly in-process
@@ -12,9 +12,11 @@ first, which covers the generated tasks without any IPC.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
+import select
 import threading
 from fractions import Fraction
 from typing import Any
@@ -65,21 +67,24 @@ def as_fraction(s: str) -> Fraction | None:
         return None
 
 
-def _worker(conn: Any) -> None:
-    """Worker process loop: (gold, answer) in, bool out. Runs in its own main thread."""
+def serve() -> None:
+    """Worker process loop: JSON [gold, answer] lines in, "1"/"0" lines out (main thread)."""
+    import json
+    import sys
+
     from math_verify import parse, verify
 
-    conn.send("ready")
-    while True:
-        try:
-            gold, answer = conn.recv()
-        except EOFError:
-            return
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        gold, answer = json.loads(line)
         try:
             ok = bool(verify(parse(f"\\boxed{{{gold}}}"), parse(f"\\boxed{{{answer}}}")))
         except Exception:  # math-verify raises on odd input; odd input is simply not equal
             ok = False
-        conn.send(ok)
+        out.write("1\n" if ok else "0\n")
+        out.flush()
 
 
 class MathChecker:
@@ -103,24 +108,23 @@ class MathChecker:
 
     def _remote(self, gold: str, answer: str) -> bool:
         worker = self._acquire()
-        proc, conn = worker
         try:
-            conn.send((gold, answer))
-            if conn.poll(self.timeout_s):
-                ok = bool(conn.recv())
-                self._idle.put(worker)
-                return ok
-        except (EOFError, OSError):
+            worker.stdin.write(json.dumps([gold, answer]) + "\n")
+            worker.stdin.flush()
+            if _readable(worker.stdout, self.timeout_s):
+                reply = worker.stdout.readline()
+                if reply in ("1\n", "0\n"):
+                    self._idle.put(worker)
+                    return reply == "1\n"
+        except (OSError, ValueError):
             pass
-        # Too slow (or dead): kill it; the next call starts a fresh one.
-        proc.kill()
-        proc.join()
-        conn.close()
+        # Too slow, or dead: kill it; the next call starts a fresh one.
+        _stop(worker)
         with self._lock:
             self._started -= 1
         return False
 
-    def _acquire(self) -> tuple[Any, Any]:
+    def _acquire(self) -> Any:
         while True:
             with self._lock:
                 if os.getpid() != self._pid:  # forked: the parent's workers are not ours
@@ -144,31 +148,46 @@ class MathChecker:
             except queue.Empty:
                 continue
 
-    def _spawn(self) -> tuple[Any, Any]:
-        """A new worker, ready (math-verify imported) before the first timed call."""
-        import multiprocessing as mp
+    def _spawn(self) -> Any:
+        """A new worker process, ready (math-verify imported) before its first timed call.
 
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child,), daemon=True,
-                           name="bots-math-verify")
-        proc.start()
-        child.close()
-        if not parent.poll(_STARTUP_S) or parent.recv() != "ready":
-            proc.kill()
-            proc.join()
+        A plain subprocess rather than multiprocessing: spawn-mode multiprocessing re-imports
+        the caller's main script, which breaks scripts without a `__main__` guard.
+        """
+        import subprocess
+        import sys
+
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from bots_cli.domains.mathcheck import serve; serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        if not _readable(proc.stdout, _STARTUP_S) or proc.stdout.readline() != "ready\n":
+            _stop(proc)
             raise RuntimeError(f"math-verify worker did not start within {_STARTUP_S:.0f} s")
-        return proc, parent
+        return proc
 
     def close(self) -> None:
         """Stop the idle workers (busy ones are stopped when their call returns)."""
         while True:
             try:
-                proc, conn = self._idle.get_nowait()
+                worker = self._idle.get_nowait()
             except queue.Empty:
                 return
-            conn.close()
-            proc.kill()
-            proc.join()
+            _stop(worker)
             with self._lock:
                 self._started -= 1
+
+
+def _readable(stream: Any, timeout: float) -> bool:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return bool(ready)
+
+
+def _stop(proc: Any) -> None:
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
