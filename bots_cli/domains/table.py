@@ -38,7 +38,7 @@ def read_table(path: Path) -> Any:
             df = pd.read_parquet(path)
         elif suffix in (".jsonl", ".json"):
             # dtype=False: an answer "007" or "19" stays text, exactly as written.
-            df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            df = pd.read_json(path, lines=True, dtype=False)
         else:
             raise UserError(f"task file {path} must be .parquet or .jsonl, got {suffix!r}")
     except UserError:
@@ -52,7 +52,12 @@ def read_table(path: Path) -> Any:
 
 
 def _pick(df: Any, source: str, path: Path, target: str) -> Any | None:
-    """Column `source` of df (dotted: into dict/struct columns); None if the column is absent."""
+    """Column `source` of df (dotted: into dict/struct columns); None if the column is absent.
+
+    A column whose own name has dots (GURU's `qwen2.5_7b_pass_rate`) is taken as is.
+    """
+    if source in df.columns:
+        return df[source]
     head, *rest = source.split(".")
     if head not in df.columns:
         return None
