@@ -38,7 +38,8 @@ def load_domain(name: str, cfg: Any = None) -> Domain:
         raise InvalidValue(f"domain must be one of {', '.join(DOMAINS)}, got {name!r}")
     module, cls = DOMAINS[name].split(":")
     domain_cls = getattr(importlib.import_module(module), cls)
-    return domain_cls(cfg)  # type: ignore[no-any-return]
+    domain: Domain = domain_cls(cfg)
+    return domain
 
 
 __all__ = ["DOMAINS", "Domain", "Score", "load_domain"]

@@ -136,10 +136,10 @@ class Domain:
                 key = json_key(task["prompt"])
                 if key not in seen:
                     seen.add(key)
+                    extra = {k: v for k, v in task.items() if k not in ("prompt", "answer")}
                     rows.append({"task_id": f"{self.name}-{split}-{len(rows):05d}",
                                  "prompt": task["prompt"], "answer": task["answer"],
-                                 "domain": self.name, "level": level,
-                                 **{k: v for k, v in task.items() if k not in ("prompt", "answer")}})
+                                 "domain": self.name, "level": level, **extra})
                     break
             else:
                 live.remove(level)

@@ -3,8 +3,8 @@
 `math-verify` (sympy underneath) decides that `\\frac{1}{2}`, `0.5` and `1/2` agree, but a
 pathological answer (`9^{9^{9^9}}`) can keep sympy busy for minutes, and its own timeout uses
 SIGALRM, which only works in a process's main thread. So verification runs in a few worker
-processes (fresh interpreters, so they inherit no threads or locks): a call sends (gold, answer) to a free
-worker and waits at most `timeout_s`; a worker that does not answer in time is killed and
+processes (fresh interpreters, so they inherit no threads or locks): a call sends (gold, answer)
+to a free worker and waits at most `timeout_s`; a worker that does not answer in time is killed and
 replaced, and the answer scores 0. A pool created before a fork is never used by the child
 (it makes its own). Plain numbers (integers, decimals, fractions) are compared exactly in-process
 first, which covers the generated tasks without any IPC.
@@ -18,6 +18,7 @@ import queue
 import re
 import select
 import threading
+import weakref
 from fractions import Fraction
 from typing import Any
 
@@ -97,6 +98,8 @@ class MathChecker:
         self._idle: queue.Queue[Any] = queue.Queue()
         self._started = 0
         self._lock = threading.Lock()
+        # Idle workers are stopped when the checker is collected or the interpreter exits.
+        weakref.finalize(self, _stop_idle, self._idle)
 
     def equivalent(self, gold: str, answer: str) -> bool:
         if _clean(gold) == _clean(answer):
@@ -161,6 +164,7 @@ class MathChecker:
             [sys.executable, "-c", "from bots_cli.domains.mathcheck import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
+        assert proc.stdout is not None
         if not _readable(proc.stdout, _STARTUP_S) or proc.stdout.readline() != "ready\n":
             _stop(proc)
             raise RuntimeError(f"math-verify worker did not start within {_STARTUP_S:.0f} s")
@@ -168,14 +172,20 @@ class MathChecker:
 
     def close(self) -> None:
         """Stop the idle workers (busy ones are stopped when their call returns)."""
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            _stop(worker)
-            with self._lock:
-                self._started -= 1
+        stopped = _stop_idle(self._idle)
+        with self._lock:
+            self._started -= stopped
+
+
+def _stop_idle(idle: queue.Queue[Any]) -> int:
+    stopped = 0
+    while True:
+        try:
+            worker = idle.get_nowait()
+        except queue.Empty:
+            return stopped
+        _stop(worker)
+        stopped += 1
 
 
 def _readable(stream: Any, timeout: float) -> bool:

@@ -1,8 +1,9 @@
 """The child side of the sandbox: the only code that runs next to an untrusted program.
 
-It is started as `python -I -S -c <this file's source> <result fd>` inside the sandbox; a
-supervisor process forks the child that reads one job from stdin (the program's source, its entry point, the test *inputs* and the limits), caps
-its own resources, runs the program and writes one JSON line per test to the result pipe:
+It is started as `python -I -S -c <this file's source> <result fd>` inside the sandbox. A
+supervisor process forks the child that reads one job from stdin (the program's source, its
+entry point, the test *inputs* and the limits), caps its own resources, runs the program and
+writes one JSON line per test to the result pipe:
 ``{"i": 0, "out": <return value as JSON>}`` or ``{"i": 0, "error": "TypeError: ..."}``.
 
 Why the verdict cannot be forged from here: the expected outputs never enter the sandbox; the

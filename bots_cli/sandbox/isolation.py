@@ -46,7 +46,7 @@ class Launcher:
     isolated: bool  # True: bubblewrap namespaces; False: resource limits only
     python: str  # interpreter path (inside the sandbox, which mirrors the host path)
     bwrap: str | None = None
-    extra_ro: tuple[str, ...] = ()  # host dirs bound read-only besides /usr (the interpreter's prefix)
+    extra_ro: tuple[str, ...] = ()  # host dirs bound read-only besides /usr (interpreter prefix)
     tmpfs_bytes: int = 8 << 20  # size of the working dir and /tmp inside bubblewrap
 
     def command(self, script: str, result_fd: int) -> list[str]:

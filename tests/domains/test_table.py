@@ -26,7 +26,7 @@ def _good(n: int = 3) -> list[dict]:
 
 
 def test_jsonl_round_trip_keeps_answers_as_text(tmp_path: Path) -> None:
-    rows = _good() + [{"task_id": "z", "prompt": "0+7=", "answer": "007"}]
+    rows = [*_good(), {"task_id": "z", "prompt": "0+7=", "answer": "007"}]
     df = load_task_table(_jsonl(tmp_path / "t.jsonl", rows), COLS, "arith")
     assert list(df.columns[:4]) == ["task_id", "prompt", "answer", "domain"]
     assert df["answer"].tolist() == ["1", "2", "3", "007"]
@@ -42,13 +42,15 @@ def test_guru_style_parquet_through_the_column_mapping(tmp_path: Path) -> None:
         "prompt": [[{"role": "user", "content": "What is 1+1?"}],
                    [{"role": "system", "content": "Be brief."},
                     {"role": "user", "content": "What is 2+2?"}]],
-        "reward_model": [{"ground_truth": "2", "style": "rule"}, {"ground_truth": "4", "style": "rule"}],
+        "reward_model": [{"ground_truth": "2", "style": "rule"},
+                         {"ground_truth": "4", "style": "rule"}],
         "extra_info": [{"index": 11}, {"index": 12}],
         "qwen2.5_7b_pass_rate": [0.25, 0.5],
         "deepseek_r1_0528_pass_rate": [0.75, 1.0],
     })
     guru.to_parquet(tmp_path / "guru.parquet")
-    cols = {"task_id": "extra_info.index", "prompt": "prompt", "answer": "reward_model.ground_truth",
+    cols = {"task_id": "extra_info.index", "prompt": "prompt",
+            "answer": "reward_model.ground_truth",
             "domain": None, "level": None, "weak_pass_rate": "qwen2.5_7b_pass_rate",
             "strong_pass_rate": "deepseek_r1_0528_pass_rate"}
     dom = load_domain("math")
@@ -128,5 +130,5 @@ def test_data_paths_resolve_against_data_dir(tmp_path: Path) -> None:
     _jsonl(tmp_path / "mine.jsonl", _good())
     df = dom.load({"data_dir": str(tmp_path), "data": {"train": "mine.jsonl"}, "columns": COLS})
     assert len(df) == 3
-    with pytest.raises(UserError, match="domain.data.test is not set"):
+    with pytest.raises(UserError, match=r"domain\.data\.test is not set"):
         dom.load(split="test")

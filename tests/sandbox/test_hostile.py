@@ -40,7 +40,8 @@ class Hostile:
 def corpus(host: Path, port: int, mark: str) -> list[Hostile]:
     """The programs; `host` is a directory of the host, `port` a listening host socket, `mark` a
     string every process they start carries in its command line."""
-    spin = f"import os, sys, time\\nwhile True:\\n    try: os.fork()\\n    except OSError: time.sleep(0.01)"
+    spin = ("import os, sys, time\\nwhile True:\\n    try: os.fork()\\n"
+            "    except OSError: time.sleep(0.01)")
     return [
         Hostile("infinite_loop", "def solve(x):\n    while True:\n        pass\n"),
         Hostile("sleep_forever", "import time\ndef solve(x):\n    time.sleep(10**6)\n"),

@@ -70,7 +70,7 @@ def test_same_value(got: object, expected: object, same: bool) -> None:
 
 
 def test_config_validation_names_the_setting() -> None:
-    with pytest.raises(InvalidValue, match="sandbox.workers"):
+    with pytest.raises(InvalidValue, match=r"sandbox\.workers"):
         SandboxConfig.from_config({"workers": 0})
     with pytest.raises(InvalidValue, match="unknown sandbox setting"):
         SandboxConfig.from_config({"wall_second": 3})
@@ -103,8 +103,9 @@ def test_bwrap_program_sees_an_empty_private_world(bwrap_sandbox: Sandbox) -> No
             "        s.connect(('1.1.1.1', 53)); net = 'up'\n"
             "    except OSError:\n"
             "        net = 'down'\n"
-            "    return {'cwd': os.getcwd(), 'files': os.listdir('.'), 'root': sorted(os.listdir('/')),"
-            " 'net': net, 'pid': os.getpid(), 'home': os.path.exists('/root') or "
+            "    return {'cwd': os.getcwd(), 'files': os.listdir('.'),"
+            " 'root': sorted(os.listdir('/')), 'net': net, 'pid': os.getpid(),"
+            " 'home': os.path.exists('/root') or "
             "os.path.exists('/home'), 'work': os.path.exists('/work')}\n")
     out = bwrap_sandbox.run(code, "look", [[]]).outputs[0]
     assert out["cwd"] == "/sandbox" and out["files"] == []
