@@ -7,7 +7,7 @@ import pytest
 from bots_cli.errors import UserError
 from bots_cli.sandbox import Sandbox, SandboxConfig
 
-LIMITS = dict(cpu_seconds=1, wall_seconds=3.0, memory_mb=256, max_processes=12, max_file_mb=4,
+LIMITS = dict(cpu_seconds=1, wall_seconds=2.0, memory_mb=256, max_processes=12, max_file_mb=4,
               max_output_kb=16, workers=2)
 
 
