@@ -23,6 +23,8 @@ from typing import Any
 from bots_cli.domains import load_domain
 from bots_cli.sandbox import Sandbox, SandboxConfig
 
+_OVERHEAD_RUNS = 40  # trivial programs timed one after another per backend
+
 
 def _rows(name: str, n: int) -> list[Any]:
     df = load_domain(name).load(split="eval")
@@ -115,10 +117,10 @@ def main() -> None:
     for use_bwrap in (True, False):
         sb = Sandbox(SandboxConfig(use_bwrap=use_bwrap))
         sb.run("def f():\n    return 1\n", "f", [[]])
-        k = 40
         seconds = _time(lambda sb=sb: [sb.run("def f():\n    return 1\n", "f", [[]])
-                                       for _ in range(k)])
-        overhead.append(("bubblewrap" if sb.isolated else "rlimits only", 1000 * seconds / k))
+                                       for _ in range(_OVERHEAD_RUNS)])
+        overhead.append(("bubblewrap" if sb.isolated else "rlimits only",
+                         1000 * seconds / _OVERHEAD_RUNS))
 
     print(f"\nReward throughput on {os.cpu_count()} CPU cores (completions/s, half right):\n")
     print(f"| {'verifier':<30} | {'n':>5} | {'completions/s':>13} | note")

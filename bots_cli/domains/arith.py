@@ -90,6 +90,9 @@ class Arith(Domain):
             text = f"({first})" + text[len(first):]
         return {"prompt": f"{text}=", "answer": str(evaluate(numbers, ops, spec.parens))}
 
+    def check_answer(self, answer: str) -> str | None:
+        return None if re.fullmatch(r"\s*-?\d+\s*", answer) else f"{answer!r} is not an integer"
+
     def score(self, completion: str, task: Any) -> Score:
         got = final_integer(completion)
         want = int(str(task_field(task, "answer")).strip())

@@ -108,7 +108,18 @@ class Domain:
 
         conf = self.cfg if cfg is None else as_dict(cfg)
         columns = conf.get("columns") or {c: c for c in ("task_id", "prompt", "answer")}
-        return load_task_table(self.data_path(split, conf), columns, self.name)
+        path = self.data_path(split, conf)
+        df = load_task_table(path, columns, self.name)
+        for i, answer in enumerate(df["answer"]):
+            problem = self.check_answer(answer)
+            if problem:
+                raise UserError(f"{path}: row {i + 1} has an answer {self.name} cannot score: "
+                                f"{problem}")
+        return df
+
+    def check_answer(self, answer: str) -> str | None:
+        """Why `answer` is unusable as this domain's ground truth, or None if it is fine."""
+        return None
 
     # ---- generation -----------------------------------------------------------------------
     def generate_task(self, rng: random.Random, level: int) -> dict[str, Any]:

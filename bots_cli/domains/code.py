@@ -99,6 +99,20 @@ class Code(Domain):
         family = rng.choice([f for f in FAMILIES if f.level == level])
         return make_task(family, family.params(rng), rng)
 
+    def check_answer(self, answer: str) -> str | None:
+        try:
+            spec = json.loads(answer)
+        except ValueError:
+            return "not JSON (expected {\"entry_point\": ..., \"tests\": [...]})"
+        if not isinstance(spec, dict) or not isinstance(spec.get("entry_point"), str):
+            return "no \"entry_point\" name"
+        tests = spec.get("tests")
+        if not isinstance(tests, list) or not tests or not all(
+                isinstance(t, dict) and isinstance(t.get("args"), list) and "expected" in t
+                for t in tests):
+            return "\"tests\" must be a non-empty list of {\"args\": [...], \"expected\": ...}"
+        return None
+
     def _job(self, completion: str, task: Any) -> tuple[Any, list[Any]]:
         from bots_cli.sandbox import Job
 

@@ -145,6 +145,16 @@ class Logic(Domain):
         answer = {names[i]: ROLE[bool(found[0] >> i & 1)] for i in range(n)}
         return {"prompt": prompt, "answer": json.dumps(answer)}
 
+    def check_answer(self, answer: str) -> str | None:
+        try:
+            roles = json.loads(answer)
+        except ValueError:
+            return "not JSON (expected {\"Alice\": \"knight\", ...})"
+        if not isinstance(roles, dict) or not roles or not all(
+                isinstance(k, str) and v in ("knight", "knave") for k, v in roles.items()):
+            return "it must map each name to \"knight\" or \"knave\""
+        return None
+
     def score(self, completion: str, task: Any) -> Score:
         truth: dict[str, str] = json.loads(task_field(task, "answer"))
         said = parse_roles(completion, list(truth))

@@ -132,3 +132,17 @@ def test_data_paths_resolve_against_data_dir(tmp_path: Path) -> None:
     assert len(df) == 3
     with pytest.raises(UserError, match=r"domain\.data\.test is not set"):
         dom.load(split="test")
+
+
+@pytest.mark.parametrize(("name", "answer", "message"), [
+    ("code", "def f(): pass", "not JSON"),
+    ("code", json.dumps({"entry_point": "f", "tests": []}), "non-empty list"),
+    ("logic", json.dumps({"Alice": "wizard"}), "knight"),
+    ("arith", "12.5", "is not an integer"),
+])
+def test_answers_a_domain_cannot_score_are_rejected_at_load(tmp_path: Path, name: str,
+                                                          answer: str, message: str) -> None:
+    path = _jsonl(tmp_path / "t.jsonl", [{"task_id": "a", "prompt": "p", "answer": answer}])
+    with pytest.raises(UserError, match="row 1 has an answer") as err:
+        load_domain(name).load({"data": {"train": str(path)}, "columns": COLS})
+    assert message in str(err.value) and "\n" not in str(err.value)
