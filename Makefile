@@ -10,9 +10,21 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-slow lint bench demo clean
+.PHONY: setup test test-slow lint bench demo clean data bubblewrap
 
-setup: $(STAMP)
+setup: $(STAMP) bubblewrap
+
+# The code sandbox isolates programs with bubblewrap. Install it where we can (root + apt-get);
+# never fail setup over it: without it the sandbox falls back to resource limits and says so.
+bubblewrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+			 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) \
+			&& echo "installed bubblewrap" || echo "could not install bubblewrap (the code sandbox will use resource limits only)"; \
+		else \
+			echo "bubblewrap (bwrap) not found: install the package 'bubblewrap' for the isolated code sandbox"; \
+		fi; }
 
 # Torch comes first and, without a GPU, from the CPU index: installing the package later then
 # finds torch satisfied and never pulls the multi-GB CUDA build.
@@ -40,9 +52,14 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/selector_overhead.py
+	$(BIN)/python benchmarks/rewards.py
 
 demo: setup
 	$(BIN)/bots simulate
+
+# Regenerate the shipped task tables under data/ (seeded: the same files every time).
+data: setup
+	for d in arith logic math code; do $(BIN)/bots make-data domain=$$d || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,15 @@ COMMANDS = [
             "bots simulate --cfg job",
         ],
     ),
+    Command(
+        name="make-data",
+        target="bots_cli.domains.make_data:make_data",
+        summary="Generate a domain's train/eval task tables (seeded; rewrites data/<domain>/).",
+        examples=[
+            "bots make-data domain=logic",
+            "bots make-data domain=arith domain.generate.n_train=20000 make_data.out_dir=mydata",
+        ],
+    ),
 ]
 
 

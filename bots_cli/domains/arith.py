@@ -1,0 +1,99 @@
+"""Integer arithmetic: the world of the tiny model (`model=tiny`) trained on a CPU.
+
+Prompts are short ASCII expressions ending in `=` (`12+7=`, `(3+4)*5=`) and answers are exact
+integers (`19`, `-4`), so a model of about a million parameters with a character-level vocabulary
+can learn them, and difficulty grows in controlled steps: more digits, more operators, operator
+precedence, then parentheses. Prompts carry no instruction: the tiny model only ever sees this
+format, and larger models complete `12+7=` just as well.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bots_cli.domains.base import Domain, Score, task_field
+
+
+@dataclass(frozen=True)
+class Level:
+    operands: int  # how many numbers
+    digits: int  # each operand is drawn uniformly from 0 .. 10**digits - 1
+    ops: str  # operators to draw from
+    parens: bool = False  # group the first two operands: (a op b) op c
+
+
+LEVELS: dict[int, Level] = {
+    1: Level(2, 1, "+"),
+    2: Level(2, 1, "+-"),
+    3: Level(2, 2, "+-"),
+    4: Level(2, 2, "+-*"),
+    5: Level(3, 2, "+-*"),
+    6: Level(3, 3, "+-*"),
+    7: Level(3, 2, "+-*", parens=True),
+}
+
+_BOXED = re.compile(r"\\boxed\{\s*([^{}]*)\}")
+_ANSWER_IS = re.compile(r"answer(?: is)?\s*[:=]?\s*", re.IGNORECASE)
+_INT = re.compile(r"-?\d{1,3}(?:,\d{3})+(?!\d)|-?\d+")
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def evaluate(numbers: list[int], ops: list[str], parens: bool) -> int:
+    """Value of n0 op0 n1 op1 n2 ... with * before + and -, or with (n0 op0 n1) first."""
+    if parens:
+        numbers = [_apply(numbers[0], ops[0], numbers[1]), *numbers[2:]]
+        ops = ops[1:]
+    terms, signs = [numbers[0]], [1]
+    for op, x in zip(ops, numbers[1:], strict=True):
+        if op == "*":
+            terms[-1] *= x
+        else:
+            terms.append(x)
+            signs.append(1 if op == "+" else -1)
+    return sum(s * t for s, t in zip(signs, terms, strict=True))
+
+
+def final_integer(completion: str) -> int | None:
+    """The final answer as an integer: the last \\boxed{}, else after the last "answer is",
+    else the last integer of the completion ("12+7=19" -> 19). None if there is none."""
+    boxed = _BOXED.findall(completion)
+    if boxed:
+        segment = boxed[-1]
+    else:
+        parts = _ANSWER_IS.split(completion)
+        segment = parts[-1] if len(parts) > 1 else completion
+    found = _INT.findall(segment)
+    if not found:
+        return None
+    return int(found[-1].replace(",", ""))
+
+
+class Arith(Domain):
+    name = "arith"
+    levels = tuple(LEVELS)
+
+    def generate_task(self, rng: random.Random, level: int) -> dict[str, Any]:
+        spec = LEVELS[level]
+        numbers = [rng.randrange(10**spec.digits) for _ in range(spec.operands)]
+        ops = [rng.choice(spec.ops) for _ in range(spec.operands - 1)]
+        text = str(numbers[0])
+        for op, x in zip(ops, numbers[1:], strict=True):
+            text += f"{op}{x}"
+        if spec.parens:
+            first = f"{numbers[0]}{ops[0]}{numbers[1]}"
+            text = f"({first})" + text[len(first):]
+        return {"prompt": f"{text}=", "answer": str(evaluate(numbers, ops, spec.parens))}
+
+    def check_answer(self, answer: str) -> str | None:
+        return None if re.fullmatch(r"\s*-?\d+\s*", answer) else f"{answer!r} is not an integer"
+
+    def score(self, completion: str, task: Any) -> Score:
+        got = final_integer(completion)
+        want = int(str(task_field(task, "answer")).strip())
+        return Score(float(got == want), {"parsed": got})
