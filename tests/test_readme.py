@@ -28,6 +28,7 @@ TRANSCRIPTS = [
     for lines in [body.strip().splitlines()]
 ]
 PYTHON_BLOCKS = [body for lang, body in BLOCKS if lang == "python"]
+CONFIG_FILES = [body for lang, body in BLOCKS if lang == "yaml" and body.startswith("# myconf/")]
 
 
 def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -37,7 +38,7 @@ def shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_readme_has_examples_of_each_kind() -> None:
-    assert SHELL_BLOCKS and TRANSCRIPTS and PYTHON_BLOCKS
+    assert SHELL_BLOCKS and TRANSCRIPTS and PYTHON_BLOCKS and CONFIG_FILES
     assert "make demo" in README and "make test" in README
 
 
@@ -58,4 +59,16 @@ def test_transcripts_match(command: str, expected: str, tmp_path: Path) -> None:
 def test_python_examples_run(code: str, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("body", CONFIG_FILES)
+def test_config_files_compose(body: str, tmp_path: Path) -> None:
+    """A config file shown as `# myconf/<group>/<name>.yaml` composes as `group=name`."""
+    rel = Path(body.splitlines()[0][2:].strip())
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_text(body)
+    group, name = rel.parts[1], rel.stem
+    command = {"domain": "make-data", "selector": "simulate"}[group]  # a command using the group
+    out = shell(f"bots {command} --config-dir {rel.parts[0]} {group}={name} --cfg job", tmp_path)
     assert out.returncode == 0, out.stderr
