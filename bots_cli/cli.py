@@ -37,6 +37,16 @@ COMMANDS = [
             "bots simulate --cfg job",
         ],
     ),
+    Command(
+        name="build-tiny",
+        target="bots_cli.models.build:build_tiny_command",
+        summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",
+        examples=[
+            "bots build-tiny",
+            "bots build-tiny model.build.weak_steps=2000 model.build.strong_steps=4000",
+            "bots build-tiny build.force=true model.build.seed=1",
+        ],
+    ),
 ]
 
 
