@@ -46,6 +46,16 @@ COMMANDS = [
             "bots make-data domain=arith domain.generate.n_train=20000 make_data.out_dir=mydata",
         ],
     ),
+    Command(
+        name="build-tiny",
+        target="bots_cli.models.build:build_tiny_command",
+        summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",
+        examples=[
+            "bots build-tiny",
+            "bots build-tiny model.build.weak_steps=2000 model.build.strong_steps=4000",
+            "bots build-tiny build.force=true model.build.seed=1",
+        ],
+    ),
 ]
 
 

@@ -1,0 +1,296 @@
+"""Building the tiny world's checkpoints: `build_tiny` and the `bots build-tiny` command.
+
+One warm-start run from a seeded random init yields two checkpoints: `weak` after `weak_steps`
+(the policy's starting point and the weak reference) and `strong` after `strong_steps` in total
+(the same run, trained further: the strong reference). Both are saved under
+`<model.build.dir>/<model.build.name>/` with a manifest, and reused while the manifest matches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bots_cli.errors import UserError
+from bots_cli.models import checkpoints
+from bots_cli.models.tiny import (
+    PairBatches,
+    TinyArch,
+    WarmStart,
+    build_tokenizer,
+    count_parameters,
+    init_model,
+    make_optimizer,
+    warm_start,
+)
+from bots_cli.selection.checks import check_int, check_range
+
+CHECKPOINTS = ("weak", "strong")
+LOSS_WINDOW = 50  # steps averaged for the reported final loss
+
+
+@dataclass(frozen=True)
+class TinySettings:
+    """The `model.build` section of conf/model/tiny.yaml, validated."""
+
+    build_dir: Path
+    domain: str
+    seed: int
+    weak_steps: int
+    strong_steps: int
+    arch: TinyArch
+    warm: WarmStart
+
+    @classmethod
+    def from_config(cls, model_cfg: Any) -> TinySettings:
+        b = model_cfg.get("build") if model_cfg is not None else None
+        if b is None:
+            raise UserError(f"model={model_cfg.get('name')} has no `build` section: only the tiny "
+                            "model is built locally (use model=tiny)")
+        weak = check_int("model.build.weak_steps", b["weak_steps"], lo=0)
+        strong = check_int("model.build.strong_steps", b["strong_steps"], lo=1)
+        if strong <= weak:
+            raise UserError(f"model.build.strong_steps ({strong}) must exceed weak_steps ({weak}):"
+                            " the strong checkpoint continues the weak one's run")
+        heads = check_int("model.build.num_heads", b["num_heads"], lo=1)
+        hidden = check_int("model.build.hidden_size", b["hidden_size"], lo=heads)
+        if hidden % heads:
+            raise UserError(f"model.build.hidden_size ({hidden}) must be a multiple of num_heads "
+                            f"({heads})")
+        return cls(
+            build_dir=Path(str(b["dir"])) / str(b["name"]),
+            domain=str(b["domain"]),
+            seed=check_int("model.build.seed", b["seed"], lo=0),
+            weak_steps=weak,
+            strong_steps=strong,
+            arch=TinyArch(
+                hidden_size=hidden, num_layers=check_int("model.build.num_layers",
+                                                         b["num_layers"], lo=1),
+                num_heads=heads,
+                intermediate_size=check_int("model.build.intermediate_size",
+                                            b["intermediate_size"], lo=1),
+                max_positions=check_int("model.build.max_positions", b["max_positions"], lo=8),
+            ),
+            warm=WarmStart(
+                batch_size=check_int("model.build.batch_size", b["batch_size"], lo=1),
+                lr=check_range("model.build.lr", b["lr"], 0.0, 1.0, lo_open=True),
+                warmup_steps=check_int("model.build.warmup_steps", b["warmup_steps"], lo=0),
+                weight_decay=check_range("model.build.weight_decay", b["weight_decay"], 0.0),
+            ),
+        )
+
+
+@dataclass
+class TinyBuild:
+    """A finished build: where its checkpoints are and what the warm start reached."""
+
+    build_dir: Path
+    reused: bool  # True when a matching cached build was found and nothing was trained
+    results: dict[str, Any] = field(default_factory=dict)  # per checkpoint: steps, final loss
+
+    def checkpoint(self, name: str) -> Path:
+        if name not in CHECKPOINTS:
+            raise UserError(f"tiny checkpoint must be one of {', '.join(CHECKPOINTS)}, "
+                            f"got {name!r}")
+        return self.build_dir / name
+
+
+def build_tiny(
+    pairs: Sequence[tuple[str, str]],
+    out_dir: Path | str,
+    weak_steps: int,
+    strong_steps: int,
+    seed: int,
+    *,
+    arch: TinyArch | None = None,
+    warm: WarmStart | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> TinyBuild:
+    """Warm-start a seeded tiny model on `pairs`; save `weak` and `strong` under `out_dir`.
+
+    `pairs` are already rendered `(prompt text, answer text)`. The same arguments always give
+    the same weights, so a build in `out_dir` whose manifest matches is returned as is.
+    """
+    arch, warm, out = arch or TinyArch(), warm or WarmStart(), Path(out_dir)
+    if strong_steps <= weak_steps:
+        raise ValueError(f"strong_steps ({strong_steps}) must exceed weak_steps ({weak_steps})")
+    key = {
+        "format": 1, "arch": arch.__dict__, "warm_start": warm.to_dict(), "seed": seed,
+        "weak_steps": weak_steps, "strong_steps": strong_steps,
+        "data_sha256": checkpoints.hash_pairs(pairs), "n_pairs": len(pairs),
+    }
+    if not force and checkpoints.matching_build(out, key, CHECKPOINTS):
+        manifest = checkpoints.read_manifest(out) or {}
+        return TinyBuild(out, reused=True, results=manifest.get("results", {}))
+
+    tokenizer = build_tokenizer()
+    model = init_model(arch, tokenizer, seed)
+    batches = PairBatches(pairs, tokenizer, seed)
+    optimizer = make_optimizer(model, warm)
+    results: dict[str, Any] = {"parameters": count_parameters(model)}
+    with checkpoints.atomic_build(out) as tmp, _progress(progress, strong_steps) as on_step:
+        done, started = 0, time.perf_counter()
+        for name, until in (("weak", weak_steps), ("strong", strong_steps)):
+            losses = warm_start(model, batches, until - done, warm, optimizer, on_step=on_step)
+            done = until
+            tail = losses[-LOSS_WINDOW:]
+            results[name] = {
+                "steps": until,
+                "final_loss": sum(tail) / len(tail) if tail else None,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            model.save_pretrained(tmp / name)
+            tokenizer.save_pretrained(tmp / name)
+        checkpoints.write_manifest(tmp, key, results)
+    return TinyBuild(out, reused=False, results=results)
+
+
+class _progress:
+    """A rich progress bar over warm-start steps (or nothing), as a context manager."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("warm start"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[rate]} steps/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task("warm start", total=self.total, loss=float("nan"), rate="-")
+        bar, started = self._bar, time.perf_counter()
+
+        def on_step(step: int, loss: float) -> None:
+            done = bar.tasks[0].completed + 1
+            rate = f"{done / max(time.perf_counter() - started, 1e-9):.1f}"
+            bar.update(task, advance=1, loss=loss, rate=rate)
+
+        return on_step
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any) -> list[tuple[str, str]]:
+    """The `(prompt text, answer)` pairs of a domain's task table, prompts rendered for the model.
+
+    Uses the domains API (`bots_cli.domains.load_domain`): the prompt is what the domain renders
+    for a task, passed through the model's chat template (none for the tiny model), so the warm
+    start sees exactly the text the rollout engines will see.
+    """
+    try:
+        from bots_cli.domains import load_domain
+    except ImportError as err:
+        if err.name not in ("bots_cli.domains", "bots_cli"):
+            raise
+        raise UserError(f"the {domain} domain is not available in this installation "
+                        "(bots_cli.domains is missing), so the tiny model cannot be "
+                        "built") from None
+    from bots_cli.models.loading import render_prompt_for_model
+
+    dom = load_domain(domain)
+    tasks = dom.load(domain_cfg)
+    if len(tasks) == 0:
+        raise UserError(f"the {domain} task table is empty: nothing to warm-start the tiny "
+                        "model on")
+    return [(render_prompt_for_model(tokenizer, dom.render_prompt(task)), str(task["answer"]))
+            for task in tasks.to_dict("records")]
+
+
+def _domain_config(settings: TinySettings, domain_cfg: Any) -> Any:
+    """The config of the warm-start domain: the command's own when it is that domain, else the
+    domain's file under conf/ (the tiny model depends on its data, not on the command's domain)."""
+    if domain_cfg is not None and domain_cfg.get("name") == settings.domain:
+        return domain_cfg
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+
+    path = config_dir() / "domain" / f"{settings.domain}.yaml"
+    if not path.is_file():
+        raise UserError(f"model.build.domain={settings.domain}: no config {path}")
+    return OmegaConf.load(path)
+
+
+def ensure_tiny(model_cfg: Any, domain_cfg: Any = None, *, force: bool = False,
+                progress: bool = True) -> TinyBuild:
+    """The tiny build described by `model_cfg`, from the cache when it matches, else built now."""
+    settings = TinySettings.from_config(model_cfg)
+    pairs = domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer())
+    return build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
+                      settings.seed, arch=settings.arch, warm=settings.warm, force=force,
+                      progress=progress)
+
+
+def exact_match_rate(engine_cfg: Any, model_cfg: Any, pairs: Sequence[tuple[str, str]],
+                     max_new_tokens: int) -> float:
+    """Share of `pairs` whose greedy completion equals the answer (a sanity check of a build)."""
+    from bots_cli.engines import SamplingParams, build_engine
+
+    with build_engine(engine_cfg, model_cfg) as engine:
+        outs = engine.generate([p for p, _ in pairs], 1,
+                               SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
+    hits = [o[0].text.strip() == a.strip() for o, (_, a) in zip(outs, pairs, strict=True)]
+    return sum(hits) / max(1, len(hits))
+
+
+def build_tiny_command(cfg: Any) -> dict[str, Any]:
+    """`bots build-tiny`: build (or find cached) the tiny world's weak and strong checkpoints."""
+    import json
+    import random
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = TinySettings.from_config(cfg.model)
+    n_eval = check_int("build.eval_pairs", cfg.build.eval_pairs, lo=0)
+    pairs = domain_pairs(settings.domain, _domain_config(settings, cfg.get("domain")),
+                         build_tokenizer())
+    build = build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
+                       settings.seed, arch=settings.arch, warm=settings.warm,
+                       force=bool(cfg.build.force), progress=True)
+    sample = random.Random(settings.seed).sample(list(pairs), min(n_eval, len(pairs)))
+    longest = max((len(a.encode()) for _, a in sample), default=1) + 1
+    table = Table(title=f"tiny world ({build.results.get('parameters', 0):,} parameters, "
+                        f"{len(pairs):,} {settings.domain} pairs)"
+                        + (" - cached build" if build.reused else ""))
+    for col in ("checkpoint", "steps", "final loss", f"greedy exact match ({len(sample)} pairs)",
+                "directory"):
+        table.add_column(col, justify="left" if col in ("checkpoint", "directory") else "right")
+    summary: dict[str, Any] = {"build_dir": str(build.build_dir), "reused": build.reused,
+                               "checkpoints": {}}
+    for name in CHECKPOINTS:
+        res = build.results.get(name, {})
+        acc = None
+        if sample:  # the checkpoint as a plain model directory, on the configured engine
+            ckpt_cfg = OmegaConf.merge(cfg.model, {"path": str(build.checkpoint(name))})
+            acc = exact_match_rate(cfg.engine, ckpt_cfg, sample, longest)
+        summary["checkpoints"][name] = {**res, "greedy_exact_match": acc}
+        loss = res.get("final_loss")
+        table.add_row(name, str(res.get("steps", "?")), "-" if loss is None else f"{loss:.3f}",
+                      "-" if acc is None else f"{acc:.3f}", str(build.checkpoint(name)))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    Console().print(table)
+    return summary
