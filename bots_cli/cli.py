@@ -47,6 +47,16 @@ COMMANDS = [
         ],
     ),
     Command(
+        name="profile-refs",
+        target="bots_cli.profile.run:profile_refs",
+        summary="Per-task pass rates of the weak and strong reference models (resumable).",
+        examples=[
+            "bots profile-refs domain=arith",
+            "bots profile-refs domain=arith profile.max_tasks=500 profile.n=8",
+            "bots profile-refs domain=logic refs=qwen engine=vllm",
+        ],
+    ),
+    Command(
         name="build-tiny",
         target="bots_cli.models.build:build_tiny_command",
         summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",

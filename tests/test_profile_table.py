@@ -70,3 +70,27 @@ def test_summary_of_the_pass_rate_distribution() -> None:
     assert summary["share_zero"] == 0.25 and summary["share_between"] == 0.5
     assert summary["share_one"] == 0.25
     assert summary["mean_by_level"] == {1: 0.25, 2: 0.625}
+
+
+def test_reference_pass_rates_from_columns_or_profiles(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from bots_cli.profile.references import reference_pass_rates
+
+    refs = OmegaConf.create({"weak": {"name": "w"}, "strong": {"name": "s"}})
+    tasks = pd.DataFrame({"task_id": ["a", "b"]})
+    with pytest.raises(UserError, match=r"the weak reference has no profile for domain arith .*"
+                                        r"run `bots profile-refs domain=arith` first"):
+        reference_pass_rates(tasks, "arith", refs, tmp_path)
+    write_profile(profile_path(tmp_path, "arith", "w"), frame(["b", "a", "z"], [1, 2, 3]), {})
+    write_profile(profile_path(tmp_path, "arith", "s"), frame(["a"], [4]), {})
+    with pytest.raises(UserError, match=r"the strong profile .* covers 1 of 2 tasks: 1 tasks are "
+                                        "missing"):
+        reference_pass_rates(tasks, "arith", refs, tmp_path)
+    write_profile(profile_path(tmp_path, "arith", "s"), frame(["a", "b"], [4, 3]), {})
+    weak, strong = reference_pass_rates(tasks, "arith", refs, tmp_path)
+    np.testing.assert_allclose(weak, [0.5, 0.25])
+    np.testing.assert_allclose(strong, [1.0, 0.75])
+    with_columns = tasks.assign(weak_pass_rate=[0.1, 0.2], strong_pass_rate=[0.3, 0.4])
+    weak, strong = reference_pass_rates(with_columns, "arith", refs, tmp_path / "none")
+    np.testing.assert_allclose(weak, [0.1, 0.2])

@@ -1,0 +1,36 @@
+"""Reference pass rates for a task table: from its own columns, else from profiles.
+
+A GURU-style table that already carries reference pass rates (mapped to `weak_pass_rate` and
+`strong_pass_rate` by the domain's column mapping) needs no profiling; otherwise the profiles
+written by `bots profile-refs` are read and aligned to the table's task ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bots_cli.errors import UserError
+from bots_cli.profile.run import reference_label
+from bots_cli.profile.table import align_pass_rates, profile_path, read_profile
+
+
+def reference_pass_rates(
+    tasks: Any, domain: str, refs_cfg: Any, profiles_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weak, strong) pass rates in the order of `tasks`, or one line saying what to run."""
+    if "weak_pass_rate" in tasks.columns and "strong_pass_rate" in tasks.columns:
+        return (tasks["weak_pass_rate"].to_numpy(dtype=np.float64),
+                tasks["strong_pass_rate"].to_numpy(dtype=np.float64))
+    fix = f"bots profile-refs domain={domain}"
+    rates = []
+    for role in ("weak", "strong"):
+        path = profile_path(profiles_dir, domain, reference_label(refs_cfg[role]))
+        if not path.is_file():
+            raise UserError(f"the {role} reference has no profile for domain {domain} ({path}); "
+                            f"run `{fix}` first, or map pass-rate columns of your task table")
+        frame, _ = read_profile(path)
+        rates.append(align_pass_rates(tasks["task_id"], frame, f"the {role} profile {path}", fix))
+    return rates[0], rates[1]
