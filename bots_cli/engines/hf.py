@@ -48,6 +48,8 @@ class HFEngine(RolloutEngine):
         self, prompts: Sequence[str], n: int, sampling: SamplingParams
     ) -> list[list[Completion]]:
         check_int("n (completions per prompt)", n, lo=1)
+        if not prompts:
+            return []
         encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         empty = [i for i, p in enumerate(encoded) if not p]
         if empty:  # nothing to condition on (and a fully masked row has no defined attention)

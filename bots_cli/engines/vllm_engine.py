@@ -100,6 +100,8 @@ class VLLMEngine(RolloutEngine):
         self, prompts: Sequence[str], n: int, sampling: SamplingParams
     ) -> list[list[Completion]]:
         check_int("n (completions per prompt)", n, lo=1)
+        if not prompts:
+            return []
         if self._asleep:
             if not self._weights_valid:
                 raise RuntimeError("the vLLM engine slept at level 2 and lost its weights: call "

@@ -1,0 +1,232 @@
+"""The tiny world's model and model loading: tokenizer, architecture, warm start, cached builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import PreTrainedTokenizerFast
+
+from bots_cli.errors import UserError
+from bots_cli.models import checkpoints
+from bots_cli.models.build import TinySettings
+from bots_cli.models.loading import (
+    load_model_and_tokenizer,
+    load_tokenizer,
+    render_prompt_for_model,
+    resolve_dtype,
+)
+from bots_cli.models.tiny import (
+    IGNORE,
+    PairBatches,
+    TinyArch,
+    build_tokenizer,
+    count_parameters,
+    init_model,
+)
+from tests.conftest import REPO, run_bots
+from tests.miniature import ARCH, PAIRS, build_miniature
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+# -- tokenizer and architecture ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["12+34=", "héllo wörld\n\t 🙂", " two  spaces ", "<|pad|>"[1:]])
+def test_tokenizer_is_one_token_per_byte_and_round_trips(text: str, tmp_path: Path) -> None:
+    tok = build_tokenizer()
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids == list(text.encode())
+    assert tok.decode(ids) == text
+    tok.save_pretrained(tmp_path)
+    again = load_tokenizer(tmp_path)  # through the generic loader: stays byte-level
+    assert isinstance(again, PreTrainedTokenizerFast)
+    assert again(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_tokenizer_special_tokens() -> None:
+    tok = build_tokenizer()
+    assert len(tok) == 258 and (tok.pad_token_id, tok.eos_token_id) == (256, 257)
+    assert tok("<|endoftext|>", add_special_tokens=False)["input_ids"] == [257]
+    assert tok.decode([52, 50, 257, 256], skip_special_tokens=True) == "42"
+    assert tok.padding_side == "left"
+
+
+def test_default_architecture_has_about_a_million_parameters() -> None:
+    model = init_model(TinyArch(), build_tokenizer(), seed=0)
+    assert 1_070_000 < count_parameters(model) < 1_100_000
+    cfg = model.config
+    assert (cfg.model_type, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads,
+            cfg.intermediate_size, cfg.tie_word_embeddings) == ("qwen2", 128, 4, 4, 512, True)
+
+
+def test_init_is_seeded_and_leaves_the_global_rng_alone() -> None:
+    tok = build_tokenizer()
+    torch.manual_seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    a, b, c = (init_model(ARCH, tok, s).state_dict() for s in (1, 1, 2))
+    assert torch.equal(torch.rand(2), expected)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["model.embed_tokens.weight"], c["model.embed_tokens.weight"])
+
+
+def test_warm_start_loss_covers_answer_and_eos_only() -> None:
+    tok = build_tokenizer()
+    batches = PairBatches([("1+1=", "2"), ("10+10=", "20")], tok, seed=0)
+    ids, mask, labels = batches.next(2)
+    for row_ids, row_mask, row_labels in zip(ids, mask, labels, strict=True):
+        n = int(row_mask.sum())
+        text = tok.decode(row_ids[:n].tolist())
+        prompt_len = text.index("=") + 1
+        assert (row_labels[:prompt_len] == IGNORE).all() and (row_labels[n:] == IGNORE).all()
+        assert row_labels[prompt_len:n].tolist() == row_ids[prompt_len:n].tolist()
+        assert row_ids[n - 1] == tok.eos_token_id  # the model learns to stop
+
+
+def test_batches_cover_every_pair_each_epoch() -> None:
+    pairs = [(f"{i}=", str(i)) for i in range(10)]
+    batches = PairBatches(pairs, build_tokenizer(), seed=3)
+    first, second = batches.next(5)[0], batches.next(5)[0]  # (5, W) each: one epoch together
+    seen = [bytes(row[:2].tolist()) for row in [*first, *second]]
+    assert len(set(seen)) == 10
+
+
+# -- builds: determinism, cache, atomicity ----------------------------------------------------
+
+
+def test_build_is_deterministic_and_learns(tmp_path: Path) -> None:
+    a = build_miniature(tmp_path / "a", seed=0)
+    b = build_miniature(tmp_path / "b", seed=0)
+    c = build_miniature(tmp_path / "c", seed=1)
+    for name in ("weak", "strong"):
+        wa, wb, wc = (weights(x.checkpoint(name)) for x in (a, b, c))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+    weak, strong = weights(a.checkpoint("weak")), weights(a.checkpoint("strong"))
+    assert any(not torch.equal(weak[k], strong[k]) for k in weak)
+    assert a.results["strong"]["final_loss"] < a.results["weak"]["final_loss"] < 3.0
+    manifest = json.loads((a.build_dir / "manifest.json").read_text())
+    assert manifest["key"]["seed"] == 0 and manifest["key"]["strong_steps"] == 120
+    assert manifest["key"]["data_sha256"] == checkpoints.hash_pairs(PAIRS)
+
+
+def test_a_matching_build_is_reused_and_any_change_rebuilds(tmp_path: Path) -> None:
+    first = build_miniature(tmp_path / "m")
+    assert not first.reused
+    stamp = (tmp_path / "m" / "weak" / "model.safetensors").stat().st_mtime_ns
+    again = build_miniature(tmp_path / "m")
+    assert again.reused and again.results == first.results
+    assert (tmp_path / "m" / "weak" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert not build_miniature(tmp_path / "m", seed=1).reused
+    assert not build_miniature(tmp_path / "m", seed=1, pairs=PAIRS[:50]).reused
+    assert not build_miniature(tmp_path / "m", seed=1, pairs=PAIRS[:50], strong_steps=60).reused
+    assert build_miniature(tmp_path / "m", seed=1, pairs=PAIRS[:50], strong_steps=60).reused
+
+
+def test_an_interrupted_build_leaves_the_previous_one_intact(tmp_path: Path) -> None:
+    build_dir = tmp_path / "m"
+    build_miniature(build_dir)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(KeyboardInterrupt), checkpoints.atomic_build(build_dir) as tmp:
+        (tmp / "weak").mkdir()
+        (tmp / "weak" / "partial").write_text("half")
+        raise KeyboardInterrupt
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert build_miniature(build_dir).reused
+
+
+def test_a_build_without_manifest_is_not_trusted(tmp_path: Path) -> None:
+    build = build_miniature(tmp_path / "m")
+    (build.build_dir / "manifest.json").unlink()
+    assert not build_miniature(tmp_path / "m").reused
+
+
+# -- settings and loading ---------------------------------------------------------------------
+
+
+def test_tiny_settings_from_the_shipped_config() -> None:
+    cfg = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
+    s = TinySettings.from_config(cfg)
+    assert s.build_dir == Path("data/models/tiny/arith") and s.domain == "arith"
+    assert s.arch == TinyArch() and s.weak_steps < s.strong_steps
+    cfg.build.strong_steps = s.weak_steps
+    with pytest.raises(UserError, match=r"strong_steps .* must exceed weak_steps"):
+        TinySettings.from_config(cfg)
+    qwen = OmegaConf.load(REPO / "conf" / "model" / "qwen7b.yaml")
+    with pytest.raises(UserError, match="model=qwen7b has no `build` section"):
+        TinySettings.from_config(qwen)
+
+
+def test_model_path_loads_any_local_checkpoint(tmp_path: Path) -> None:
+    build = build_miniature(tmp_path / "m")
+    cfg = OmegaConf.create({"name": "tiny", "path": str(build.checkpoint("strong")),
+                            "dtype": "auto", "device": "auto"})
+    model, tok = load_model_and_tokenizer(cfg)
+    assert isinstance(tok, PreTrainedTokenizerFast) and tok.eos_token_id == 257
+    assert next(model.parameters()).dtype == torch.float32 and not model.training
+    reference = weights(build.checkpoint("strong"))
+    assert torch.equal(model.state_dict()["model.norm.weight"], reference["model.norm.weight"])
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"path": "/no/such/dir"}, "model.path=/no/such/dir: no such directory"),
+        ({"path": "."}, "is not a Hugging Face model directory (no config.json in it)"),
+        ({"path": None, "hub_id": None}, "sets neither model.path nor model.hub_id"),
+        ({"path": ".", "dtype": "float8"}, "model.dtype must be one of"),
+    ],
+)
+def test_model_config_errors(cfg: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        if "dtype" in cfg:
+            resolve_dtype(cfg["dtype"], torch.device("cpu"))
+        else:
+            load_model_and_tokenizer(OmegaConf.create({"name": "x", **cfg}))
+
+
+def test_a_missing_hub_model_offline_is_one_line_saying_how_to_fix_it(tmp_path: Path) -> None:
+    code = ("from omegaconf import OmegaConf; from bots_cli.models.loading import model_dir\n"
+            "from bots_cli.errors import UserError\n"
+            "try:\n model_dir(OmegaConf.load('conf/model/qwen7b.yaml'))\n"
+            "except UserError as e:\n print(e)")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout + out.stderr
+    assert "Qwen/Qwen2.5-7B-Instruct is not in the Hugging Face cache" in lines[0]
+    assert "huggingface-cli download Qwen/Qwen2.5-7B-Instruct" in lines[0]
+    assert "model.path=" in lines[0]
+
+
+def test_prompts_use_the_chat_template_where_there_is_one() -> None:
+    tok = build_tokenizer()
+    assert render_prompt_for_model(tok, "3+4=") == "3+4="  # the tiny model: plain text
+    assert render_prompt_for_model(tok, [{"role": "user", "content": "3+4="}]) == "3+4="
+    tok.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>"
+                         "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    assert render_prompt_for_model(tok, "3+4=") == "<user>3+4=</user><assistant>"
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "3+4="}]
+    assert render_prompt_for_model(tok, chat) == (
+        "<system>Be brief.</system><user>3+4=</user><assistant>")
+
+
+def test_build_tiny_command_refuses_models_it_cannot_build(scratch: Path) -> None:
+    out = run_bots("build-tiny", "model=qwen1_5b", cwd=scratch)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("error: model=qwen1_5b has no `build` section: only the tiny "
+                                  "model is built locally (use model=tiny)")
