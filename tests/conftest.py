@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# Two pytest-xdist workers share 2 cores: torch's default of one thread per core in each worker
+# (and in every `bots` subprocess) would oversubscribe them and slow torch down several-fold.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 BOTS = Path(sys.executable).with_name("bots")
 

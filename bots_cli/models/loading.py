@@ -98,7 +98,9 @@ def load_model_and_tokenizer(
 ) -> tuple[Any, Any]:
     """The causal LM (eval mode, on `model.device` in `model.dtype`) and its tokenizer."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress display is the one the user watches
     where = model_dir(model_cfg, checkpoint, domain_cfg)
     device = resolve_device(model_cfg.get("device"))
     dtype = resolve_dtype(model_cfg.get("dtype"), device)
