@@ -13,11 +13,15 @@ import pytest
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
-BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.DOTALL)
+# A fence preceded by `<!-- test: slow -->` needs the full tiny world: it runs in `make test-slow`.
+FENCES = re.findall(r"(<!-- test: slow -->\n)?```(\w+)\n(.*?)```", README, flags=re.DOTALL)
+BLOCKS = [(lang, body) for _, lang, body in FENCES]
+SLOW_BODIES = {body for slow, _, body in FENCES if slow}
 
 
 SHELL_BLOCKS = [
-    [line.strip() for line in body.splitlines() if line.strip()]  # bash ignores the # comments
+    pytest.param([line.strip() for line in body.splitlines() if line.strip()],
+                 marks=[pytest.mark.slow] if body in SLOW_BODIES else [])
     for lang, body in BLOCKS
     if lang == "bash" and not body.lstrip().startswith("make ")
 ]
@@ -42,7 +46,7 @@ def test_the_readme_has_examples_of_each_kind() -> None:
     assert "make demo" in README and "make test" in README
 
 
-@pytest.mark.parametrize("lines", SHELL_BLOCKS, ids=lambda lines: lines[0][:40])
+@pytest.mark.parametrize("lines", SHELL_BLOCKS, ids=lambda lines: str(lines[0])[:40])
 def test_shell_examples_run(lines: list[str], tmp_path: Path) -> None:
     for command in lines:  # one block shares a working directory, as in a terminal
         out = shell(command, tmp_path)

@@ -61,7 +61,7 @@ class TinySettings:
             raise UserError(f"model.build.hidden_size ({hidden}) must be a multiple of num_heads "
                             f"({heads})")
         return cls(
-            build_dir=Path(str(b["dir"])) / str(b["name"]),
+            build_dir=_project_path(str(b["dir"])) / str(b["name"]),
             domain=str(b["domain"]),
             seed=check_int("model.build.seed", b["seed"], lo=0),
             weak_steps=weak,
@@ -81,6 +81,15 @@ class TinySettings:
                 weight_decay=check_range("model.build.weight_decay", b["weight_decay"], 0.0),
             ),
         )
+
+
+def _project_path(path: str) -> Path:
+    """A relative `model.build.dir` lives in the project: next to `data/` of the checkout bots
+    runs from (or of the working directory when installed from a wheel), wherever bots is run."""
+    from bots_cli.domains.base import repo_data_dir
+
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else repo_data_dir().parent / p
 
 
 @dataclass
