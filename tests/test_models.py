@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerFast
 
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
+from tests.conftest import REPO
 from bots_cli.models.build import TinySettings
 from bots_cli.models.loading import (
     load_model_and_tokenizer,
@@ -160,7 +161,7 @@ def test_a_build_without_manifest_is_not_trusted(tmp_path: Path) -> None:
 def test_tiny_settings_from_the_shipped_config() -> None:
     cfg = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
     s = TinySettings.from_config(cfg)
-    assert s.build_dir == Path("data/models/tiny/arith") and s.domain == "arith"
+    assert s.build_dir == REPO / "data" / "models" / "tiny" / "arith" and s.domain == "arith"
     assert s.arch == TinyArch() and s.weak_steps < s.strong_steps
     cfg.build.strong_steps = s.weak_steps
     with pytest.raises(UserError, match=r"strong_steps .* must exceed weak_steps"):
