@@ -16,7 +16,6 @@ from transformers import PreTrainedTokenizerFast
 
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
-from tests.conftest import REPO
 from bots_cli.models.build import TinySettings
 from bots_cli.models.loading import (
     load_model_and_tokenizer,
