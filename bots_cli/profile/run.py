@@ -85,8 +85,13 @@ def _existing(path: Path, settings: dict[str, Any], overwrite: bool) -> Any:
 
 
 def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
-                  out_dir: Path) -> Any:
-    """Profile one reference on `tasks`; returns its complete profile table."""
+                  out_dir: Path, timings: dict[str, float] | None = None) -> Any:
+    """Profile one reference on `tasks`; returns its complete profile table.
+
+    `timings`, if given, accumulates seconds spent in `generate`, `reward`, `write` and `total`.
+    """
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
     import pandas as pd
 
     from bots_cli.engines import build_engine
@@ -100,6 +105,12 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
     if not todo_mask.any():
         print(f"{settings['model']}: all {len(tasks)} tasks already profiled in {path}")
         return done
+
+    def clock(key: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[key] = timings.get(key, 0.0) + now - since
+        return now
+
     n, size = settings["n"], settings["chunk_size"]
     frames = [done]
     with build_engine(cfg.engine, model_cfg, domain_cfg=cfg.domain) as engine, \
@@ -114,9 +125,12 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
             prompts = [render_prompt_for_model(tokenizer, dom.render_messages(r)) for r in rows]
             params = type(sampling)(**{**sampling.__dict__, "seed": chunk_seed(sampling.seed,
                                                                                 chunk)})
+            t = time.perf_counter()
             groups = engine.generate(prompts, n, params)
+            t = clock("generate", t)
             rewards = dom.rewards([c.text for g in groups for c in g],
                                   [r for r in rows for _ in range(n)])
+            t = clock("reward", t)
             successes = np.asarray(rewards, dtype=np.float64).reshape(len(rows), n).sum(axis=1)
             frames.append(pd.DataFrame({
                 "task_id": part["task_id"].to_numpy(), "model": settings["model"], "n": n,
@@ -124,7 +138,9 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
             }))
             table = pd.concat(frames, ignore_index=True)
             write_profile(path, table, settings)  # the resume point
+            clock("write", t)
             advance(len(rows))
+    clock("total", started)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -197,12 +213,18 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     tables = {}
     for role in ROLES:
-        table = profile_model(cfg, role, tasks, dom, sampling, out_dir)
+        timings: dict[str, float] = {}
+        table = profile_model(cfg, role, tasks, dom, sampling, out_dir, timings)
         rates = table.set_index("task_id")["pass_rate"].reindex(tasks["task_id"]).to_numpy()
         tables[role] = rates
         label = reference_label(cfg.refs[role])
         summary[role] = {"model": label, "path": str(profile_path(out_dir, dom.name, label)),
-                         **pass_rate_summary(rates, levels)}
+                         **pass_rate_summary(rates, levels),
+                         # Wall time of this run (model loading included); 0 when nothing was left.
+                         "time": {k: round(v, 3) for k, v in timings.items()},
+                         "outside_generation_share": (
+                             1.0 - timings["generate"] / timings["total"]
+                             if timings.get("total") else None)}
     write_json(run_dir / "summary.json", summary)
     if cfg.profile.plot:
         _plot(tables, summary, run_dir / "pass_rates.png")
