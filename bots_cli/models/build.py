@@ -24,6 +24,7 @@ from bots_cli.models.tiny import (
     count_parameters,
     init_model,
     make_optimizer,
+    save_tokenizer,
     warm_start,
 )
 from bots_cli.selection.checks import check_int, check_range
@@ -144,7 +145,7 @@ def build_tiny(
                 "seconds": round(time.perf_counter() - started, 1),
             }
             model.save_pretrained(tmp / name)
-            tokenizer.save_pretrained(tmp / name)
+            save_tokenizer(tokenizer, tmp / name)
         checkpoints.write_manifest(tmp, key, results)
     return TinyBuild(out, reused=False, results=results)
 
