@@ -5,8 +5,8 @@ and two-digit additions written here, like the arith world's) times a GRPO group
 samples each, at temperature 1. The token budget is set so that each call is one `generate`
 batch. The model is the tiny architecture (1.08M parameters), either warm-started here for a few
 hundred steps on those additions (`--init warm`, the default: it answers a few digits and emits
-EOS, like the real tiny policy) or randomly initialised (`--init random`: it never emits EOS, so
-every completion runs to `--max-new-tokens`, the worst case).
+EOS, like the real tiny policy) or randomly initialised (`--init random`: it almost never emits
+EOS, so nearly every completion runs to `--max-new-tokens`, the worst case).
 
     python benchmarks/rollout_throughput.py [--batch 8 32 128 512] [--group 8] [--init warm]
 
@@ -82,6 +82,9 @@ def main() -> None:
                         help="warm-start steps of the model with --init warm")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(args.init, args.warm_steps, Path(tmp))
