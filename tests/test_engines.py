@@ -311,3 +311,11 @@ def test_vllm_without_vllm_says_how_to_install_it(mini: TinyBuild) -> None:
     with pytest.raises(UserError, match=r"pip install 'bots-cli\[vllm\]'") as err:
         build_engine(engine_cfg, OmegaConf.create({"name": "tiny", "path": "/nonexistent"}))
     assert "\n" not in str(err.value)
+
+
+def test_vllm_precision_follows_model_dtype() -> None:
+    from bots_cli.engines import _vllm_dtype
+
+    assert _vllm_dtype("float32") == "float32" and _vllm_dtype("bfloat16") == "bfloat16"
+    if not torch.cuda.is_available():
+        assert _vllm_dtype("auto") == "bfloat16"  # never vLLM's own fp32 -> fp16 `auto`

@@ -30,6 +30,7 @@ from bots_cli.models.tiny import (
     build_tokenizer,
     count_parameters,
     init_model,
+    save_tokenizer,
 )
 from tests.conftest import REPO, run_bots
 from tests.miniature import ARCH, PAIRS, build_miniature
@@ -50,7 +51,9 @@ def test_tokenizer_is_one_token_per_byte_and_round_trips(text: str, tmp_path: Pa
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert ids == list(text.encode())
     assert tok.decode(ids) == text
-    tok.save_pretrained(tmp_path)
+    save_tokenizer(tok, tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenizer_class"] == (
+        "PreTrainedTokenizerFast")  # a name transformers 4 and 5 both load
     again = load_tokenizer(tmp_path)  # through the generic loader: stays byte-level
     assert isinstance(again, PreTrainedTokenizerFast)
     assert again(text, add_special_tokens=False)["input_ids"] == ids

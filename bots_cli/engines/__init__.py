@@ -53,7 +53,7 @@ def build_engine(
             str(where),
             tensor_parallel_size=engine_cfg.tensor_parallel_size,
             gpu_memory_utilization=engine_cfg.gpu_memory_utilization,
-            dtype=str(engine_cfg.dtype),
+            dtype=_vllm_dtype(model_cfg.get("dtype")),
             seed=engine_cfg.seed,
             enable_sleep_mode=bool(engine_cfg.enable_sleep_mode),
             sleep_level=engine_cfg.sleep_level,
@@ -61,3 +61,16 @@ def build_engine(
             enforce_eager=bool(engine_cfg.get("enforce_eager", False)),
         )
     raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+
+
+def _vllm_dtype(model_dtype: str | None) -> str:
+    """vLLM's dtype from `model.dtype` (one setting for both engines): `auto` is bf16 where the
+    GPU has it, else fp16 (vLLM's own `auto` would turn an fp32 checkpoint into fp16)."""
+    name = str(model_dtype or "auto")
+    if name != "auto":
+        return name
+    import torch
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return "bfloat16"

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria
 
 from bots_cli.engines.base import Completion, RolloutEngine, SamplingParams
 from bots_cli.selection.checks import check_int
@@ -130,7 +131,7 @@ class HFEngine(RolloutEngine):
         return [row[width:].tolist() for row in out.cpu()]
 
 
-class StopOnStrings:
+class StopOnStrings(StoppingCriteria):
     """Stopping criterion: a row is done once its generated text contains a stop string.
 
     Only the last few tokens are decoded each step (a stop string just completed lies within as

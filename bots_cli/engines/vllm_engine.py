@@ -38,7 +38,7 @@ from bots_cli.selection.checks import check_choice, check_int, check_range
 INSTALL_HINT = ("engine=vllm needs vLLM, which is not installed here: install the extra with "
                 "`pip install 'bots-cli[vllm]'` on a Linux machine with an NVIDIA GPU, or use "
                 "engine=hf")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+DTYPES = ("bfloat16", "float16", "float32")
 
 
 def import_vllm() -> Any:

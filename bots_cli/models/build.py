@@ -24,6 +24,7 @@ from bots_cli.models.tiny import (
     count_parameters,
     init_model,
     make_optimizer,
+    save_tokenizer,
     warm_start,
 )
 from bots_cli.selection.checks import check_int, check_range
@@ -139,6 +140,11 @@ def build_tiny(
     tokenizer = build_tokenizer()
     model = init_model(arch, tokenizer, seed)
     batches = PairBatches(pairs, tokenizer, seed)
+    longest = int(batches.lengths.max())
+    if longest > arch.max_positions:
+        raise UserError(f"the longest prompt + answer + EOS has {longest} tokens, more than the "
+                        f"tiny model's max_positions ({arch.max_positions}): raise "
+                        "model.build.max_positions")
     optimizer = make_optimizer(model, warm)
     results: dict[str, Any] = {"parameters": count_parameters(model)}
     with checkpoints.atomic_build(out) as tmp, _progress(progress, strong_steps) as on_step:
@@ -153,7 +159,7 @@ def build_tiny(
                 "seconds": round(time.perf_counter() - started, 1),
             }
             model.save_pretrained(tmp / name)
-            tokenizer.save_pretrained(tmp / name)
+            save_tokenizer(tokenizer, tmp / name)
         checkpoints.write_manifest(tmp, key, results)
     return TinyBuild(out, reused=False, results=results)
 
@@ -270,7 +276,9 @@ def build_tiny_command(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from rich.console import Console
     from rich.table import Table
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # per-file save/load bars would bury the warm-start bar
     settings = TinySettings.from_config(cfg.model)
     n_eval = check_int("build.eval_pairs", cfg.build.eval_pairs, lo=0)
     pairs = domain_pairs(settings.domain, _domain_config(settings, cfg.get("domain")),

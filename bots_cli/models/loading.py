@@ -84,7 +84,7 @@ def load_tokenizer(path: Path | str) -> Any:
     cfg_file = Path(path) / "tokenizer_config.json"
     if cfg_file.is_file():
         tok_cfg = json.loads(cfg_file.read_text())
-        if tok_cfg.get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+        if tok_cfg.get("tokenizer_class") == "PreTrainedTokenizerFast":
             from bots_cli.models.tiny import load_tokenizer as load_fast
 
             return load_fast(str(path))
@@ -105,10 +105,12 @@ def load_model_and_tokenizer(
     device = resolve_device(model_cfg.get("device"))
     dtype = resolve_dtype(model_cfg.get("dtype"), device)
     tokenizer = load_tokenizer(where)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
-    except TypeError:  # transformers < 4.56 names the argument torch_dtype
-        model = AutoModelForCausalLM.from_pretrained(str(where), torch_dtype=dtype)
+    import transformers
+
+    # transformers 4.56 renamed torch_dtype to dtype; an unknown keyword would be ignored.
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    model = AutoModelForCausalLM.from_pretrained(str(where), **{key: dtype})
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -18,9 +18,11 @@ causal LM without a model hub:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,6 +67,20 @@ def build_tokenizer() -> Any:
         padding_side="left",  # generation pads on the left; training builds its own batches
         clean_up_tokenization_spaces=False, model_max_length=4096,
     )
+
+
+def save_tokenizer(tokenizer: Any, path: str | Path) -> None:
+    """`save_pretrained`, with the class recorded as `PreTrainedTokenizerFast`.
+
+    transformers 5 records its new class name (`TokenizersBackend`), which transformers 4 (the
+    version a vLLM install may pin) cannot load; `PreTrainedTokenizerFast` is the same class under
+    a name both understand.
+    """
+    tokenizer.save_pretrained(str(path))
+    cfg_file = Path(path) / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def load_tokenizer(path: str) -> Any:
