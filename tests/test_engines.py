@@ -319,3 +319,19 @@ def test_vllm_precision_follows_model_dtype() -> None:
     assert _vllm_dtype("float32") == "float32" and _vllm_dtype("bfloat16") == "bfloat16"
     if not torch.cuda.is_available():
         assert _vllm_dtype("auto") == "bfloat16"  # never vLLM's own fp32 -> fp16 `auto`
+
+
+@pytest.mark.slow
+def test_rollout_throughput_benchmark_prints_its_table() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rollout_throughput.py"), "--batch", "8", "32",
+         "--warm-steps", "20", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    rows = [line for line in out.stdout.splitlines() if line.startswith(("| 8 ", "| 32 "))]
+    assert len(rows) == 2
