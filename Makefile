@@ -53,6 +53,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/selector_overhead.py
 	$(BIN)/python benchmarks/rewards.py
+	$(BIN)/python benchmarks/rollout_throughput.py
 
 demo: setup
 	$(BIN)/bots simulate
