@@ -86,3 +86,39 @@ def test_bad_inputs_give_one_line(tmp_path: Path, override: str, message: str) -
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith(message), out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_table(shared: Path) -> None:
+    """SIGKILL a real run as soon as its first chunk is on disk, then run the command again."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BOTS
+
+    if not (shared / "a" / "arith" / "tiny-weak.parquet").exists():
+        test_profiles_both_references(shared)
+    killed = shared / "killed"
+    args = overrides(shared, killed, "profile.chunk_size=2")
+    reference = shared / "uncut"
+    assert run_bots("profile-refs", *overrides(shared, reference, "profile.chunk_size=2"),
+                    cwd=shared, timeout=600).returncode == 0
+    proc = subprocess.Popen([str(BOTS), "profile-refs", *args], cwd=shared,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ})
+    target = killed / "arith" / "tiny-weak.parquet"
+    deadline = time.monotonic() + 300
+    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial, _ = read_profile(target)
+    assert len(partial) < 24  # killed mid-way, with whole chunks on disk
+    out = run_bots("profile-refs", *args, cwd=shared, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for model in ("tiny-weak", "tiny-strong"):
+        a, _ = read_profile(reference / "arith" / f"{model}.parquet")
+        b, _ = read_profile(killed / "arith" / f"{model}.parquet")
+        pd.testing.assert_frame_equal(a, b)
