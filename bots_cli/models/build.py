@@ -27,7 +27,7 @@ from bots_cli.models.tiny import (
     save_tokenizer,
     warm_start,
 )
-from bots_cli.selection.checks import check_int, check_range
+from bots_cli.selection.checks import check_choice, check_int, check_range
 
 CHECKPOINTS = ("weak", "strong")
 LOSS_WINDOW = 50  # steps averaged for the reported final loss
@@ -39,6 +39,7 @@ class TinySettings:
 
     build_dir: Path
     domain: str
+    fresh_data: bool  # warm-start on newly generated tasks rather than the train split
     seed: int
     weak_steps: int
     strong_steps: int
@@ -64,6 +65,8 @@ class TinySettings:
         return cls(
             build_dir=_project_path(str(b["dir"])) / str(b["name"]),
             domain=str(b["domain"]),
+            fresh_data=check_choice("model.build.data", b.get("data", "train"),
+                                    ("fresh", "train")) == "fresh",
             seed=check_int("model.build.seed", b["seed"], lo=0),
             weak_steps=weak,
             strong_steps=strong,
@@ -204,9 +207,14 @@ class _progress:
             self._bar.__exit__(None, None, None)
 
 
-def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any) -> list[tuple[str, str]]:
-    """The `(prompt text, answer)` pairs of a domain's task table, prompts rendered for the model.
+def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any, fresh: int = 0,
+                 seed: int = 0) -> list[tuple[str, str]]:
+    """`(prompt text, answer)` pairs of a domain, prompts rendered for the model.
 
+    `fresh=0`: the domain's train split. `fresh=N`: N newly generated tasks that appear in
+    neither the train nor the eval split, so the warm start teaches the skill instead of the
+    answers of the very tasks the policy is later trained and evaluated on (a warm start that
+    cycles over the train split memorises it: high pass rates there, near zero held out).
     Uses the domains API (`bots_cli.domains.load_domain`): the prompt is what the domain renders
     for a task, passed through the model's chat template (none for the tiny model), so the warm
     start sees exactly the text the rollout engines will see.
@@ -223,6 +231,12 @@ def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any) -> list[tuple[str
 
     dom = load_domain(domain)
     tasks = dom.load(domain_cfg)
+    if fresh:
+        from bots_cli.domains.base import json_key
+
+        held = {json_key(p) for split in ("train", "eval")
+                for p in dom.load(domain_cfg, split=split)["prompt"]}
+        tasks = dom.generate(fresh, seed, split="warm-start", seen=held)
     if len(tasks) == 0:
         raise UserError(f"the {domain} task table is empty: nothing to warm-start the tiny "
                         "model on")
@@ -249,7 +263,10 @@ def ensure_tiny(model_cfg: Any, domain_cfg: Any = None, *, force: bool = False,
                 progress: bool = True) -> TinyBuild:
     """The tiny build described by `model_cfg`, from the cache when it matches, else built now."""
     settings = TinySettings.from_config(model_cfg)
-    pairs = domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer())
+    # Fresh data: one new task per warm-start sample, i.e. a single pass over the stream.
+    fresh = settings.warm.batch_size * settings.strong_steps if settings.fresh_data else 0
+    pairs = domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer(),
+                         fresh=fresh, seed=settings.seed)
     return build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
                       settings.seed, arch=settings.arch, warm=settings.warm, force=force,
                       progress=progress)
