@@ -208,10 +208,10 @@ class _progress:
 
 
 def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any, fresh: int = 0,
-                 seed: int = 0) -> list[tuple[str, str]]:
+                 seed: int = 0, split: str = "train") -> list[tuple[str, str]]:
     """`(prompt text, answer)` pairs of a domain, prompts rendered for the model.
 
-    `fresh=0`: the domain's train split. `fresh=N`: N newly generated tasks that appear in
+    `fresh=0`: the domain's `split`. `fresh=N`: N newly generated tasks that appear in
     neither the train nor the eval split, so the warm start teaches the skill instead of the
     answers of the very tasks the policy is later trained and evaluated on (a warm start that
     cycles over the train split memorises it: high pass rates there, near zero held out).
@@ -230,7 +230,7 @@ def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any, fresh: int = 0,
     from bots_cli.models.loading import render_prompt_for_model
 
     dom = load_domain(domain)
-    tasks = dom.load(domain_cfg)
+    tasks = dom.load(domain_cfg, split=split)
     if fresh:
         from bots_cli.domains.base import json_key
 
@@ -259,14 +259,19 @@ def _domain_config(settings: TinySettings, domain_cfg: Any) -> Any:
     return OmegaConf.load(path)
 
 
+def warm_start_pairs(settings: TinySettings, domain_cfg: Any) -> list[tuple[str, str]]:
+    """What the warm start trains on. Fresh data: one new task per warm-start sample (a single
+    pass over a generated stream); otherwise the train split, cycled."""
+    fresh = settings.warm.batch_size * settings.strong_steps if settings.fresh_data else 0
+    return domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer(),
+                        fresh=fresh, seed=settings.seed)
+
+
 def ensure_tiny(model_cfg: Any, domain_cfg: Any = None, *, force: bool = False,
                 progress: bool = True) -> TinyBuild:
     """The tiny build described by `model_cfg`, from the cache when it matches, else built now."""
     settings = TinySettings.from_config(model_cfg)
-    # Fresh data: one new task per warm-start sample, i.e. a single pass over the stream.
-    fresh = settings.warm.batch_size * settings.strong_steps if settings.fresh_data else 0
-    pairs = domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer(),
-                         fresh=fresh, seed=settings.seed)
+    pairs = warm_start_pairs(settings, domain_cfg)
     return build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
                       settings.seed, arch=settings.arch, warm=settings.warm, force=force,
                       progress=progress)
@@ -298,17 +303,19 @@ def build_tiny_command(cfg: Any) -> dict[str, Any]:
     hf_logging.disable_progress_bar()  # per-file save/load bars would bury the warm-start bar
     settings = TinySettings.from_config(cfg.model)
     n_eval = check_int("build.eval_pairs", cfg.build.eval_pairs, lo=0)
-    pairs = domain_pairs(settings.domain, _domain_config(settings, cfg.get("domain")),
-                         build_tokenizer())
+    pairs = warm_start_pairs(settings, cfg.get("domain"))
     build = build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
                        settings.seed, arch=settings.arch, warm=settings.warm,
                        force=bool(cfg.build.force), progress=True)
-    sample = random.Random(settings.seed).sample(list(pairs), min(n_eval, len(pairs)))
+    # The check runs on held-out tasks: the eval split, which the warm start never saw.
+    held_out = domain_pairs(settings.domain, _domain_config(settings, cfg.get("domain")),
+                            build_tokenizer(), split="eval")
+    sample = random.Random(settings.seed).sample(held_out, min(n_eval, len(held_out)))
     longest = max((len(a.encode()) for _, a in sample), default=1) + 1
     table = Table(title=f"tiny world ({build.results.get('parameters', 0):,} parameters, "
                         f"{len(pairs):,} {settings.domain} pairs)"
                         + (" - cached build" if build.reused else ""))
-    for col in ("checkpoint", "steps", "final loss", f"greedy exact match ({len(sample)} pairs)",
+    for col in ("checkpoint", "steps", "final loss", f"greedy exact match ({len(sample)} eval)",
                 "directory"):
         table.add_column(col, justify="left" if col in ("checkpoint", "directory") else "right")
     summary: dict[str, Any] = {"build_dir": str(build.build_dir), "reused": build.reused,
