@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bots_cli.atomic import write_json
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
 from bots_cli.models.tiny import (
@@ -291,7 +292,6 @@ def exact_match_rate(engine_cfg: Any, model_cfg: Any, pairs: Sequence[tuple[str,
 
 def build_tiny_command(cfg: Any) -> dict[str, Any]:
     """`bots build-tiny`: build (or find cached) the tiny world's weak and strong checkpoints."""
-    import json
     import random
 
     from hydra.core.hydra_config import HydraConfig
@@ -331,7 +331,6 @@ def build_tiny_command(cfg: Any) -> dict[str, Any]:
         table.add_row(name, str(res.get("steps", "?")), "-" if loss is None else f"{loss:.3f}",
                       "-" if acc is None else f"{acc:.3f}", str(build.checkpoint(name)))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
     Console().print(table)
     return summary

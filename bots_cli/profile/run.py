@@ -10,6 +10,7 @@ would.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,7 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
                 continue
             rows = [row for _, row in part.iterrows()]
             prompts = [render_prompt_for_model(tokenizer, dom.render_messages(r)) for r in rows]
-            params = type(sampling)(**{**sampling.__dict__, "seed": chunk_seed(sampling.seed,
-                                                                                chunk)})
+            params = dataclasses.replace(sampling, seed=chunk_seed(sampling.seed, chunk))
             t = time.perf_counter()
             groups = engine.generate(prompts, n, params)
             t = clock("generate", t)
