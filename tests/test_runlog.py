@@ -71,3 +71,11 @@ def test_auto_mode_is_offline_without_credentials(tmp_path, monkeypatch) -> None
     assert wandb_mode("disabled") == "disabled"
     with pytest.raises(ValueError, match=r"logger\.mode must be one of"):
         wandb_mode("cloud")
+
+
+def test_a_broken_line_before_the_end_is_an_error_not_dropped(tmp_path: Path) -> None:
+    from bots_cli.errors import UserError
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": \n{"step": 2}\n')
+    with pytest.raises(UserError, match="line 2 is not JSON"):
+        RunLog(tmp_path, resume_step=2)

@@ -51,12 +51,13 @@ class SimParams:
         return p
 
 
-def selector_configs(cfg: Any) -> dict[str, Any]:
-    """The selectors to compare by name: `selector`, then `compare.*` (duplicates dropped)."""
-    out = {str(cfg.selector.name): cfg.selector}
-    for sel_cfg in (cfg.get("compare") or {}).values():
+def selector_configs(cfg: Any) -> dict[str, tuple[str, Any]]:
+    """The selectors to compare by name, each with its config key and config: `selector`, then
+    `compare.*` (a name already taken is skipped)."""
+    out = {str(cfg.selector.name): ("selector", cfg.selector)}
+    for key, sel_cfg in (cfg.get("compare") or {}).items():
         if sel_cfg is not None:
-            out.setdefault(str(sel_cfg.name), sel_cfg)
+            out.setdefault(str(sel_cfg.name), (f"compare.{key}", sel_cfg))
     return out
 
 
@@ -120,8 +121,8 @@ def simulate(cfg: Any) -> dict[str, Any]:
                            f"selectors: {', '.join(configs)}")
     # Build every selector once on a first world before running anything: bad values fail now.
     probe = World.generate(world_params, seed0)
-    for name, sel_cfg in configs.items():
-        _build(sel_cfg, probe, seed0, sim.group_size, _config_key(cfg, name))
+    for key, sel_cfg in configs.values():
+        _build(sel_cfg, probe, seed0, sim.group_size, key)
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -131,8 +132,8 @@ def simulate(cfg: Any) -> dict[str, Any]:
     started = time.perf_counter()
     for seed in range(seed0, seed0 + sim.seeds):
         world = probe if seed == seed0 else World.generate(world_params, seed)
-        for name, sel_cfg in configs.items():
-            selector = _build(sel_cfg, world, seed, sim.group_size, _config_key(cfg, name))
+        for name, (key, sel_cfg) in configs.items():
+            selector = _build(sel_cfg, world, seed, sim.group_size, key)
             run_rows, curve = run_one(world, selector, sim, seed)
             rows += [{"selector": name, "seed": seed, **r} for r in run_rows]
             curves[name][seed] = curve
@@ -141,13 +142,3 @@ def simulate(cfg: Any) -> dict[str, Any]:
     report.write_outputs(run_dir, rows, curves, summary, plot=sim.plot)
     report.print_table(summary, run_dir)
     return summary
-
-
-def _config_key(cfg: Any, name: str) -> str:
-    if cfg.selector.name == name:
-        return "selector"
-    for key, sel_cfg in (cfg.get("compare") or {}).items():
-        if sel_cfg is not None and sel_cfg.name == name:
-            return f"compare.{key}"
-    return name
-

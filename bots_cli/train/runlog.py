@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import atomic_path, write_text
+from bots_cli.errors import UserError
 from bots_cli.selection.checks import check_choice
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -31,15 +32,23 @@ def wandb_mode(requested: str) -> str:
 
 
 def _read_jsonl_upto(path: Path, last_step: int) -> list[str]:
-    """The lines of a jsonl file whose `step` ≤ last_step; a torn last line is dropped."""
+    """The lines of a jsonl file whose `step` ≤ last_step.
+
+    Only the last line may be torn (a write interrupted by a kill) and is then dropped; a broken
+    line anywhere else means the file was damaged otherwise, and that is an error.
+    """
     if not path.is_file():
         return []
+    lines = path.read_text().splitlines()
     kept = []
-    for line in path.read_text().splitlines():
+    for i, line in enumerate(lines):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue  # the tail of a write interrupted by a kill
+            if i == len(lines) - 1:
+                break
+            raise UserError(f"{path} line {i + 1} is not JSON: the run's records are damaged; "
+                            "restore the file or start a new run") from None
         if row.get("step", 0) <= last_step:
             kept.append(line)
     return kept
