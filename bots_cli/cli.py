@@ -57,6 +57,18 @@ COMMANDS = [
         ],
     ),
     Command(
+        name="train",
+        target="bots_cli.train.loop:train",
+        summary="GRPO finetuning with a task selector choosing every batch (resumable).",
+        examples=[
+            "bots train",
+            "bots train selector=uniform train.steps=200",
+            "bots train resume=outputs/train/<date>/<time>",
+            "bots train -m lambda=0.05,0.1,0.3",
+            "bots train model=qwen7b refs=qwen selector=bots lambda=0.5 engine=vllm",
+        ],
+    ),
+    Command(
         name="build-tiny",
         target="bots_cli.models.build:build_tiny_command",
         summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",

@@ -48,6 +48,10 @@ def launch(
     import hydra
 
     argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
+    resume = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
+    if resume and resume[-1] not in ("", "null") and not multirun:
+        # A resumed run continues in its own directory rather than starting a new one.
+        argv.append(f"hydra.run.dir={resume[-1]}")
     if multirun:
         argv.append("--multirun")
     if cfg_part:

@@ -20,6 +20,7 @@ import numpy as np
 from bots_cli.atomic import atomic_path, write_json, write_text
 from bots_cli.errors import UserError
 from bots_cli.profile.table import pass_rate_summary, profile_path, read_profile, write_profile
+from bots_cli.seeds import derive_seed
 from bots_cli.selection.checks import check_choice, check_int
 
 ROLES = ("weak", "strong")
@@ -39,11 +40,6 @@ def profiles_dir(cfg_dir: Any) -> Path:
     from bots_cli.domains.base import repo_data_dir
 
     return repo_data_dir() / "profiles"
-
-
-def chunk_seed(seed: int, chunk: int) -> int:
-    """The sampling seed of one chunk: independent of which chunks were done before."""
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
 
 
 def profile_settings(cfg: Any, model_cfg: Any, sampling: Any) -> dict[str, Any]:
@@ -124,7 +120,7 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
                 continue
             rows = [row for _, row in part.iterrows()]
             prompts = [render_prompt_for_model(tokenizer, dom.render_messages(r)) for r in rows]
-            params = dataclasses.replace(sampling, seed=chunk_seed(sampling.seed, chunk))
+            params = dataclasses.replace(sampling, seed=derive_seed(sampling.seed, chunk))
             t = time.perf_counter()
             groups = engine.generate(prompts, n, params)
             t = clock("generate", t)

@@ -1,0 +1,461 @@
+"""`bots train`: GRPO finetuning with a task selector choosing every batch.
+
+One training step (`Trainer.step`), in named and timed phases (`time/<phase>` in metrics.jsonl):
+
+    select           the selector picks `batch_size` tasks from the train pool
+    rollout          the engine samples `group_size` completions per task (current weights)
+    reward           the domain's reward scores every completion
+    update           group advantages, then the clipped policy-gradient update (update.py)
+    selector_update  each task's successes and trials go back to the selector
+    eval             every `eval_every` steps: avg@k / pass@k on held-out tasks, fixed seeds
+    checkpoint       every `checkpoint_every` steps and at the end: everything a resume needs
+
+Resuming (`resume=<run dir>`) reloads the latest complete checkpoint: weights, optimizer,
+scheduler, the selector's full state (posterior, capability estimate, its random generator),
+every random state and the step counter; records after that step are dropped first. Sampling
+seeds are derived from (seed, step), so the resumed run draws what the uninterrupted one would.
+
+Where this departs from the paper's setup (verl with vLLM on 8 GPUs, Qwen2.5 models):
+- One process holds the policy and the engine. The `hf` engine generates with the policy object
+  itself; the `vllm` engine is colocated, sleeps during the update and receives the new weights
+  after it (`load_weights`).
+- Groups whose rewards are all equal are dropped before the update (no backward pass), and the
+  loss is normalised over the tokens of the groups that remain (see update.py); their share is
+  `train/zero_variance_share`. No dynamic re-sampling refills the batch.
+- The learning rate is warmed up linearly, then constant: no decay, so `train.steps` can be raised
+  on resume without changing the steps already taken.
+- The KL penalty (k3, to the initial policy) is in the loss and off by default; no entropy bonus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bots_cli.atomic import write_json, write_text
+from bots_cli.errors import UserError
+from bots_cli.metrics import effective_task_ratio, zero_variance_share
+from bots_cli.seeds import derive_seed
+from bots_cli.train.settings import TrainSettings
+
+# Overrides a resumed run may change; anything else would make it a different run.
+RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.eval_every", "train.checkpoint_every",
+                       "train.keep_last", "train.log_every", "train.live", "logger")
+
+
+class Phases:
+    """Wall-clock seconds of each named phase of one step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def metrics(self) -> dict[str, float]:
+        return {f"time/{k}": v for k, v in self.seconds.items()}
+
+
+class Trainer:
+    """Everything one run holds: pool, selector, policy, engine, optimizer, records."""
+
+    def __init__(self, cfg: Any, run_dir: Path, resuming: bool) -> None:
+        import torch
+
+        from bots_cli.domains import load_domain
+        from bots_cli.engines import SamplingParams
+        from bots_cli.selection.build import build_selector
+
+        self.cfg, self.run_dir = cfg, run_dir
+        self.s = TrainSettings.from_config(cfg.train)
+        self.sampling = SamplingParams.from_config(cfg.sampling)
+        self.dom = load_domain(str(cfg.domain.name), cfg.domain)
+        self.pool = self.dom.load(cfg.domain, split="train")
+        if self.s.max_tasks is not None:
+            self.pool = self.pool.iloc[: self.s.max_tasks].reset_index(drop=True)
+        if self.s.batch_size > len(self.pool):
+            raise UserError(f"train.batch_size ({self.s.batch_size}) exceeds the training pool "
+                            f"({len(self.pool)} tasks); lower it or use a larger pool")
+        self.task_ids = [str(t) for t in self.pool["task_id"]]
+
+        weak, strong = self._references()
+        self.selector = build_selector(cfg.selector, n_tasks=len(self.pool), weak=weak,
+                                       strong=strong, seed=int(cfg.seed),
+                                       group_size=self.s.group_size)
+        torch.manual_seed(int(cfg.seed))
+        self.device_type, self.autocast = self._precision()
+        self.model, self.tokenizer = self._load_policy(None)
+        latest = None
+        if resuming:
+            from bots_cli.train.checkpoint import latest_checkpoint
+
+            latest = latest_checkpoint(run_dir)
+            if latest is None:
+                raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
+                                "new run")
+        self.ref_model = self._reference_policy()
+        if latest is not None:
+            self.model, _ = self._load_policy(latest / "model")
+        self.engine = self._engine()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.s.lr,
+                                           betas=self.s.betas, weight_decay=self.s.weight_decay)
+        warm = self.s.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: min(1.0, (k + 1) / warm) if warm else 1.0)
+        self.pad_id = (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                       else self.tokenizer.eos_token_id)
+        self._prompts: dict[int, tuple[str, list[int]]] = {}
+        self.ever_selected = np.zeros(len(self.pool), dtype=bool)
+        self.step_done = 0
+        self.elapsed = 0.0  # seconds of training so far, across resumes
+
+        eval_tasks = self.dom.load(cfg.domain, split="eval")
+        if self.s.eval_tasks is not None:
+            eval_tasks = eval_tasks.iloc[: self.s.eval_tasks]
+        from bots_cli.evaluation import HeldOut
+
+        self.held_out = HeldOut(self.dom, eval_tasks, self.tokenizer) if self.s.eval_every else None
+        self._restore_state = None
+        if latest is not None:
+            from bots_cli.train.checkpoint import load_checkpoint
+
+            state = load_checkpoint(latest, restore_rng=False)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.selector.load_state_dict(state["selector"])
+            self.ever_selected = np.asarray(state["trainer"]["ever_selected"], dtype=bool)
+            self.step_done = int(state["step"])
+            self.elapsed = float(state["trainer"]["elapsed"])
+            self._restore_state = state["rng"]  # restored last, once nothing else draws
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _references(self) -> tuple[Any, Any]:
+        from bots_cli.selection.build import needs_references
+
+        if not needs_references(self.cfg.selector):
+            return None, None
+        from bots_cli.profile.references import reference_pass_rates
+        from bots_cli.profile.run import profiles_dir
+
+        refs = self.cfg.refs
+        if refs.get("name") == "tiny" and self.cfg.model.get("build") is None:
+            raise UserError(f"refs=tiny are the tiny world's references, but model="
+                            f"{self.cfg.model.get('name')} is not the tiny model; use refs=qwen "
+                            "(or set refs.weak.path and refs.strong.path)")
+        return reference_pass_rates(self.pool, self.dom.name, refs,
+                                    profiles_dir(self.cfg.train.get("profiles_dir")))
+
+    def _precision(self) -> tuple[str, bool]:
+        """(device type, whether to autocast to bf16): fp32 master weights either way."""
+        from bots_cli.models.loading import resolve_device
+
+        device = resolve_device(self.cfg.model.get("device"))
+        mixed = self.s.precision == "bf16" or (self.s.precision == "auto"
+                                               and device.type == "cuda")
+        return device.type, mixed
+
+    def _load_policy(self, path: Path | None) -> tuple[Any, Any]:
+        """The policy in fp32 (trained weights stay fp32; bf16 is autocast), from its config or
+        from a checkpoint's model directory."""
+        from omegaconf import OmegaConf
+
+        from bots_cli.models.loading import load_model_and_tokenizer
+
+        model_cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
+        assert isinstance(model_cfg, dict)
+        model_cfg["dtype"] = "float32"
+        if path is not None:
+            model_cfg.update(path=str(path), hub_id=None, build=None)
+        model, tokenizer = load_model_and_tokenizer(model_cfg, None, self.cfg.domain)
+        return model, tokenizer
+
+    def _reference_policy(self) -> Any:
+        """A frozen copy of the initial policy for the KL penalty (none when kl_coef is 0)."""
+        if self.s.update.kl_coef == 0:
+            return None
+        import copy
+
+        ref = copy.deepcopy(self.model)
+        ref.requires_grad_(False)
+        return ref
+
+    def _engine(self) -> Any:
+        from bots_cli.engines import build_engine
+
+        engine = build_engine(self.cfg.engine, self.cfg.model, model=self.model,
+                              tokenizer=self.tokenizer, domain_cfg=self.cfg.domain)
+        engine.load_weights(self.model)  # a separate engine (vLLM) starts from these weights
+        return engine
+
+    def restore_rng(self) -> None:
+        if self._restore_state is not None:
+            from bots_cli.train.checkpoint import restore_rng_state
+
+            restore_rng_state(self._restore_state)
+            self._restore_state = None
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def prompt(self, i: int) -> tuple[str, list[int]]:
+        """Task i's rendered prompt and its token ids (rendered on first use, then cached)."""
+        if i not in self._prompts:
+            from bots_cli.models.loading import render_prompt_for_model
+
+            text = render_prompt_for_model(self.tokenizer,
+                                           self.dom.render_messages(self.pool.iloc[i]))
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            self._prompts[i] = (text, list(ids))
+        return self._prompts[i]
+
+    def step(self, step: int) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One training step: its metrics, and the (task indices, successes, trials) the
+        selector was told."""
+        phases = Phases()
+        B, G = self.s.batch_size, self.s.group_size
+        with phases("select"):
+            ids = self.selector.select(B)
+            posterior = getattr(self.selector, "posterior_mean", None)  # BOTS-family only
+            selected_mean = float(np.mean(posterior()[ids])) if posterior is not None else None
+        rows = [self.pool.iloc[int(i)] for i in ids]
+        prompts = [self.prompt(int(i)) for i in ids]
+        with phases("rollout"):
+            self.engine.wake_up()
+            params = dataclasses.replace(self.sampling,
+                                         seed=derive_seed(self.sampling.seed, step))
+            groups = self.engine.generate([p for p, _ in prompts], G, params)
+        with phases("reward"):
+            flat = self.dom.rewards([c.text for g in groups for c in g],
+                                    [r for r in rows for _ in range(G)])
+            rewards = np.asarray(flat, dtype=np.float64).reshape(B, G)
+        lr = float(self.scheduler.get_last_lr()[0])  # the rate of this step's first update
+        with phases("update"):
+            self.engine.sleep()
+            stats = self._update(prompts, groups, rewards)
+            self.engine.load_weights(self.model)
+        successes, trials = rewards.sum(axis=1), np.full(B, float(G))
+        with phases("selector_update"):
+            self.selector.update(ids, successes, trials)
+        self.ever_selected[ids] = True
+
+        lengths = [len(c.token_ids) for g in groups for c in g]
+        metrics: dict[str, Any] = {
+            "train/reward_mean": float(rewards.mean()),
+            "train/etr": effective_task_ratio(successes, trials),
+            "train/zero_variance_share": zero_variance_share(rewards),
+            **{f"train/{k}": v for k, v in stats.items()},
+            "train/lr": lr,
+            "train/response_len": float(np.mean(lengths)),
+            "train/truncated_share": float(np.mean([c.finish_reason == "length"
+                                                    for g in groups for c in g])),
+            "selector/explored_share": float(self.ever_selected.mean()),
+        }
+        capability = getattr(self.selector, "capability", None)
+        if capability is not None:
+            metrics["selector/capability"] = float(capability)
+        if selected_mean is not None:
+            metrics["selector/posterior_mean_of_selected"] = selected_mean
+        metrics.update(phases.metrics())
+        metrics["time/step"] = sum(phases.seconds.values())
+        return metrics, (ids, successes, trials)
+
+    def _update(self, prompts: list[tuple[str, list[int]]], groups: list[list[Any]],
+                rewards: np.ndarray) -> dict[str, float]:
+        """Advantages, then the policy update on the groups that carry a signal."""
+        import torch
+
+        from bots_cli.train.grpo import group_advantages
+        from bots_cli.train.update import pack, policy_update
+
+        advantages = group_advantages(torch.tensor(rewards), self.s.scale_by_std)  # (B, G)
+        keep = [b for b in range(len(groups)) if np.ptp(rewards[b]) > 0]
+        stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
+        if not keep:  # no group carries a learning signal: nothing to update
+            return stats
+        rows = [(b, g) for b in keep for g in range(len(groups[b]))]
+        packed = pack([prompts[b][1] for b, _ in rows],
+                      [groups[b][g].token_ids for b, g in rows], self.pad_id)
+        adv = torch.stack([advantages[b, g] for b, g in rows]).float()
+        # A fixed number of optimizer steps per update, whatever share of groups was kept.
+        chunks = self.s.batch_size // self.s.mini_batch_size
+        mini = math.ceil(len(rows) / chunks)
+        cfg = dataclasses.replace(self.s.update, mini_batch_size=mini,
+                                  micro_batch_size=min(self.s.update.micro_batch_size or mini,
+                                                       mini))
+        device = next(self.model.parameters()).device
+        packed = type(packed)(packed.input_ids.to(device), packed.attention_mask.to(device),
+                              packed.completion_mask.to(device))
+        autocast = (torch.autocast(self.device_type, dtype=torch.bfloat16) if self.autocast
+                    else nullcontext())
+        with autocast:
+            stats = policy_update(self.model, self.optimizer, self.scheduler, packed,
+                                  adv.to(device), cfg, self.ref_model)
+        self.model.eval()
+        return stats
+
+    # -- evaluation and checkpoints --------------------------------------------------------------
+
+    def evaluate(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        assert self.held_out is not None
+        self.engine.wake_up()
+        result = self.held_out.evaluate(self.engine, self.s.eval_n, self.sampling,
+                                        self.s.eval_seed)
+        return result.metrics(), result.samples(self.s.eval_samples)
+
+    def save(self, step: int) -> None:
+        from bots_cli.train.checkpoint import checkpoint_dir, save_checkpoint
+
+        def save_model(path: Path) -> None:
+            self.model.save_pretrained(str(path))
+            self.tokenizer.save_pretrained(str(path))
+
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "selector": self.selector.state_dict(),
+            "trainer": {"ever_selected": self.ever_selected.copy(), "elapsed": self.elapsed},
+        }
+        save_checkpoint(self.run_dir, step, state, save_model)
+        if self.s.keep_last is not None:
+            done = sorted(int(p.name.split("_")[1]) for p in
+                          (self.run_dir / "checkpoints").glob("step_*") if p.is_dir())
+            for old in done[: -self.s.keep_last]:
+                shutil.rmtree(checkpoint_dir(self.run_dir, old), ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the engine and the model (a sweep's next job needs the memory)."""
+        self.engine.close()
+        self.model = self.ref_model = self.engine = self.optimizer = None  # type: ignore[assignment]
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _resumed_config(cfg: Any, run_dir: Path) -> Any:
+    """The run's saved config, with the few overrides a resume may change applied to it."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"resume={run_dir}: no config.yaml there; is it a `bots train` run "
+                        "directory?")
+    saved = OmegaConf.load(saved_path)
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_OVERRIDES):
+            raise UserError(f"{key} cannot change when resuming: the run continues with its saved "
+                            f"config ({saved_path}); drop `{override}` or start a new run")
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
+    saved.resume = str(run_dir)
+    return saved
+
+
+def _wandb_names(cfg: Any) -> tuple[str, str | None]:
+    """(run name, group): a sweep's jobs are grouped by their multirun directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    name = hc.job.override_dirname or str(cfg.selector.name)
+    group = None
+    if hc.mode == RunMode.MULTIRUN:
+        group = Path(hc.sweep.dir).name
+    return name, group
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """The `bots train` command: run (or resume) one training run in the Hydra run directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from bots_cli.train.display import TrainDisplay
+    from bots_cli.train.runlog import RunLog
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resuming = cfg.get("resume") is not None
+    if resuming:
+        run_dir = Path(str(cfg.resume)).expanduser()
+        if not run_dir.is_dir():
+            raise UserError(f"resume={cfg.resume}: no such run directory")
+        cfg = _resumed_config(cfg, run_dir)
+    else:
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    trainer = Trainer(cfg, run_dir, resuming)
+    s = trainer.s
+    if resuming and trainer.step_done >= s.steps:
+        trainer.close()
+        raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
+                        f"{trainer.step_done}); raise train.steps to train further")
+    name, group = _wandb_names(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
+    assert isinstance(config, dict) and isinstance(logger_cfg, dict)
+    log = RunLog(run_dir, logger=logger_cfg, run_name=name, group=group, config=config,
+                 resume_step=trainer.step_done if resuming else None)
+    display = TrainDisplay(f"bots train · {cfg.selector.name} · {cfg.model.name} on "
+                           f"{cfg.domain.name} · {run_dir}", trainer.step_done, s.steps, s.live,
+                           s.log_every)
+    trainer.restore_rng()
+    summary: dict[str, Any] = {}
+    try:
+        if not resuming and s.is_eval_step(0):
+            metrics, samples = trainer.evaluate()
+            log.log(0, metrics)
+            log.log_samples(0, samples)
+            display.step(0, metrics)
+        for step in range(trainer.step_done + 1, s.steps + 1):
+            metrics, (ids, successes, trials) = trainer.step(step)
+            trainer.elapsed += metrics["time/step"]
+            log.add_selections(step, [trainer.task_ids[i] for i in ids], successes, trials)
+            if s.is_eval_step(step):
+                t = time.perf_counter()
+                evals, samples = trainer.evaluate()
+                metrics.update(evals, **{"time/eval": time.perf_counter() - t})
+                log.log_samples(step, samples)
+            log.log(step, metrics)
+            display.step(step, metrics)
+            if s.is_checkpoint_step(step):
+                log.flush()
+                trainer.save(step)
+        summary = _summary(run_dir, cfg, s.steps, trainer.elapsed)
+        write_json(run_dir / "summary.json", summary)
+    finally:
+        display.close()
+        log.close()
+        trainer.close()
+    display.message(f"run directory: {run_dir}")
+    return summary
+
+
+def _summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:
+    """First, final and best held-out accuracy of the run, read back from metrics.jsonl."""
+    import json
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
+    out: dict[str, Any] = {"selector": str(cfg.selector.name), "steps": steps,
+                           "train_seconds": round(elapsed, 3)}
+    if evals:
+        best = max(evals, key=lambda e: e[1])
+        out.update(eval_first={"step": evals[0][0], "accuracy": evals[0][1]},
+                   eval_final={"step": evals[-1][0], "accuracy": evals[-1][1]},
+                   eval_best={"step": best[0], "accuracy": best[1]})
+    return out

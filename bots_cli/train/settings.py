@@ -1,0 +1,115 @@
+"""The `train` section of conf/train.yaml, validated once at start with one-line errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bots_cli.errors import UserError
+from bots_cli.selection.checks import check_choice, check_int, check_range
+from bots_cli.train.update import UpdateConfig
+
+LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _optional_int(name: str, value: Any, lo: int) -> int | None:
+    return None if value is None else check_int(name, value, lo=lo)
+
+
+def _live(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    check_choice("train.live", value, ("auto", "true", "false"))
+    return "auto"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    batch_size: int  # tasks per step
+    group_size: int  # completions per task
+    max_tasks: int | None
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    betas: tuple[float, float]
+    mini_batch_size: int  # tasks per optimizer step
+    update: UpdateConfig  # the parts of the update that do not depend on the batch
+    scale_by_std: bool
+    precision: str
+    eval_every: int
+    eval_tasks: int | None
+    eval_n: int
+    eval_seed: int
+    eval_samples: int
+    checkpoint_every: int
+    keep_last: int | None
+    log_every: int
+    live: str  # auto | on | off
+
+    @classmethod
+    def from_config(cls, t: Any) -> TrainSettings:
+        batch = check_int("train.batch_size", t.batch_size, lo=1)
+        group = t.group_size
+        if check_int("train.group_size", group) < 2:
+            raise UserError(f"train.group_size must be ≥ 2, got {group}: GRPO's advantages "
+                            "compare the completions of one task with each other")
+        mini = batch if t.mini_batch_size is None else check_int("train.mini_batch_size",
+                                                                 t.mini_batch_size, lo=1)
+        if batch % mini:
+            raise UserError(f"train.mini_batch_size ({mini}) must divide train.batch_size "
+                            f"({batch}): each optimizer step takes an equal share of the batch")
+        steps = t.steps
+        if check_int("train.steps", steps) < 1:
+            raise UserError(f"train.steps must be ≥ 1, got {steps}")
+        lr = check_range("train.lr", t.lr, 0.0, lo_open=True)
+        betas = tuple(float(b) for b in t.betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise UserError(f"train.betas must be two numbers in [0, 1), got {list(t.betas)}")
+        clip_high = t.clip_eps_high
+        return cls(
+            steps=steps,
+            batch_size=batch,
+            group_size=group,
+            max_tasks=_optional_int("train.max_tasks", t.max_tasks, lo=1),
+            lr=lr,
+            warmup_steps=check_int("train.warmup_steps", t.warmup_steps, lo=0),
+            weight_decay=check_range("train.weight_decay", t.weight_decay, 0.0),
+            betas=(betas[0], betas[1]),
+            mini_batch_size=mini,
+            update=UpdateConfig(
+                ppo_epochs=check_int("train.ppo_epochs", t.ppo_epochs, lo=1),
+                micro_batch_size=_optional_int("train.micro_batch_size", t.micro_batch_size,
+                                               lo=1) or 0,
+                clip_eps=check_range("train.clip_eps", t.clip_eps, 0.0, 1.0, lo_open=True),
+                clip_eps_high=None if clip_high is None else check_range(
+                    "train.clip_eps_high", clip_high, 0.0, lo_open=True),
+                kl_coef=check_range("train.kl_coef", t.kl_coef, 0.0),
+                loss_agg=check_choice("train.loss_agg", t.loss_agg,  # type: ignore[arg-type]
+                                      LOSS_AGGREGATIONS),
+                max_grad_norm=check_range("train.max_grad_norm", t.max_grad_norm, 0.0,
+                                          lo_open=True),
+            ),
+            scale_by_std=bool(t.scale_by_std),
+            precision=check_choice("train.precision", t.precision, PRECISIONS),
+            eval_every=check_int("train.eval_every", t.eval_every, lo=0),
+            eval_tasks=_optional_int("train.eval_tasks", t.eval_tasks, lo=1),
+            eval_n=check_int("train.eval_n", t.eval_n, lo=1),
+            eval_seed=check_int("train.eval_seed", t.eval_seed, lo=0),
+            eval_samples=check_int("train.eval_samples", t.eval_samples, lo=0),
+            checkpoint_every=check_int("train.checkpoint_every", t.checkpoint_every, lo=1),
+            keep_last=_optional_int("train.keep_last", t.keep_last, lo=1),
+            log_every=check_int("train.log_every", t.log_every, lo=1),
+            live=_live(t.live),
+        )
+
+    def optimizer_steps_per_update(self) -> int:
+        return self.update.ppo_epochs * (self.batch_size // self.mini_batch_size)
+
+    def is_eval_step(self, step: int) -> bool:
+        """Evaluations happen at step 0 (the starting point), every `eval_every`, and at the end."""
+        return self.eval_every > 0 and (step % self.eval_every == 0 or step == self.steps)
+
+    def is_checkpoint_step(self, step: int) -> bool:
+        return step % self.checkpoint_every == 0 or step == self.steps
