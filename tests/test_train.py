@@ -1,0 +1,229 @@
+"""`bots train` end to end on a miniature world: one-digit sums and a 0.1M-parameter tiny model.
+
+The world is built through the real config (a task table of our own, `model.build.*` shrunk) and
+profiled with the real `bots profile-refs`, so the runs below exercise exactly what users run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from bots_cli.profile.table import read_profile
+from bots_cli.selection.build import build_selector
+from tests.conftest import BOTS, run_bots
+
+pytest.importorskip("transformers")
+
+BUILD = {"weak_steps": 40, "strong_steps": 120, "batch_size": 32, "lr": 0.01, "warmup_steps": 5,
+         "hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128,
+         "max_positions": 64}
+STEP_KEYS = {
+    "train/reward_mean", "train/etr", "train/zero_variance_share", "train/loss", "train/kl",
+    "train/grad_norm", "train/response_len", "selector/capability",
+    "selector/posterior_mean_of_selected", "selector/explored_share", "time/select",
+    "time/rollout", "time/reward", "time/update", "time/selector_update",
+}
+
+
+def _tasks(split: str) -> list[dict[str, object]]:
+    return [{"task_id": f"{split}-{a}{b}", "prompt": f"{a}+{b}=", "answer": str(a + b),
+             "level": 1 + (a + b >= 10)} for a in range(10) for b in range(10)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch dir holding the task tables, the miniature build and both reference profiles."""
+    root = tmp_path_factory.mktemp("train")
+    for split in ("train", "eval"):
+        pd.DataFrame(_tasks(split)).to_json(root / f"{split}.jsonl", orient="records",
+                                            lines=True)
+    out = run_bots("profile-refs", *domain(root), *build(root, "refs.weak.build"),
+                   "profile.n=8", f"profile.dir={root / 'profiles'}", "profile.plot=false",
+                   cwd=root, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return root
+
+
+def domain(root: Path) -> list[str]:
+    return [f"domain.data.train={root / 'train.jsonl'}", f"domain.data.eval={root / 'eval.jsonl'}"]
+
+
+def build(root: Path, prefix: str = "model.build") -> list[str]:
+    return [f"{prefix}.dir={root / 'models'}", *(f"{prefix}.{k}={v}" for k, v in BUILD.items())]
+
+
+def train_args(root: Path, *extra: str) -> list[str]:
+    return ["train", *domain(root), *build(root), f"train.profiles_dir={root / 'profiles'}",
+            "train.batch_size=8", "train.group_size=4", "train.eval_tasks=40", "train.eval_n=2",
+            "train.lr=1e-3", "train.warmup_steps=0", *extra]
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "outputs").rglob("config.yaml")
+                  if p.parent.name != ".hydra")
+
+
+def metrics(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_smoke_run_learns_records_and_checkpoints(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*train_args(world, "train.steps=6", "train.eval_every=3",
+                               "train.checkpoint_every=3"), cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5, 6]
+    assert "eval/accuracy" in rows[0] and "train/loss" not in rows[0]
+    for row in rows[1:]:
+        assert STEP_KEYS <= set(row), STEP_KEYS - set(row)
+    assert {r["step"] for r in rows if "eval/accuracy" in r} == {0, 3, 6}
+    assert all(0 <= r["eval/accuracy"] <= r["eval/pass@2"] <= 1 for r in rows if "eval/pass@2" in r)
+    assert any(r["train/grad_norm"] > 0 for r in rows[1:]), "no step had a learning signal"
+
+    selections = pd.read_parquet(run / "selections.parquet")
+    assert len(selections) == 6 * 8 and set(selections["step"]) == set(range(1, 7))
+    assert (selections["trials"] == 4).all()
+    assert selections.groupby("step")["task_id"].nunique().eq(8).all()
+    # The step's reward mean is the mean of the successes the selector was told.
+    told = selections.groupby("step")["successes"].sum() / (8 * 4)
+    assert np.allclose(told.to_numpy(), [r["train/reward_mean"] for r in rows[1:]])
+
+    start = load_file(str(world / "models" / "arith" / "weak" / "model.safetensors"))
+    end = load_file(str(run / "checkpoints" / "step_6" / "model" / "model.safetensors"))
+    assert any(not torch.equal(start[k], end[k]) for k in start), "the weights did not change"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_3", "step_6"]
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {0, 3, 6} and "completion" in samples[0]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["eval_final"]["step"] == 6 and summary["selector"] == "bots"
+
+
+def test_selector_was_told_exactly_each_batch(world: Path, tmp_path: Path) -> None:
+    """Replaying selections.parquet into a fresh selector reproduces every batch and the final
+    posterior of the run's checkpoint: the selector saw exactly these successes and trials."""
+    out = run_bots(*train_args(world, "train.steps=5", "train.eval_every=0"), cwd=tmp_path,
+                   timeout=600)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    cfg = OmegaConf.load(run / "config.yaml")
+    ids = [t["task_id"] for t in _tasks("train")]
+    weak, _ = read_profile(world / "profiles" / "arith" / "tiny-weak.parquet")
+    strong, _ = read_profile(world / "profiles" / "arith" / "tiny-strong.parquet")
+    rates = [f.set_index("task_id")["pass_rate"].reindex(ids).to_numpy() for f in (weak, strong)]
+    replay = build_selector(cfg.selector, n_tasks=len(ids), weak=rates[0], strong=rates[1],
+                            seed=int(cfg.seed), group_size=4)
+    selections = pd.read_parquet(run / "selections.parquet")
+    for step, batch in selections.groupby("step", sort=True):
+        picked = replay.select(8)
+        assert [ids[i] for i in picked] == batch["task_id"].tolist(), f"step {step}"
+        replay.update(picked, batch["successes"].to_numpy(), batch["trials"].to_numpy())
+    saved = torch.load(run / "checkpoints" / "step_5" / "state.pt", weights_only=False)
+    mine = replay.state_dict()
+    assert np.array_equal(mine["alpha"], saved["selector"]["alpha"])
+    assert np.array_equal(mine["beta"], saved["selector"]["beta"])
+
+
+def _comparable(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: Path) -> None:
+    common = ("train.eval_every=4", "train.checkpoint_every=2", "train.live=false")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    out = run_bots(*train_args(world, "train.steps=8", *common), cwd=whole, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [a] = run_dirs(whole)
+
+    # The same run with a budget it cannot finish, killed with SIGKILL once step 4 is saved.
+    proc = subprocess.Popen([str(BOTS), *train_args(world, "train.steps=100000", *common)],
+                            cwd=cut, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while not list((cut / "outputs").rglob("step_4/state.pt")):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint at step 4 within 300 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [b] = run_dirs(cut)
+    out = run_bots("train", f"resume={b}", "train.steps=8", cwd=cut, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert run_dirs(cut) == [b], "the resumed run must continue in its own directory"
+
+    assert _comparable(metrics(a)) == _comparable(metrics(b))
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "selections.parquet"),
+                                  pd.read_parquet(b / "selections.parquet"))
+    sa = torch.load(a / "checkpoints" / "step_8" / "state.pt", weights_only=False)
+    sb = torch.load(b / "checkpoints" / "step_8" / "state.pt", weights_only=False)
+    for key in ("alpha", "beta"):
+        assert np.array_equal(sa["selector"][key], sb["selector"][key])
+    assert sa["selector"]["rng"] == sb["selector"]["rng"]
+    wa = load_file(str(a / "checkpoints" / "step_8" / "model" / "model.safetensors"))
+    wb = load_file(str(b / "checkpoints" / "step_8" / "model" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_two_value_sweep_runs_each_job_in_its_own_directory(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*train_args(world, "train.steps=2", "train.eval_every=0"), "-m",
+                   "selector=bots,uniform", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    runs = run_dirs(tmp_path)
+    assert [r.name for r in runs] == ["0", "1"]
+    assert [json.loads((r / "summary.json").read_text())["selector"] for r in runs] == \
+        ["bots", "uniform"]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.group_size=1", "train.group_size must be ≥ 2"),
+    ("train.batch_size=101", "train.batch_size (101) exceeds the training pool (100 tasks)"),
+    ("train.mini_batch_size=3", "train.mini_batch_size (3) must divide train.batch_size (8)"),
+    ("train.steps=0", "train.steps must be ≥ 1"),
+    ("train.lr=0", "train.lr"),
+])
+def test_invalid_settings_fail_in_one_line(world: Path, tmp_path: Path, override: str,
+                                           message: str) -> None:
+    out = run_bots(*train_args(world, override), cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
+    assert not list((tmp_path / "outputs").rglob("checkpoints"))
+
+
+def test_missing_profiles_name_the_command_to_run(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*train_args(world), f"train.profiles_dir={tmp_path / 'none'}", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "bots profile-refs domain=arith" in out.stderr
+    ok = run_bots(*train_args(world, "train.steps=1", "train.eval_every=0", "selector=uniform"),
+                  f"train.profiles_dir={tmp_path / 'none'}", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr  # uniform reads no references
+
+
+def test_resume_refuses_to_change_the_run(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*train_args(world, "train.steps=2", "train.eval_every=0"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    changed = run_bots("train", f"resume={run}", "selector=uniform", cwd=tmp_path)
+    assert changed.returncode == 2 and "selector cannot change when resuming" in changed.stderr
+    done = run_bots("train", f"resume={run}", cwd=tmp_path)
+    assert done.returncode == 2 and "already finished its 2 steps" in done.stderr
+    more = run_bots("train", f"resume={run}", "train.steps=3", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert [r["step"] for r in metrics(run)][-1] == 3
+    empty = tmp_path / "empty"
+    (empty).mkdir()
+    (empty / "config.yaml").write_text((run / "config.yaml").read_text())
+    none = run_bots("train", f"resume={empty}", cwd=tmp_path)
+    assert none.returncode == 2 and "no complete checkpoint" in none.stderr
