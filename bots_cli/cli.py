@@ -22,6 +22,16 @@ class Command:
     target: str  # "module:function", called with the composed config
     summary: str
     examples: list[str] = field(default_factory=list)
+    paths_key: str | None = None  # bare arguments (no "=") become this list override
+
+
+def paths_override(key: str, overrides: list[str]) -> list[str]:
+    """`bots report a b x=1` -> ["x=1", "key=['a','b']"]: paths need no Hydra syntax."""
+    paths = [o for o in overrides if "=" not in o]
+    if not paths:
+        return overrides
+    quoted = ",".join("'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in paths)
+    return [o for o in overrides if "=" in o] + [f"{key}=[{quoted}]"]
 
 
 COMMANDS = [
@@ -67,6 +77,17 @@ COMMANDS = [
             "bots train -m lambda=0.05,0.1,0.3",
             "bots train model=qwen7b refs=qwen selector=bots lambda=0.5 engine=vllm",
         ],
+    ),
+    Command(
+        name="report",
+        target="bots_cli.report:report",
+        summary="Compare training runs with a baseline: TTB, BSF, ETR table, report.md, plots.",
+        examples=[
+            "bots report outputs/multirun/train/<date>/<time>",
+            "bots report outputs/train/<date>/<run a> outputs/train/<date>/<run b>",
+            "bots report outputs/multirun/train/<date>/<time> report.baseline=uniform",
+        ],
+        paths_key="report.runs",
     ),
     Command(
         name="build-tiny",
@@ -137,7 +158,8 @@ def _register(app: typer.Typer, cmd: Command) -> None:
         launch(
             cmd.name,
             cmd.target,
-            list(overrides or []),
+            paths_override(cmd.paths_key, list(overrides or [])) if cmd.paths_key
+            else list(overrides or []),
             multirun=multirun,
             cfg_part=cfg.value if cfg else None,
             resolve=resolve,

@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from bots_cli.atomic import atomic_path, write_json
-from bots_cli.metrics import best_so_far_ratio, time_to_baseline
+from bots_cli.comparison import (
+    Curve,
+    aggregate,
+    format_metric,
+    json_safe,
+    per_seed_metrics,
+    plot_accuracy,
+)
 
 if TYPE_CHECKING:
     from bots_cli.simulate.run import SimParams
 
-Curve = list[tuple[int, float]]
-FRACTIONS = (25, 50, 100)  # TTB / BSF windows, in % of the step budget
-
-
-def _per_seed(
-    curve: Curve, base: Curve, rows: list[dict[str, Any]], budget: int
-) -> dict[str, float]:
-    steps, scores = (list(x) for x in zip(*curve, strict=True))
-    bsteps, bscores = (list(x) for x in zip(*base, strict=True))
-    out: dict[str, float] = {"final_accuracy": scores[-1], "best_accuracy": max(scores)}
-    for pct in FRACTIONS:
-        out[f"ttb_{pct}"] = time_to_baseline(steps, scores, bsteps, bscores, budget, pct / 100)
-        out[f"bsf_{pct}"] = best_so_far_ratio(steps, scores, bsteps, bscores, budget, pct / 100)
-    out["etr"] = float(np.mean([r["train/etr"] for r in rows]))
-    out["zero_variance_share"] = float(np.mean([r["train/zero_variance_share"] for r in rows]))
-    out["explored_share"] = float(rows[-1]["selector/explored_share"])
-    out["selector_ms_per_step"] = 1e3 * float(
-        np.mean([r["time/select"] + r["time/selector_update"] for r in rows])
-    )
-    return out
-
-
-def _aggregate(values: list[float]) -> dict[str, Any]:
-    """Mean and spread over seeds; runs that never reached the target are counted, not averaged."""
-    arr = np.asarray(values, dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    return {
-        "mean": float(finite.mean()) if finite.size else math.nan,
-        "std": float(finite.std()) if finite.size else math.nan,
-        "never": int(np.isposinf(arr).sum()),
-        "undefined": int(np.isnan(arr).sum()),
-        "values": values,
-    }
 
 
 def summarise(
@@ -58,23 +29,10 @@ def summarise(
         per_seed = []
         for seed, curve in by_seed.items():
             run_rows = [r for r in rows if r["selector"] == name and r["seed"] == seed]
-            per_seed.append(_per_seed(curve, base[seed], run_rows, sim.steps))
-        selectors[name] = {key: _aggregate([m[key] for m in per_seed]) for key in per_seed[0]}
+            per_seed.append(per_seed_metrics(curve, base[seed], run_rows, sim.steps))
+        selectors[name] = {key: aggregate([m[key] for m in per_seed]) for key in per_seed[0]}
     return {"baseline": sim.baseline, "budget": sim.steps, "seeds": sim.seeds,
             "selectors": selectors}
-
-
-def _json_safe(obj: Any) -> Any:
-    """inf -> "never" (did not reach the target), nan -> null, so the file is standard JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and math.isinf(obj):
-        return "never"
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
 
 
 def write_outputs(
@@ -96,53 +54,10 @@ def write_outputs(
     frame = pd.concat([start, frame], ignore_index=True).sort_values(["selector", "seed", "step"])
     with atomic_path(run_dir / "curves.parquet") as tmp:
         frame.to_parquet(tmp, index=False)
-    write_json(run_dir / "summary.json", _json_safe(summary))
+    write_json(run_dir / "summary.json", json_safe(summary))
     if plot:
-        plot_accuracy(curves, summary["baseline"], run_dir / "accuracy.png")
-
-
-def plot_accuracy(curves: dict[str, dict[int, Curve]], baseline: str, path: Path) -> None:
-    """Held-out accuracy vs step: the mean over seeds with a min-max band."""
-    import logging
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # no font-cache chatter in the log
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name, by_seed in curves.items():
-        steps = np.array([s for s, _ in next(iter(by_seed.values()))])
-        scores = np.array([[v for _, v in curve] for curve in by_seed.values()])
-        style = "--" if name == baseline else "-"
-        (line,) = ax.plot(steps, scores.mean(axis=0), style, label=name, linewidth=1.8)
-        if len(by_seed) > 1:
-            ax.fill_between(steps, scores.min(axis=0), scores.max(axis=0),
-                            color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_title(f"bots simulate: mean over {len(next(iter(curves.values())))} seeds "
-                 "(band: min–max)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def format_metric(agg: dict[str, Any], digits: int = 2) -> str:
-    """'0.52 ± 0.04', or 'never (2/3)' when some seeds never reached the target."""
-    n = len(agg["values"])
-    if agg["never"]:
-        return f"never ({agg['never']}/{n})"
-    if agg["undefined"] == n:
-        return "n/a"
-    text = f"{agg['mean']:.{digits}f}"
-    if n > 1:
-        text += f"±{agg['std']:.{digits}f}"
-    return text
+        plot_accuracy(curves, summary["baseline"], run_dir / "accuracy.png",
+                      title="bots simulate")
 
 
 def print_table(summary: dict[str, Any], run_dir: Path) -> None:

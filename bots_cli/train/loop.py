@@ -405,9 +405,9 @@ def train(cfg: Any) -> dict[str, Any]:
         raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
                         f"{trainer.step_done}); raise train.steps to train further")
     name, group = _wandb_names(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
-    assert isinstance(config, dict) and isinstance(logger_cfg, dict)
+    config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
+    logger_cfg = {str(k): v for k, v in
+                  OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
     log = RunLog(run_dir, logger=logger_cfg, run_name=name, group=group, config=config,
                  resume_step=trainer.step_done if resuming else None)
     display = TrainDisplay(f"bots train · {cfg.selector.name} · {cfg.model.name} on "

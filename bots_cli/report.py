@@ -1,0 +1,300 @@
+"""`bots report`: training runs compared with a baseline, as the paper does (DESIGN.md §2).
+
+Runs are found under the given directories (a run directory, or any directory above runs, such as
+a multirun sweep), grouped by selector and by the hyperparameters that differ between runs of the
+same selector, with seeds averaged. Each run is compared with the baseline run of the same seed
+(or, without one, with the baseline's mean curve) by the pure functions `bots simulate` uses:
+TTB and BSF at 25/50/100% of the budget, mean ETR, zero-variance share and the selector's share of
+step time. A run that never reaches the baseline's target is reported as "never", never as a
+number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bots_cli.atomic import write_json, write_text
+from bots_cli.comparison import (
+    FRACTIONS,
+    Curve,
+    aggregate,
+    format_metric,
+    json_safe,
+    per_seed_metrics,
+    plot_curves,
+    plot_points,
+)
+from bots_cli.errors import UserError
+
+# Config keys that never tell runs apart: seeds (averaged over), bookkeeping, where files live.
+_IGNORED = ("lambda", "resume", "logger", "train.live", "train.log_every",
+            "train.checkpoint_every", "train.keep_last", "train.profiles_dir",
+            "train.eval_samples")
+_COMPARED = ("selector.", "train.", "model.name", "domain.name", "refs.name", "engine.name",
+             "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens")
+
+
+@dataclass
+class Run:
+    path: Path
+    selector: str
+    seed: int
+    budget: int
+    settings: dict[str, Any]  # the compared config keys, flattened
+    rows: list[dict[str, Any]]  # per-step training metrics
+    curve: Curve  # (step, score) of the report's metric
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tuple(tree) if isinstance(tree, list) else tree}
+
+
+def _compared(flat: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flat.items()
+            if k.startswith(_COMPARED) and not k.endswith("seed")
+            and not any(k == i or k.startswith(i + ".") for i in _IGNORED)}
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line of a killed run
+            break
+    return rows
+
+
+def load_run(path: Path, metric: str) -> Run | None:
+    """A finished or partial training run; None when it has no training step or no eval yet."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+    if not isinstance(cfg, dict) or "train" not in cfg or "selector" not in cfg:
+        return None
+    rows = _jsonl(path / "metrics.jsonl")
+    scores = {int(r["step"]): float(r[metric]) for r in rows if metric in r}
+    # `bots evaluate` appends its own rows; they complete (or refine) the training-time ones.
+    scores.update({int(r["step"]): float(r[metric])
+                   for r in _jsonl(path / "evaluations.jsonl") if metric in r})
+    train_rows = [r for r in rows if "train/etr" in r]
+    if not train_rows or not scores:
+        return None
+    flat = _flatten(cfg)
+    return Run(path=path, selector=str(cfg["selector"]["name"]), seed=int(cfg.get("seed", 0)),
+               budget=int(cfg["train"]["steps"]), settings=_compared(flat), rows=train_rows,
+               curve=sorted(scores.items()))
+
+
+def find_runs(paths: list[str], metric: str) -> list[Run]:
+    """Every training run at or under `paths` (directories holding config.yaml + metrics.jsonl)."""
+    if not paths:
+        raise UserError("no runs given: bots report <run or multirun directory> ...")
+    runs = []
+    for given in paths:
+        root = Path(given).expanduser()
+        if not root.is_dir():
+            raise UserError(f"{given}: no such directory")
+        dirs = sorted({p.parent for p in root.rglob("metrics.jsonl")
+                       if (p.parent / "config.yaml").is_file()})
+        found = [r for d in dirs if (r := load_run(d, metric)) is not None]
+        if not found:
+            raise UserError(f"{given}: no training run with `{metric}` values under it (a run "
+                            "directory holds config.yaml and metrics.jsonl)")
+        runs += found
+    return runs
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by selector and the settings that differ among that selector's runs."""
+    by_selector: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_selector[run.selector].append(run)
+    groups: dict[str, list[Run]] = {}
+    for name, members in by_selector.items():
+        keys = sorted({k for r in members for k in r.settings})
+        varying = [k for k in keys if len({repr(r.settings.get(k)) for r in members}) > 1]
+        for run in members:
+            label = " ".join([name, *(f"{k.removeprefix('selector.')}={run.settings.get(k)}"
+                                      for k in varying)])
+            groups.setdefault(label, []).append(run)
+    return groups
+
+
+def _mean_curve(runs: list[Run]) -> Curve:
+    common = sorted(set.intersection(*({s for s, _ in r.curve} for r in runs)))
+    return [(s, float(np.mean([dict(r.curve)[s] for r in runs]))) for s in common]
+
+
+def pick_baseline(groups: dict[str, list[Run]], baseline: str) -> str | None:
+    if baseline in groups:
+        return baseline
+    named = [label for label, runs in groups.items() if runs[0].selector == baseline]
+    if len(named) > 1:
+        raise UserError(f"report.baseline={baseline} matches several groups ({'; '.join(named)});"
+                        " set report.baseline to one of them")
+    return named[0] if named else None
+
+
+def compare(groups: dict[str, list[Run]], baseline: str | None) -> dict[str, Any]:
+    """Per group: each metric's mean and spread over seeds (`aggregate`)."""
+    base_runs = groups[baseline] if baseline else []
+    base_by_seed = {r.seed: r.curve for r in base_runs}
+    base_mean = _mean_curve(base_runs) if base_runs else None
+    budget = max(r.budget for r in base_runs) if base_runs else \
+        max(r.budget for runs in groups.values() for r in runs)
+    out: dict[str, Any] = {}
+    for label, runs in groups.items():
+        per = [per_seed_metrics(r.curve, base_by_seed.get(r.seed, base_mean), r.rows, budget)
+               for r in runs]
+        out[label] = {"seeds": sorted(r.seed for r in runs),
+                      "runs": [str(r.path) for r in runs],
+                      **{k: aggregate([p.get(k, math.nan) for p in per]) for k in per[0]}}
+    return {"baseline": baseline, "budget": budget, "groups": out}
+
+
+# (header, metric key, decimals, shown in the terminal table too; report.md has every column)
+COLUMNS = [("final acc", "final_accuracy", 3, True), ("best acc", "best_accuracy", 3, True),
+           *((f"TTB{p}", f"ttb_{p}", 2, True) for p in FRACTIONS),
+           *((f"BSF{p}", f"bsf_{p}", 2, p == 100) for p in FRACTIONS),
+           ("ETR", "etr", 2, True), ("zero-var", "zero_variance_share", 2, True),
+           ("selector time", "selector_share", 4, True)]
+
+
+def _cells(summary: dict[str, Any], console: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the comparison table."""
+    cols = [c for c in COLUMNS if c[3] or not console]
+    rows = []
+    for label, g in summary["groups"].items():
+        mark = "*" if label == summary["baseline"] else ""
+        rows.append([label + mark, str(len(g["seeds"])),
+                     *(format_metric(g[key], digits) if key in g else "n/a"
+                       for _, key, digits, _ in cols)])
+    return ["group", "seeds", *(c[0] for c in cols)], rows
+
+
+def _caption(summary: dict[str, Any]) -> str:
+    base = summary["baseline"]
+    if base is None:
+        return "No baseline run: TTB and BSF are n/a (set report.baseline)."
+    return (f"* baseline. Mean±std over seeds. TTBx: steps to reach {base}'s best score of the "
+            f"first x% of the {summary['budget']}-step budget, relative to {base} (lower is "
+            f"better; 'never (k/n)': k of n seeds never reached it). BSFx: best score in the "
+            f"first x% relative to {base}. ETR: share of selected tasks with 0 < successes < "
+            "trials. selector time: share of step time spent selecting and updating the selector.")
+
+
+def _markdown(summary: dict[str, Any], metric: str, plots: list[str]) -> str:
+    header, rows = _cells(summary)
+    lines = ["# bots report", "", f"Score: `{metric}`; baseline: {summary['baseline']}; budget "
+             f"{summary['budget']} steps.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", _caption(summary), ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    lines += ["", "Runs:", ""]
+    lines += [f"- {label}: " + ", ".join(g["runs"]) for label, g in summary["groups"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _print(summary: dict[str, Any], out_dir: Path, plots: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"bots report: {len(summary['groups'])} group(s)",
+                  caption=_caption(summary))
+    header, rows = _cells(summary, console=True)
+    for col in header:
+        table.add_column(col, justify="left" if col == "group" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    console.width = max(console.width, 150)  # the table's natural width: never squeeze numbers
+    console.print(table)
+    for p in plots:
+        console.print(f"plot: {out_dir / p}", highlight=False, soft_wrap=True)
+    console.print(f"report: {out_dir / 'report.md'}", highlight=False, soft_wrap=True)
+
+
+def _etr_curves(groups: dict[str, list[Run]], window: int = 10) -> dict[str, dict[int, Curve]]:
+    """ETR per step, smoothed by a trailing mean over `window` steps."""
+    out: dict[str, dict[int, Curve]] = {}
+    for label, runs in groups.items():
+        out[label] = {}
+        for r in runs:
+            etr = np.array([row["train/etr"] for row in r.rows])
+            smooth = np.convolve(etr, np.ones(window), "full")[: len(etr)] / np.minimum(
+                np.arange(1, len(etr) + 1), window)
+            out[label][r.seed] = [(int(row["step"]), float(v))
+                                  for row, v in zip(r.rows, smooth, strict=True)]
+    return out
+
+
+def _sweep(groups: dict[str, list[Run]], summary: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """The one numeric setting swept among a selector's groups (e.g. lam), if there is one."""
+    by_selector: dict[str, list[str]] = defaultdict(list)
+    for label, runs in groups.items():
+        by_selector[runs[0].selector].append(label)
+    for labels in by_selector.values():
+        if len(labels) < 2:
+            continue
+        settings = [groups[label][0].settings for label in labels]
+        keys = sorted({k for s in settings for k in s})
+        varying = [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
+        if len(varying) == 1 and all(isinstance(s.get(varying[0]), int | float)
+                                     for s in settings):
+            return varying[0], [(s[varying[0]], summary["groups"][label]["ttb_100"]["mean"])
+                                for s, label in zip(settings, labels, strict=True)]
+    return None
+
+
+def report(cfg: Any) -> dict[str, Any]:
+    """The `bots report` command."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    metric = str(cfg.report.metric)
+    runs = find_runs([str(p) for p in cfg.report.runs], metric)
+    groups = group_runs(runs)
+    baseline = pick_baseline(groups, str(cfg.report.baseline))
+    if baseline is None:
+        print(f"warning: no {cfg.report.baseline} run among these; TTB and BSF are n/a "
+              "(set report.baseline to one of the groups)", file=sys.stderr)
+    summary = compare(groups, baseline)
+    plots: list[str] = []
+    if cfg.report.plot:
+        curves = {label: {r.seed: r.curve for r in rs} for label, rs in groups.items()}
+        plot_curves(curves, baseline, out_dir / "accuracy.png", title="bots report",
+                    ylabel=metric)
+        plot_curves(_etr_curves(groups), baseline, out_dir / "etr.png", title="ETR (10-step mean)",
+                    ylabel="effective task ratio")
+        plots += ["accuracy.png", "etr.png"]
+        sweep = _sweep(groups, summary)
+        if sweep is not None and baseline is not None:
+            key, points = sweep
+            points = sorted(p for p in points if math.isfinite(p[1]))
+            if points:
+                name = f"ttb_vs_{key.removeprefix('selector.')}.png"
+                plot_points([p[0] for p in points], [p[1] for p in points], out_dir / name,
+                            xlabel=key, ylabel="TTB(100%) (lower is better)",
+                            title=f"TTB(100%) against {key}")
+                plots.append(name)
+    write_json(out_dir / "summary.json", json_safe(summary))
+    write_text(out_dir / "report.md", _markdown(summary, metric, plots))
+    _print(summary, out_dir, plots)
+    return summary
