@@ -79,6 +79,17 @@ COMMANDS = [
         ],
     ),
     Command(
+        name="evaluate",
+        target="bots_cli.evaluate:evaluate",
+        summary="Evaluate a run's checkpoints (or a model) on held-out tasks: avg@k, pass@k.",
+        examples=[
+            "bots evaluate run=outputs/train/<date>/<time>",
+            "bots evaluate run=outputs/train/<date>/<time> evaluate.steps=[0,400] evaluate.n=16",
+            "bots evaluate model=tiny model.checkpoint=strong",
+            "bots evaluate model=qwen7b domain=math engine=vllm",
+        ],
+    ),
+    Command(
         name="report",
         target="bots_cli.report:report",
         summary="Compare training runs with a baseline: TTB, BSF, ETR table, report.md, plots.",

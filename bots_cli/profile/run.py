@@ -111,8 +111,8 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
     n, size = settings["n"], settings["chunk_size"]
     frames = [done]
     with build_engine(cfg.engine, model_cfg, domain_cfg=cfg.domain) as engine, \
-            _progress(f"{role}: {settings['model']}", int(todo_mask.sum())) as advance:
-        tokenizer = _tokenizer(engine, model_cfg, cfg.domain)
+            TaskProgress(f"{role}: {settings['model']}", int(todo_mask.sum())) as advance:
+        tokenizer = engine_tokenizer(engine, model_cfg, cfg.domain)
         for chunk, start in enumerate(range(0, len(tasks), size)):
             part = tasks.iloc[start:start + size]
             part = part[todo_mask.iloc[start:start + size].to_numpy()]
@@ -140,7 +140,8 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
     return pd.concat(frames, ignore_index=True)
 
 
-def _tokenizer(engine: Any, model_cfg: Any, domain_cfg: Any) -> Any:
+def engine_tokenizer(engine: Any, model_cfg: Any, domain_cfg: Any) -> Any:
+    """The tokenizer an engine renders prompts for (the engine's own, else the model's)."""
     tokenizer = getattr(engine, "tokenizer", None)
     if tokenizer is None:
         from bots_cli.models.loading import load_tokenizer, model_dir
@@ -149,7 +150,7 @@ def _tokenizer(engine: Any, model_cfg: Any, domain_cfg: Any) -> Any:
     return tokenizer
 
 
-class _progress:
+class TaskProgress:
     """A rich progress bar with throughput and ETA, advanced by tasks done."""
 
     def __init__(self, label: str, total: int) -> None:

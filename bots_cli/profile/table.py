@@ -29,20 +29,31 @@ def profile_path(profiles_dir: Path, domain: str, model: str) -> Path:
     return Path(profiles_dir) / domain / f"{model}.parquet"
 
 
-def write_profile(path: Path, frame: pd.DataFrame, settings: dict[str, Any]) -> None:
-    """Write `frame` with `settings` in its metadata; readers never see a half-written file."""
+def write_with_settings(path: Path, frame: pd.DataFrame, settings: dict[str, Any]) -> None:
+    """Write `frame` as parquet with `settings` in its metadata, atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"profile frame lacks columns {missing}")
-    table = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[SETTINGS_KEY] = json.dumps(settings, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def settings_of(table: Any) -> dict[str, Any]:
+    """The settings stored by `write_with_settings` in a pyarrow table's metadata ({} if none)."""
+    raw = (table.schema.metadata or {}).get(SETTINGS_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_profile(path: Path, frame: pd.DataFrame, settings: dict[str, Any]) -> None:
+    """Write `frame` with `settings` in its metadata; readers never see a half-written file."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"profile frame lacks columns {missing}")
+    write_with_settings(path, frame[list(COLUMNS)], settings)
 
 
 def read_profile(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -67,9 +78,7 @@ def read_profile(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if frame["task_id"].duplicated().any():
         raise UserError(f"profile {path} lists a task twice "
                         f"({frame['task_id'][frame['task_id'].duplicated()].iloc[0]!r})")
-    raw = (table.schema.metadata or {}).get(SETTINGS_KEY)
-    settings = json.loads(raw) if raw else {}
-    return frame, settings
+    return frame, settings_of(table)
 
 
 def align_pass_rates(task_ids: pd.Series, frame: pd.DataFrame, source: str, fix: str) -> np.ndarray:

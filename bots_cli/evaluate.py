@@ -1,0 +1,276 @@
+"""`bots evaluate`: a training run's checkpoints (or a plain model) on held-out task sets.
+
+For every (checkpoint, domain): k completions per task at the configured temperature, scored by
+the domain's reward; avg@k and pass@k (unbiased) per task, per level and overall.
+
+- Per-task results go to `<out>/evaluations/<domain>.parquet` (step, task_id, level, n,
+  successes, correct, avg_at_k, pass_at_k), rewritten atomically after every chunk of tasks with
+  the settings in its metadata: a killed evaluation resumes where it stopped, and a re-run with
+  other settings is refused unless `evaluate.overwrite=true`.
+- Per-step summaries go to `<out>/evaluations.jsonl` (`eval/<domain>/accuracy`, `pass@k`,
+  `level_L`), which `bots report` reads (`report.metric=eval/<domain>/accuracy`).
+
+`<out>` is the run directory with `run=<dir>`, else this command's own run directory. Chunk c
+samples with a seed derived from (evaluate.seed, c), the same for every checkpoint: differences
+between checkpoints come from the weights, not from different draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bots_cli.atomic import write_text
+from bots_cli.errors import UserError
+from bots_cli.evaluation import EvalResult, HeldOut
+from bots_cli.seeds import derive_seed
+from bots_cli.selection.checks import check_choice, check_int, check_range
+
+COLUMNS = ["step", "task_id", "level", "n", "successes", "correct", "avg_at_k", "pass_at_k"]
+
+
+def checkpoints(run: Path) -> dict[int, Path]:
+    """Step -> model directory of every complete checkpoint of a training run."""
+    from bots_cli.train.checkpoint import latest_checkpoint
+
+    root = run / "checkpoints"
+    if latest_checkpoint(run) is None:
+        return {}
+    return {int(p.name.split("_")[1]): p / "model" for p in root.glob("step_*")
+            if (p / "state.pt").is_file() and (p / "model").is_dir()}
+
+
+def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:
+    """(run dir or None, the run's saved config or None, [(step, model config)])."""
+    from omegaconf import OmegaConf
+
+    if cfg.get("run") is None:
+        return None, None, [(0, cfg.model)]
+    run = Path(str(cfg.run)).expanduser()
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"run={cfg.run}: not a `bots train` run directory (no config.yaml)")
+    saved = OmegaConf.load(run / "config.yaml")
+    found = checkpoints(run)
+    wanted = cfg.evaluate.steps
+    if wanted is None:
+        steps = [0, *sorted(found)]
+    else:
+        steps = sorted({check_int("evaluate.steps[]", s, lo=0) for s in wanted})
+        missing = [s for s in steps if s and s not in found]
+        if missing:
+            have = ", ".join(str(s) for s in sorted(found)) or "none"
+            raise UserError(f"run {run} has no checkpoint at step {missing[0]} (checkpoints: "
+                            f"{have}); step 0 is the starting model")
+    out = []
+    for step in steps:
+        model_cfg = OmegaConf.to_container(saved.model, resolve=True)
+        assert isinstance(model_cfg, dict)
+        if step:
+            model_cfg.update(path=str(found[step]), hub_id=None, build=None)
+        out.append((step, model_cfg))
+    return run, saved, out
+
+
+def domains(cfg: Any, saved: Any) -> list[Any]:
+    """The domain configs to evaluate on: the run's (or `domain`), or those `evaluate.domains`
+    names (loaded from conf/domain/<name>.yaml)."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+
+    own = saved.domain if saved is not None else cfg.domain
+    names = cfg.evaluate.domains
+    if names is None:
+        return [own]
+    out = []
+    for name in names:
+        if str(name) == str(own.name):
+            out.append(own)
+            continue
+        path = config_dir() / "domain" / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+            raise UserError(f"evaluate.domains: no domain {name!r} (known: {known})")
+        out.append(OmegaConf.load(path))
+    return out
+
+
+def eval_settings(cfg: Any, domain_cfg: Any, sampling: Any) -> dict[str, Any]:
+    return {"domain": str(domain_cfg.name), "split": str(cfg.evaluate.split),
+            "max_tasks": cfg.evaluate.max_tasks, "n": int(cfg.evaluate.n),
+            "chunk_size": int(cfg.evaluate.chunk_size), "temperature": sampling.temperature,
+            "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens,
+            "stop": list(sampling.stop), "seed": int(cfg.evaluate.seed)}
+
+
+def _existing(path: Path, settings: dict[str, Any]) -> Any:
+    """The results already in `path` (made with these settings), or an empty table."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from bots_cli.profile.table import settings_of
+
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    table = pq.read_table(path)
+    saved = settings_of(table)
+    if saved != settings:
+        k = next((k for k in settings if saved.get(k) != settings[k]), "settings")
+        raise UserError(f"{path} was evaluated with other settings ({k}: {saved.get(k)!r} there, "
+                        f"{settings.get(k)!r} now); set evaluate.overwrite=true to start afresh, "
+                        "or use the same settings to resume")
+    return table.to_pandas()
+
+
+def _rows(step: int, result: EvalResult) -> Any:
+    import pandas as pd
+
+    per = result.per_task()
+    return pd.DataFrame({
+        "step": step, "task_id": result.task_ids,
+        "level": (result.levels if result.levels is not None
+                  else np.full(len(result.task_ids), -1)).astype(np.int64),
+        "n": result.k, "successes": result.rewards.sum(axis=1),
+        "correct": (result.rewards >= 1.0).sum(axis=1), "avg_at_k": per["avg_at_k"],
+        "pass_at_k": per["pass_at_k"],
+    })
+
+
+def _tasks(cfg: Any, domain_cfg: Any) -> tuple[Any, Any]:
+    from bots_cli.domains import load_domain
+
+    dom = load_domain(str(domain_cfg.name), domain_cfg)
+    tasks = dom.load(domain_cfg, split=str(cfg.evaluate.split))
+    if cfg.evaluate.max_tasks is not None:
+        tasks = tasks.iloc[: int(cfg.evaluate.max_tasks)]
+    return dom, tasks
+
+
+def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg: Any,
+                    sampling: Any, path: Path) -> Any:
+    """Evaluate one model on one domain's held-out tasks, chunk by chunk; the full table."""
+    import pandas as pd
+
+    from bots_cli.profile.run import TaskProgress
+    from bots_cli.profile.table import write_with_settings
+
+    dom, tasks = _tasks(cfg, domain_cfg)
+    settings = eval_settings(cfg, domain_cfg, sampling)
+    table = _existing(path, settings)
+    done = set(table.loc[table["step"] == step, "task_id"].astype(str))
+    held = HeldOut(dom, tasks, tokenizer)
+    size, k = settings["chunk_size"], settings["n"]
+    todo_total = sum(t not in done for t in held.task_ids)
+    with TaskProgress(f"step {step}: {dom.name}", todo_total) as advance:
+        for chunk, start in enumerate(range(0, len(held), size)):
+            todo = [i for i in range(start, min(start + size, len(held)))
+                    if held.task_ids[i] not in done]
+            if not todo:
+                continue
+            result = held.evaluate(engine, k, sampling, derive_seed(settings["seed"], chunk),
+                                   todo)
+            table = pd.concat([table, _rows(step, result)], ignore_index=True)
+            write_with_settings(path, table[COLUMNS], settings)  # the resume point
+            advance(len(todo))
+    return table
+
+
+def summarise(table: Any, domain: str, k: int) -> dict[int, dict[str, float]]:
+    """Per step: eval/<domain>/accuracy, pass@k and per-level accuracy."""
+    out: dict[int, dict[str, float]] = {}
+    for step, part in table.groupby("step", sort=True):
+        row = {f"eval/{domain}/accuracy": float(part["avg_at_k"].mean()),
+               f"eval/{domain}/pass@{k}": float(part["pass_at_k"].mean())}
+        for level, lv in part.groupby("level", sort=True):
+            if int(level) >= 0:
+                row[f"eval/{domain}/level_{int(level)}"] = float(lv["avg_at_k"].mean())
+        out[int(step)] = row
+    return out
+
+
+def write_summaries(out_dir: Path, per_domain: dict[str, dict[int, dict[str, float]]]) -> None:
+    """evaluations.jsonl: one row per step with every domain's metrics (rewritten atomically)."""
+    path = out_dir / "evaluations.jsonl"
+    rows: dict[int, dict[str, Any]] = {}
+    if path.is_file():  # keep other domains' rows from earlier evaluations
+        for line in path.read_text().splitlines():
+            old = json.loads(line)
+            rows[int(old["step"])] = old
+    for metrics in per_domain.values():
+        for step, values in metrics.items():
+            rows.setdefault(step, {"step": step}).update(values)
+    write_text(path, "".join(json.dumps(rows[s]) + "\n" for s in sorted(rows)))
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """The `bots evaluate` command."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from bots_cli.engines import SamplingParams, build_engine
+    from bots_cli.profile.run import engine_tokenizer
+
+    check_int("evaluate.n", cfg.evaluate.n, lo=1)
+    check_int("evaluate.chunk_size", cfg.evaluate.chunk_size, lo=1)
+    check_choice("evaluate.split", cfg.evaluate.split, ("train", "eval"))
+    if cfg.evaluate.max_tasks is not None:
+        check_int("evaluate.max_tasks", cfg.evaluate.max_tasks, lo=1)
+    run, saved, models = targets(cfg)
+    out_dir = run if run is not None else Path(HydraConfig.get().runtime.output_dir)
+    if run is None:
+        write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    base = SamplingParams.from_config(saved.sampling if saved is not None else cfg.sampling)
+    temperature = cfg.evaluate.temperature
+    sampling = dataclasses.replace(base, temperature=base.temperature if temperature is None
+                                   else check_range("evaluate.temperature", temperature, 0.0))
+    doms = domains(cfg, saved)
+    engine_cfg = cfg.engine
+    k = int(cfg.evaluate.n)
+    paths = {str(d.name): out_dir / "evaluations" / f"{d.name}.parquet" for d in doms}
+    for domain_cfg in doms:  # settings are checked before any model is loaded
+        path = paths[str(domain_cfg.name)]
+        if cfg.evaluate.overwrite:
+            path.unlink(missing_ok=True)
+        _existing(path, eval_settings(cfg, domain_cfg, sampling))
+    tables: dict[str, Any] = {}
+    for step, model_cfg in models:
+        with build_engine(engine_cfg, model_cfg, domain_cfg=doms[0]) as engine:
+            tokenizer = engine_tokenizer(engine, model_cfg, doms[0])
+            for domain_cfg in doms:
+                name = str(domain_cfg.name)
+                tables[name] = evaluate_domain(cfg, step, engine, tokenizer, domain_cfg,
+                                               sampling, paths[name])
+    per_domain = {name: summarise(t, name, k) for name, t in tables.items()}
+    write_summaries(out_dir, per_domain)
+    _print(per_domain, k, out_dir)
+    return {name: {str(s): v for s, v in m.items()} for name, m in per_domain.items()}
+
+
+def _print(per_domain: dict[str, dict[int, dict[str, float]]], k: int, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"held-out avg@{k} / pass@{k} by checkpoint step")
+    table.add_column("step", justify="right")
+    for name in per_domain:
+        table.add_column(f"{name} avg@{k}", justify="right")
+        table.add_column(f"{name} pass@{k}", justify="right")
+        table.add_column(f"{name} by level", justify="left")
+    steps = sorted({s for m in per_domain.values() for s in m})
+    for step in steps:
+        cells = [str(step)]
+        for name, metrics in per_domain.items():
+            row = metrics.get(step, {})
+            levels = " ".join(f"{key.rsplit('_', 1)[1]}:{v:.2f}" for key, v in row.items()
+                              if "/level_" in key)
+            cells += [f"{row.get(f'eval/{name}/accuracy', float('nan')):.4f}",
+                      f"{row.get(f'eval/{name}/pass@{k}', float('nan')):.4f}", levels]
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    console.print(f"results: {out_dir / 'evaluations'} and {out_dir / 'evaluations.jsonl'}",
+                  highlight=False, soft_wrap=True)
