@@ -33,3 +33,6 @@ def run_bots(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Complete
 def scratch(tmp_path: Path) -> Path:
     """An empty working directory: runs land in its outputs/."""
     return tmp_path
+
+
+from tests.trainworld import world  # noqa: E402, F401 - the miniature training world fixture

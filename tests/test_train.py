@@ -23,60 +23,9 @@ from safetensors.torch import load_file
 from bots_cli.profile.table import read_profile
 from bots_cli.selection.build import build_selector
 from tests.conftest import BOTS, run_bots
+from tests.trainworld import STEP_KEYS, metrics, run_dirs, train_args, train_tasks
 
 pytest.importorskip("transformers")
-
-BUILD = {"weak_steps": 40, "strong_steps": 120, "batch_size": 32, "lr": 0.01, "warmup_steps": 5,
-         "hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128,
-         "max_positions": 64}
-STEP_KEYS = {
-    "train/reward_mean", "train/etr", "train/zero_variance_share", "train/loss", "train/kl",
-    "train/grad_norm", "train/response_len", "selector/capability",
-    "selector/posterior_mean_of_selected", "selector/explored_share", "time/select",
-    "time/rollout", "time/reward", "time/update", "time/selector_update",
-}
-
-
-def _tasks(split: str) -> list[dict[str, object]]:
-    return [{"task_id": f"{split}-{a}{b}", "prompt": f"{a}+{b}=", "answer": str(a + b),
-             "level": 1 + (a + b >= 10)} for a in range(10) for b in range(10)]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch dir holding the task tables, the miniature build and both reference profiles."""
-    root = tmp_path_factory.mktemp("train")
-    for split in ("train", "eval"):
-        pd.DataFrame(_tasks(split)).to_json(root / f"{split}.jsonl", orient="records",
-                                            lines=True)
-    out = run_bots("profile-refs", *domain(root), *build(root, "refs.weak.build"),
-                   "profile.n=8", f"profile.dir={root / 'profiles'}", "profile.plot=false",
-                   cwd=root, timeout=600)
-    assert out.returncode == 0, out.stderr
-    return root
-
-
-def domain(root: Path) -> list[str]:
-    return [f"domain.data.train={root / 'train.jsonl'}", f"domain.data.eval={root / 'eval.jsonl'}"]
-
-
-def build(root: Path, prefix: str = "model.build") -> list[str]:
-    return [f"{prefix}.dir={root / 'models'}", *(f"{prefix}.{k}={v}" for k, v in BUILD.items())]
-
-
-def train_args(root: Path, *extra: str) -> list[str]:
-    return ["train", *domain(root), *build(root), f"train.profiles_dir={root / 'profiles'}",
-            "train.batch_size=8", "train.group_size=4", "train.eval_tasks=40", "train.eval_n=2",
-            "train.lr=1e-3", "train.warmup_steps=0", *extra]
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in (root / "outputs").rglob("config.yaml")
-                  if p.parent.name != ".hydra")
-
-
-def metrics(run: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_smoke_run_learns_records_and_checkpoints(world: Path, tmp_path: Path) -> None:
@@ -119,7 +68,7 @@ def test_selector_was_told_exactly_each_batch(world: Path, tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     [run] = run_dirs(tmp_path)
     cfg = OmegaConf.load(run / "config.yaml")
-    ids = [t["task_id"] for t in _tasks("train")]
+    ids = [t["task_id"] for t in train_tasks("train")]
     weak, _ = read_profile(world / "profiles" / "arith" / "tiny-weak.parquet")
     strong, _ = read_profile(world / "profiles" / "arith" / "tiny-strong.parquet")
     rates = [f.set_index("task_id")["pass_rate"].reindex(ids).to_numpy() for f in (weak, strong)]

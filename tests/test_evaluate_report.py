@@ -1,0 +1,135 @@
+"""`bots evaluate` and `bots report` on miniature training runs, and the report's comparison on
+hand-made curves (including a run that never reaches the baseline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bots_cli.comparison import format_metric
+from bots_cli.profile.table import write_with_settings
+from bots_cli.report import Run, _cells, compare, group_runs
+from tests.conftest import run_bots
+from tests.trainworld import run_dirs, train_args
+
+pytest.importorskip("transformers")
+
+
+def _train(world: Path, cwd: Path, *extra: str) -> Path:
+    out = run_bots(*train_args(world, "train.steps=4", "train.checkpoint_every=2", *extra),
+                   cwd=cwd, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return run_dirs(cwd)[-1]
+
+
+def test_evaluate_checkpoints_resumes_and_refuses_other_settings(world: Path,
+                                                                  tmp_path: Path) -> None:
+    run = _train(world, tmp_path, "train.eval_every=0")
+    args = ("evaluate", f"run={run}", "evaluate.n=2", "evaluate.max_tasks=20",
+            "evaluate.chunk_size=8")
+    out = run_bots(*args, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "arith avg@2" in out.stdout
+    table = pd.read_parquet(run / "evaluations" / "arith.parquet")
+    assert sorted(table["step"].unique()) == [0, 2, 4]
+    assert len(table) == 3 * 20 and (table["n"] == 2).all()
+    rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    for row in rows:
+        part = table[table["step"] == row["step"]]
+        assert row["eval/arith/accuracy"] == pytest.approx(part["avg_at_k"].mean())
+        assert row["eval/arith/accuracy"] <= row["eval/arith/pass@2"] <= 1
+        assert {"eval/arith/level_1", "eval/arith/level_2"} <= set(row)
+
+    # A run killed in the last chunk of step 4: the table holds whole chunks only.
+    import pyarrow.parquet as pq
+
+    from bots_cli.profile.table import settings_of
+
+    settings = settings_of(pq.read_table(run / "evaluations" / "arith.parquet"))
+    write_with_settings(run / "evaluations" / "arith.parquet", table.iloc[:-4], settings)
+    again = run_bots(*args, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr
+    resumed = pd.read_parquet(run / "evaluations" / "arith.parquet")
+    pd.testing.assert_frame_equal(table, resumed)
+
+    other = run_bots(*args, "evaluate.n=4", cwd=tmp_path)
+    assert other.returncode == 2 and "evaluated with other settings (n: 2 there, 4 now)" in \
+        other.stderr
+    missing = run_bots(*args, "evaluate.steps=[3]", cwd=tmp_path)
+    assert missing.returncode == 2 and "no checkpoint at step 3 (checkpoints: 2, 4)" in \
+        missing.stderr
+
+
+def test_report_compares_two_runs(world: Path, tmp_path: Path) -> None:
+    a = _train(world, tmp_path, "train.eval_every=2")
+    b = _train(world, tmp_path, "train.eval_every=2", "selector=uniform")
+    out = run_bots("report", str(a), str(b), cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [report_dir] = [p.parent for p in (tmp_path / "outputs" / "report").rglob("report.md")]
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["baseline"] == "uniform" and set(summary["groups"]) == {"bots", "uniform"}
+    assert summary["groups"]["uniform"]["ttb_100"]["values"] in ([1.0], [None])
+    text = (report_dir / "report.md").read_text()
+    assert "| uniform* |" in text and "| bots |" in text
+    for png in ("accuracy.png", "etr.png"):
+        assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+    alone = run_bots("report", str(a), cwd=tmp_path, timeout=600)
+    assert alone.returncode == 0 and "no uniform run among these" in alone.stderr
+
+
+def test_report_on_a_sweep_groups_by_the_swept_value(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*train_args(world, "train.steps=2", "train.eval_every=1"), "-m",
+                   "lambda=0.1,0.5", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [sweep] = list((tmp_path / "outputs" / "multirun" / "train").glob("*/*"))
+    report = run_bots("report", str(sweep), "report.baseline='bots lam=0.1'", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    [summary] = list((tmp_path / "outputs" / "report").rglob("summary.json"))
+    groups = json.loads(summary.read_text())["groups"]
+    assert set(groups) == {"bots lam=0.1", "bots lam=0.5"}
+
+
+def _run(selector: str, seed: int, scores: list[float], settings: dict | None = None) -> Run:
+    steps = [0, 10, 20, 30]
+    rows = [{"step": s, "train/etr": 0.5, "train/zero_variance_share": 0.5,
+             "selector/explored_share": 1.0, "time/select": 0.01, "time/selector_update": 0.01,
+             "time/step": 1.0} for s in steps[1:]]
+    return Run(path=Path(f"/runs/{selector}/{seed}"), selector=selector, seed=seed, budget=30,
+               settings={"selector.name": selector, **(settings or {})}, rows=rows,
+               curve=list(zip(steps, scores, strict=True)))
+
+
+def test_report_metrics_on_hand_made_curves() -> None:
+    runs = [
+        _run("uniform", 0, [0.1, 0.2, 0.3, 0.4]), _run("uniform", 1, [0.1, 0.2, 0.3, 0.4]),
+        _run("bots", 0, [0.1, 0.4, 0.5, 0.5]), _run("bots", 1, [0.1, 0.3, 0.4, 0.45]),
+        _run("mopps", 0, [0.1, 0.1, 0.2, 0.3]),  # never reaches uniform's best (0.4)
+    ]
+    summary = compare(group_runs(runs), "uniform")
+    bots = summary["groups"]["bots"]
+    # uniform reaches its best 0.4 at step 30; bots at 10 (seed 0) and 20 (seed 1).
+    assert bots["ttb_100"]["values"] == pytest.approx([1 / 3, 2 / 3])
+    assert bots["bsf_100"]["values"] == pytest.approx([1.25, 1.125])
+    assert bots["selector_share"]["mean"] == pytest.approx(0.02)
+    mopps = summary["groups"]["mopps"]
+    assert np.isinf(mopps["ttb_100"]["values"][0])
+    assert format_metric(mopps["ttb_100"]) == "never (1/1)"
+    _, rows = _cells(summary)
+    assert [r[0] for r in rows] == ["uniform*", "bots", "mopps"]
+    assert "never (1/1)" in rows[2]
+
+
+def test_groups_split_by_settings_that_vary_within_a_selector() -> None:
+    runs = [_run("bots", 0, [0, 1, 1, 1], {"selector.lam": 0.1}),
+            _run("bots", 1, [0, 1, 1, 1], {"selector.lam": 0.1}),
+            _run("bots", 0, [0, 1, 1, 1], {"selector.lam": 0.3}),
+            _run("uniform", 0, [0, 1, 1, 1])]
+    groups = group_runs(runs)
+    assert sorted(groups) == ["bots lam=0.1", "bots lam=0.3", "uniform"]
+    assert len(groups["bots lam=0.1"]) == 2
