@@ -396,6 +396,9 @@ def train(cfg: Any) -> dict[str, Any]:
             raise UserError(f"resume={cfg.resume}: no such run directory")
         cfg = _resumed_config(cfg, run_dir)
     else:
+        if (run_dir / "metrics.jsonl").exists():
+            raise UserError(f"{run_dir} already holds a training run; continue it with "
+                            f"resume={run_dir}, or choose another run directory")
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     trainer = Trainer(cfg, run_dir, resuming)
