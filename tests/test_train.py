@@ -176,3 +176,20 @@ def test_resume_refuses_to_change_the_run(world: Path, tmp_path: Path) -> None:
     (empty / "config.yaml").write_text((run / "config.yaml").read_text())
     none = run_bots("train", f"resume={empty}", cwd=tmp_path)
     assert none.returncode == 2 and "no complete checkpoint" in none.stderr
+
+
+def test_ppo_epochs_minibatches_kl_and_bf16_weights_run(world: Path, tmp_path: Path) -> None:
+    """The less travelled options: two PPO epochs over 2 mini-batches of 3-completion micro-
+    batches, a KL penalty to the initial policy, bf16 weights, gradient checkpointing."""
+    out = run_bots(*train_args(world, "train.steps=4", "train.eval_every=0",
+                               "train.ppo_epochs=2", "train.mini_batch_size=4",
+                               "train.micro_batch_size=3", "train.kl_coef=0.1",
+                               "train.precision=bf16", "train.gradient_checkpointing=true"),
+                   cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    rows = metrics(run)  # eval_every=0: training steps only
+    assert any(r["train/grad_norm"] > 0 for r in rows)
+    assert any(r["train/kl"] > 0 for r in rows), "the policy never moved away from its start"
+    weights = load_file(str(run / "checkpoints" / "step_4" / "model" / "model.safetensors"))
+    assert next(iter(weights.values())).dtype == torch.bfloat16

@@ -161,27 +161,30 @@ class Trainer:
                                     profiles_dir(self.cfg.train.get("profiles_dir")))
 
     def _precision(self) -> tuple[str, bool]:
-        """(device type, whether to autocast to bf16): fp32 master weights either way."""
+        """(device type, whether to autocast to bf16). `auto` is bf16-mixed on a GPU (fp32
+        weights and optimizer state, bf16 compute) and fp32 on a CPU; `bf16` keeps the weights
+        and the optimizer state in bf16 too (least memory, e.g. a 7B model on one GPU)."""
         from bots_cli.models.loading import resolve_device
 
         device = resolve_device(self.cfg.model.get("device"))
-        mixed = self.s.precision == "bf16" or (self.s.precision == "auto"
-                                               and device.type == "cuda")
+        mixed = self.s.precision == "bf16-mixed" or (self.s.precision == "auto"
+                                                     and device.type == "cuda")
         return device.type, mixed
 
     def _load_policy(self, path: Path | None) -> tuple[Any, Any]:
-        """The policy in fp32 (trained weights stay fp32; bf16 is autocast), from its config or
-        from a checkpoint's model directory."""
+        """The trainable policy, from its config or from a checkpoint's model directory."""
         from omegaconf import OmegaConf
 
         from bots_cli.models.loading import load_model_and_tokenizer
 
         model_cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
         assert isinstance(model_cfg, dict)
-        model_cfg["dtype"] = "float32"
+        model_cfg["dtype"] = "bfloat16" if self.s.precision == "bf16" else "float32"
         if path is not None:
             model_cfg.update(path=str(path), hub_id=None, build=None)
         model, tokenizer = load_model_and_tokenizer(model_cfg, None, self.cfg.domain)
+        if self.s.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
         return model, tokenizer
 
     def _reference_policy(self) -> Any:

@@ -10,7 +10,7 @@ from bots_cli.selection.checks import check_choice, check_int, check_range
 from bots_cli.train.update import UpdateConfig
 
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16-mixed", "bf16")
 
 
 def _optional_int(name: str, value: Any, lo: int) -> int | None:
@@ -37,7 +37,8 @@ class TrainSettings:
     mini_batch_size: int  # tasks per optimizer step
     update: UpdateConfig  # the parts of the update that do not depend on the batch
     scale_by_std: bool
-    precision: str
+    precision: str  # auto | fp32 | bf16-mixed | bf16
+    gradient_checkpointing: bool
     eval_every: int
     eval_tasks: int | None
     eval_n: int
@@ -93,6 +94,7 @@ class TrainSettings:
             ),
             scale_by_std=bool(t.scale_by_std),
             precision=check_choice("train.precision", t.precision, PRECISIONS),
+            gradient_checkpointing=bool(t.get("gradient_checkpointing", False)),
             eval_every=check_int("train.eval_every", t.eval_every, lo=0),
             eval_tasks=_optional_int("train.eval_tasks", t.eval_tasks, lo=1),
             eval_n=check_int("train.eval_n", t.eval_n, lo=1),
