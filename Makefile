@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-slow lint bench demo clean data bubblewrap
+.PHONY: setup test test-slow lint bench demo demo-steps simulate clean data bubblewrap
 
 setup: $(STAMP) bubblewrap
 
@@ -55,7 +55,32 @@ bench: setup
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/rollout_throughput.py
 
-demo: setup
+# The whole pipeline on the tiny world (CPU): build the world, profile its references, train BOTS
+# and uniform with the same budget and seed, evaluate the checkpoints, compare. The DEMO_*
+# variables pass extra overrides to each step (the tests run the same recipe on a miniature).
+ifndef DEMO_DIR
+DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
+DEMO_STEPS    ?= 400
+DEMO_SEED     ?= 0
+DEMO_BUILD    ?=
+DEMO_PROFILE  ?=
+DEMO_TRAIN    ?=
+DEMO_EVALUATE ?=
+
+demo: setup demo-steps
+
+demo-steps:
+	$(BIN)/bots build-tiny $(DEMO_BUILD)
+	$(BIN)/bots profile-refs domain=arith $(DEMO_PROFILE)
+	$(BIN)/bots train -m selector=bots,uniform seed=$(DEMO_SEED) train.steps=$(DEMO_STEPS) \
+		train.live=false hydra.sweep.dir=$(DEMO_DIR) $(DEMO_TRAIN)
+	$(BIN)/bots evaluate run=$(DEMO_DIR)/0 $(DEMO_EVALUATE)
+	$(BIN)/bots evaluate run=$(DEMO_DIR)/1 $(DEMO_EVALUATE)
+	$(BIN)/bots report $(DEMO_DIR)
+
+# The selection core alone, on the synthetic learner of `bots simulate` (seconds).
+simulate: setup
 	$(BIN)/bots simulate
 
 # Regenerate the shipped task tables under data/ (seeded: the same files every time).
