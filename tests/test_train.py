@@ -193,3 +193,11 @@ def test_ppo_epochs_minibatches_kl_and_bf16_weights_run(world: Path, tmp_path: P
     assert any(r["train/kl"] > 0 for r in rows), "the policy never moved away from its start"
     weights = load_file(str(run / "checkpoints" / "step_4" / "model" / "model.safetensors"))
     assert next(iter(weights.values())).dtype == torch.bfloat16
+
+
+def test_profiles_of_another_build_are_refused(world: Path, tmp_path: Path) -> None:
+    """A tiny world rebuilt with other settings makes the old profiles stale: never used."""
+    out = run_bots(*train_args(world, "model.build.seed=1", f"model.build.dir={tmp_path}"),
+                   cwd=tmp_path, timeout=600)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "was made from tiny build" in out.stderr and "profile.overwrite=true" in out.stderr

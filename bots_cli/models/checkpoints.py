@@ -77,6 +77,14 @@ def write_manifest(tmp_dir: Path, key: dict[str, Any], results: dict[str, Any]) 
     (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def build_fingerprint(build_dir: Path) -> str:
+    """A short hash of a finished build's manifest key: what its weights were made from."""
+    manifest = read_manifest(build_dir)
+    if manifest is None:
+        return "unbuilt"
+    return hashlib.sha256(json.dumps(manifest["key"], sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _canonical(key: dict[str, Any]) -> Any:
     """`key` as it reads back from JSON (tuples become lists), so comparisons are exact."""
     return json.loads(json.dumps(key, sort_keys=True))

@@ -13,14 +13,18 @@ from typing import Any
 import numpy as np
 
 from bots_cli.errors import UserError
-from bots_cli.profile.run import reference_label
+from bots_cli.profile.run import model_source, reference_label
 from bots_cli.profile.table import align_pass_rates, profile_path, read_profile
 
 
 def reference_pass_rates(
-    tasks: Any, domain: str, refs_cfg: Any, profiles_dir: Path
+    tasks: Any, domain: str, refs_cfg: Any, profiles_dir: Path, domain_cfg: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(weak, strong) pass rates in the order of `tasks`, or one line saying what to run."""
+    """(weak, strong) pass rates in the order of `tasks`, or one line saying what to run.
+
+    A profile records where its model's weights came from; one made from other weights (e.g. a
+    tiny world built since with other settings) is refused rather than silently used.
+    """
     if "weak_pass_rate" in tasks.columns and "strong_pass_rate" in tasks.columns:
         return (tasks["weak_pass_rate"].to_numpy(dtype=np.float64),
                 tasks["strong_pass_rate"].to_numpy(dtype=np.float64))
@@ -31,6 +35,13 @@ def reference_pass_rates(
         if not path.is_file():
             raise UserError(f"the {role} reference has no profile for domain {domain} ({path}); "
                             f"run `{fix}` first, or map pass-rate columns of your task table")
-        frame, _ = read_profile(path)
+        frame, settings = read_profile(path)
+        made_from = settings.get("model_source")
+        if made_from is not None:
+            now = model_source(refs_cfg[role], domain_cfg)
+            if made_from != now:
+                raise UserError(f"the {role} profile {path} was made from {made_from}, but the "
+                                f"{role} reference is now {now}; run `{fix} "
+                                "profile.overwrite=true`")
         rates.append(align_pass_rates(tasks["task_id"], frame, f"the {role} profile {path}", fix))
     return rates[0], rates[1]

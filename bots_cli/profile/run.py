@@ -42,13 +42,28 @@ def profiles_dir(cfg_dir: Any) -> Path:
     return repo_data_dir() / "profiles"
 
 
+def model_source(model_cfg: Any, domain_cfg: Any = None) -> str:
+    """Where a model's weights come from: its path, its hub id, or the tiny build's fingerprint
+    (building it when needed), so a profile of other weights is never taken for this model's."""
+    if model_cfg.get("path"):
+        return str(model_cfg.get("path"))
+    if model_cfg.get("hub_id"):
+        return str(model_cfg.get("hub_id"))
+    if model_cfg.get("build") is not None:
+        from bots_cli.models.checkpoints import build_fingerprint
+        from bots_cli.models.loading import model_dir
+
+        return f"tiny build {build_fingerprint(model_dir(model_cfg, None, domain_cfg).parent)}"
+    return "unknown"
+
+
 def profile_settings(cfg: Any, model_cfg: Any, sampling: Any) -> dict[str, Any]:
     """What determines a profile's numbers; a resumed run must match it exactly."""
     return {
         "domain": str(cfg.domain.name),
         "split": str(cfg.profile.split),
         "model": reference_label(model_cfg),
-        "model_source": str(model_cfg.get("path") or model_cfg.get("hub_id") or "tiny build"),
+        "model_source": model_source(model_cfg, cfg.domain),
         "engine": str(cfg.engine.name),
         "n": int(cfg.profile.n),
         "chunk_size": int(cfg.profile.chunk_size),

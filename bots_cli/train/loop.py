@@ -158,7 +158,8 @@ class Trainer:
                             f"{self.cfg.model.get('name')} is not the tiny model; use refs=qwen "
                             "(or set refs.weak.path and refs.strong.path)")
         return reference_pass_rates(self.pool, self.dom.name, refs,
-                                    profiles_dir(self.cfg.train.get("profiles_dir")))
+                                    profiles_dir(self.cfg.train.get("profiles_dir")),
+                                    self.cfg.domain)
 
     def _precision(self) -> tuple[str, bool]:
         """(device type, whether to autocast to bf16). `auto` is bf16-mixed on a GPU (fp32
