@@ -98,7 +98,6 @@ class Trainer:
                                        group_size=self.s.group_size)
         torch.manual_seed(int(cfg.seed))
         self.device_type, self.autocast = self._precision()
-        self.model, self.tokenizer = self._load_policy(None)
         latest = None
         if resuming:
             from bots_cli.train.checkpoint import latest_checkpoint
@@ -107,9 +106,13 @@ class Trainer:
             if latest is None:
                 raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
                                 "new run")
-        self.ref_model = self._reference_policy()
+        # The initial policy is loaded when training starts, or as the KL reference on resume.
+        self.ref_model = None
+        if latest is None or self.s.update.kl_coef > 0:
+            self.model, self.tokenizer = self._load_policy(None)
+            self.ref_model = self._reference_policy()
         if latest is not None:
-            self.model, _ = self._load_policy(latest / "model")
+            self.model, self.tokenizer = self._load_policy(latest / "model")
         self.engine = self._engine()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.s.lr,
                                            betas=self.s.betas, weight_decay=self.s.weight_decay)
