@@ -180,11 +180,13 @@ def test_resume_refuses_to_change_the_run(world: Path, tmp_path: Path) -> None:
 
 def test_ppo_epochs_minibatches_kl_and_bf16_weights_run(world: Path, tmp_path: Path) -> None:
     """The less travelled options: two PPO epochs over 2 mini-batches of 3-completion micro-
-    batches, a KL penalty to the initial policy, bf16 weights, gradient checkpointing."""
+    batches, a KL penalty to the initial policy, bf16 weights, gradient checkpointing, the loss
+    normalised over the whole batch."""
     out = run_bots(*train_args(world, "train.steps=4", "train.eval_every=0",
                                "train.ppo_epochs=2", "train.mini_batch_size=4",
                                "train.micro_batch_size=3", "train.kl_coef=0.1",
-                               "train.precision=bf16", "train.gradient_checkpointing=true"),
+                               "train.precision=bf16", "train.gradient_checkpointing=true",
+                               "train.loss_norm=batch"),
                    cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     [run] = run_dirs(tmp_path)

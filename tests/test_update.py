@@ -90,3 +90,18 @@ def test_several_epochs_clip_and_kl_is_measured_against_the_reference() -> None:
                           ref_model=ref)
     assert stats["clip_frac"] > 0  # later epochs move the ratio past 1 + ε
     assert stats["kl"] > 0
+
+
+def test_loss_scale_scales_the_sgd_step() -> None:
+    """loss_norm=batch passes the kept share as loss_scale: with SGD the step shrinks by it."""
+    start = tiny_lm().state_dict()
+    steps = {}
+    for scale in (1.0, 0.25):
+        model = tiny_lm()
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        policy_update(model, opt, None, pack(PROMPTS, COMPLETIONS, pad_id=0),
+                      torch.tensor([1.0, -0.5, 2.0]),
+                      UpdateConfig(max_grad_norm=1e9, loss_scale=scale))
+        steps[scale] = {k: v - start[k] for k, v in model.state_dict().items()}
+    for key in start:
+        torch.testing.assert_close(steps[0.25][key], 0.25 * steps[1.0][key], rtol=1e-4, atol=1e-7)

@@ -27,9 +27,13 @@ ROLES = ("weak", "strong")
 
 
 def reference_label(model_cfg: Any) -> str:
-    """The file name of a model's profile: `tiny-weak`, `tiny-strong`, `qwen7b`, ..."""
+    """The file name of a model's profile: `tiny-weak`, `tiny-strong`, `qwen7b`, and
+    `<name>-<directory name>` for a local checkpoint (`refs.weak.path=/ckpt/a` -> `tiny-a`), so
+    two references of one model config never share a file."""
     name = str(model_cfg.get("name"))
-    if model_cfg.get("build") is not None and not model_cfg.get("path"):
+    if model_cfg.get("path"):
+        return f"{name}-{Path(str(model_cfg.get('path'))).expanduser().resolve().name}"
+    if model_cfg.get("build") is not None:
         return f"{name}-{model_cfg.get('checkpoint') or 'weak'}"
     return name
 

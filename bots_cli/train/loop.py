@@ -21,7 +21,8 @@ Where this departs from the paper's setup (verl with vLLM on 8 GPUs, Qwen2.5 mod
   after it (`load_weights`).
 - Groups whose rewards are all equal are dropped before the update (no backward pass), and the
   loss is normalised over the tokens of the groups that remain (see update.py); their share is
-  `train/zero_variance_share`. No dynamic re-sampling refills the batch.
+  `train/zero_variance_share`. `train.loss_norm=batch` normalises over the whole batch instead,
+  as verl's token mean does. No dynamic re-sampling refills the batch.
 - The learning rate is warmed up linearly, then constant: no decay, so `train.steps` can be raised
   on resume without changing the steps already taken.
 - The KL penalty (k3, to the initial policy) is in the loss and off by default; no entropy bonus.
@@ -85,6 +86,11 @@ class Trainer:
         self.sampling = SamplingParams.from_config(cfg.sampling)
         self.dom = load_domain(str(cfg.domain.name), cfg.domain)
         self.pool = self.dom.load(cfg.domain, split="train")
+        if self.s.levels is not None:
+            if "level" not in self.pool.columns:
+                raise UserError("train.levels needs a `level` column in the task table; map one "
+                                "in domain.columns or set train.levels=null")
+            self.pool = self.pool[self.pool["level"].isin(self.s.levels)].reset_index(drop=True)
         if self.s.max_tasks is not None:
             self.pool = self.pool.iloc[: self.s.max_tasks].reset_index(drop=True)
         if self.s.batch_size > len(self.pool):
@@ -300,7 +306,13 @@ class Trainer:
         # A fixed number of optimizer steps per update, whatever share of groups was kept.
         chunks = self.s.batch_size // self.s.mini_batch_size
         mini = math.ceil(len(rows) / chunks)
-        cfg = dataclasses.replace(self.s.update, mini_batch_size=mini,
+        scale = 1.0
+        if self.s.loss_norm == "batch":  # as if the dropped groups' tokens were still there
+            every = [len(c.token_ids) for g in groups for c in g]
+            kept_tokens = sum(len(groups[b][g].token_ids) for b, g in rows)
+            scale = (kept_tokens / max(1, sum(every)) if self.s.update.loss_agg == "token_mean"
+                     else len(rows) / len(every))
+        cfg = dataclasses.replace(self.s.update, mini_batch_size=mini, loss_scale=scale,
                                   micro_batch_size=min(self.s.update.micro_batch_size or mini,
                                                        mini))
         device = next(self.model.parameters()).device

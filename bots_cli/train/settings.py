@@ -30,6 +30,7 @@ class TrainSettings:
     batch_size: int  # tasks per step
     group_size: int  # completions per task
     max_tasks: int | None
+    levels: tuple[int, ...] | None  # keep only the pool's tasks of these levels
     lr: float
     warmup_steps: int
     weight_decay: float
@@ -37,6 +38,7 @@ class TrainSettings:
     mini_batch_size: int  # tasks per optimizer step
     update: UpdateConfig  # the parts of the update that do not depend on the batch
     scale_by_std: bool
+    loss_norm: str  # kept: over the groups that carry a signal | batch: over the whole batch
     precision: str  # auto | fp32 | bf16-mixed | bf16
     gradient_checkpointing: bool
     eval_every: int
@@ -74,6 +76,8 @@ class TrainSettings:
             batch_size=batch,
             group_size=group,
             max_tasks=_optional_int("train.max_tasks", t.max_tasks, lo=1),
+            levels=None if t.get("levels") is None else tuple(
+                check_int("train.levels[]", v) for v in t.levels),
             lr=lr,
             warmup_steps=check_int("train.warmup_steps", t.warmup_steps, lo=0),
             weight_decay=check_range("train.weight_decay", t.weight_decay, 0.0),
@@ -93,6 +97,8 @@ class TrainSettings:
                                           lo_open=True),
             ),
             scale_by_std=bool(t.scale_by_std),
+            loss_norm=check_choice("train.loss_norm", t.get("loss_norm", "kept"),
+                                   ("kept", "batch")),
             precision=check_choice("train.precision", t.precision, PRECISIONS),
             gradient_checkpointing=bool(t.get("gradient_checkpointing", False)),
             eval_every=check_int("train.eval_every", t.eval_every, lo=0),

@@ -2,10 +2,11 @@
 
 Loss normalisation (why it matters for comparing selectors): groups whose rewards are all equal
 have zero advantage and contribute nothing but tokens to the denominator. They are dropped before
-the update (counted as `train/zero_variance_share` by the caller), and the loss is normalised over
-the tokens of the completions that remain. Dividing by all tokens instead would shrink the
-effective learning rate of a selector in proportion to the zero-variance share it picks, i.e.
-penalise uniform sampling for wasting rollouts twice.
+the update (counted as `train/zero_variance_share` by the caller), and by default the loss is
+normalised over the tokens of the completions that remain. Dividing by all tokens instead (verl's
+token mean over the whole mini-batch, the paper's setup; `train.loss_norm=batch`, passed here as
+`loss_scale` = the kept share) shrinks the effective learning rate of a selector in proportion
+to the zero-variance share it picks, i.e. penalises uniform sampling for wasting rollouts twice.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class UpdateConfig:
     kl_coef: float = 0.0
     loss_agg: LossAggregation = "token_mean"
     max_grad_norm: float = 1.0
+    loss_scale: float = 1.0  # multiplies the loss (train.loss_norm=batch: kept share of the batch)
 
 
 def policy_update(
@@ -111,7 +113,8 @@ def policy_update(
                 # Micro-batches are weighted by their share of the mini-batch, so accumulation
                 # gives the same gradient as one pass over the mini-batch.
                 weight = _share(part.completion_mask, tokens, len(sub), len(idx), cfg.loss_agg)
-                loss = aggregate_loss(per_token, part.completion_mask, cfg.loss_agg) * weight
+                loss = (aggregate_loss(per_token, part.completion_mask, cfg.loss_agg) * weight
+                        * cfg.loss_scale)
                 loss.backward()
                 mask = part.completion_mask
                 stats["loss"].append(float(loss.detach()) / weight)
