@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerFast
 
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
-from bots_cli.models.build import TinySettings
+from bots_cli.models.build import TinySettings, domain_pairs, fresh_tasks
 from bots_cli.models.loading import (
     load_model_and_tokenizer,
     load_tokenizer,
@@ -171,6 +171,35 @@ def test_tiny_settings_from_the_shipped_config() -> None:
     qwen = OmegaConf.load(REPO / "conf" / "model" / "qwen7b.yaml")
     with pytest.raises(UserError, match="model=qwen7b has no `build` section"):
         TinySettings.from_config(qwen)
+
+
+def test_fresh_warm_start_tasks_avoid_both_splits_and_follow_the_level_weights() -> None:
+    from bots_cli.domains import load_domain
+
+    dom = load_domain("arith")
+    held = {p for split in ("train", "eval") for p in dom.load(split=split)["prompt"]}
+    tasks = fresh_tasks(dom, 2000, seed=0, held=held, level_weights=[0, 0, 0, 1, 3, 0, 0])
+    levels = [t["level"] for t in tasks]
+    assert set(levels) == {4, 5} and 0.65 < levels.count(5) / len(levels) < 0.85
+    assert not {t["prompt"] for t in tasks} & held
+    for t in tasks[:200]:  # answers are right (our own generated expressions: safe to eval)
+        assert str(eval(t["prompt"][:-1])) == t["answer"]
+    assert tasks == fresh_tasks(dom, 2000, seed=0, held=held, level_weights=[0, 0, 0, 1, 3, 0, 0])
+    # equal weights by default: every level appears, level 1 included although its 1,000
+    # prompts are mostly taken by the splits
+    assert {t["level"] for t in fresh_tasks(dom, 700, seed=1, held=held)} == set(dom.levels)
+    with pytest.raises(UserError, match="one weight >= 0 per arith level"):
+        fresh_tasks(dom, 10, seed=0, held=held, level_weights=[1, 1])
+    level1 = {f"{a}+{b}+{c}=" for a in range(10) for b in range(10) for c in range(10)}
+    with pytest.raises(UserError, match="level 1: every prompt drawn is a train or eval task"):
+        fresh_tasks(dom, 10, seed=0, held=held | level1, level_weights=[1, 0, 0, 0, 0, 0, 0])
+
+
+def test_fresh_domain_pairs_are_rendered_prompts_and_answers() -> None:
+    pairs = domain_pairs("arith", None, build_tokenizer(), fresh=50, seed=0)
+    assert len(pairs) == 50 and all(p.endswith("=") and a.lstrip("-").isdigit() for p, a in pairs)
+    train = domain_pairs("arith", None, build_tokenizer())
+    assert len(train) == 4200 and not set(pairs) & set(train)
 
 
 def test_model_path_loads_any_local_checkpoint(tmp_path: Path) -> None:
