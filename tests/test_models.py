@@ -27,9 +27,12 @@ from bots_cli.models.tiny import (
     IGNORE,
     PairBatches,
     TinyArch,
+    WarmStart,
     build_tokenizer,
     count_parameters,
     init_model,
+    lr_factor,
+    make_optimizer,
     save_tokenizer,
 )
 from tests.conftest import REPO, run_bots
@@ -107,6 +110,23 @@ def test_batches_cover_every_pair_each_epoch() -> None:
     assert len(set(seen)) == 10
 
 
+def test_learning_rate_warms_up_then_stays_or_follows_a_cosine_to_the_last_step() -> None:
+    const = WarmStart(lr=1e-3, warmup_steps=10)
+    cos = WarmStart(lr=1e-3, warmup_steps=10, schedule="cosine")
+    assert [lr_factor(s, const, 110) for s in (0, 4, 9, 50, 500)] == [0.1, 0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(4, cos, 110) == 0.5 and lr_factor(10, cos, 110) == 1.0
+    assert lr_factor(60, cos, 110) == pytest.approx(0.55)  # half way: midpoint of 1 and 0.1
+    assert lr_factor(110, cos, 110) == pytest.approx(0.1) == lr_factor(200, cos, 110)
+    # the optimiser applies it: lr after 60 scheduler steps
+    opt, sched = make_optimizer(init_model(ARCH, build_tokenizer(), 0), cos, 110)
+    for _ in range(60):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.55e-3)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_optimizer(init_model(ARCH, build_tokenizer(), 0), WarmStart(schedule="linear"))
+
+
 # -- builds: determinism, cache, atomicity ----------------------------------------------------
 
 
@@ -165,6 +185,7 @@ def test_tiny_settings_from_the_shipped_config() -> None:
     s = TinySettings.from_config(cfg)
     assert s.build_dir == REPO / "data" / "models" / "tiny" / "arith" and s.domain == "arith"
     assert s.arch == TinyArch() and s.weak_steps < s.strong_steps
+    assert s.fresh_data and s.warm.schedule == "cosine" and s.level_weights is not None
     cfg.build.strong_steps = s.weak_steps
     with pytest.raises(UserError, match=r"strong_steps .* must exceed weak_steps"):
         TinySettings.from_config(cfg)

@@ -18,6 +18,7 @@ from bots_cli.atomic import write_json
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
 from bots_cli.models.tiny import (
+    SCHEDULES,
     PairBatches,
     TinyArch,
     WarmStart,
@@ -87,6 +88,8 @@ class TinySettings:
                 lr=check_range("model.build.lr", b["lr"], 0.0, 1.0, lo_open=True),
                 warmup_steps=check_int("model.build.warmup_steps", b["warmup_steps"], lo=0),
                 weight_decay=check_range("model.build.weight_decay", b["weight_decay"], 0.0),
+                schedule=check_choice("model.build.lr_schedule", b.get("lr_schedule", "constant"),
+                                      SCHEDULES),
             ),
         )
 
@@ -152,7 +155,7 @@ def build_tiny(
         raise UserError(f"the longest prompt + answer + EOS has {longest} tokens, more than the "
                         f"tiny model's max_positions ({arch.max_positions}): raise "
                         "model.build.max_positions")
-    optimizer = make_optimizer(model, warm)
+    optimizer = make_optimizer(model, warm, strong_steps)
     results: dict[str, Any] = {"parameters": count_parameters(model)}
     with checkpoints.atomic_build(out) as tmp, _progress(progress, strong_steps) as on_step:
         done, started = 0, time.perf_counter()
