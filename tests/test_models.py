@@ -206,12 +206,12 @@ def test_fresh_warm_start_tasks_avoid_both_splits_and_follow_the_level_weights()
     for t in tasks[:200]:  # answers are right (our own generated expressions: safe to eval)
         assert str(eval(t["prompt"][:-1])) == t["answer"]
     assert tasks == fresh_tasks(dom, 2000, seed=0, held=held, level_weights=[0, 0, 0, 1, 3, 0, 0])
-    # equal weights by default: every level appears, level 1 included although its 1,000
-    # prompts are mostly taken by the splits
+    # equal weights by default: every level appears
     assert {t["level"] for t in fresh_tasks(dom, 700, seed=1, held=held)} == set(dom.levels)
     with pytest.raises(UserError, match="one weight >= 0 per arith level"):
         fresh_tasks(dom, 10, seed=0, held=held, level_weights=[1, 1])
-    level1 = {f"{a}+{b}+{c}=" for a in range(10) for b in range(10) for c in range(10)}
+    level1 = {f"{a}{x}{b}{y}{c}=" for a in range(10) for b in range(10) for c in range(10)
+              for x in "+-" for y in "+-"}
     with pytest.raises(UserError, match="level 1: every prompt drawn is a train or eval task"):
         fresh_tasks(dom, 10, seed=0, held=held | level1, level_weights=[1, 0, 0, 0, 0, 0, 0])
 
