@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerFast
 
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
-from bots_cli.models.build import TinySettings
+from bots_cli.models.build import TinySettings, domain_pairs, fresh_tasks
 from bots_cli.models.loading import (
     load_model_and_tokenizer,
     load_tokenizer,
@@ -27,9 +27,12 @@ from bots_cli.models.tiny import (
     IGNORE,
     PairBatches,
     TinyArch,
+    WarmStart,
     build_tokenizer,
     count_parameters,
     init_model,
+    lr_factor,
+    make_optimizer,
     save_tokenizer,
 )
 from tests.conftest import REPO, run_bots
@@ -107,6 +110,23 @@ def test_batches_cover_every_pair_each_epoch() -> None:
     assert len(set(seen)) == 10
 
 
+def test_learning_rate_warms_up_then_stays_or_follows_a_cosine_to_the_last_step() -> None:
+    const = WarmStart(lr=1e-3, warmup_steps=10)
+    cos = WarmStart(lr=1e-3, warmup_steps=10, schedule="cosine")
+    assert [lr_factor(s, const, 110) for s in (0, 4, 9, 50, 500)] == [0.1, 0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(4, cos, 110) == 0.5 and lr_factor(10, cos, 110) == 1.0
+    assert lr_factor(60, cos, 110) == pytest.approx(0.55)  # half way: midpoint of 1 and 0.1
+    assert lr_factor(110, cos, 110) == pytest.approx(0.1) == lr_factor(200, cos, 110)
+    # the optimiser applies it: lr after 60 scheduler steps
+    opt, sched = make_optimizer(init_model(ARCH, build_tokenizer(), 0), cos, 110)
+    for _ in range(60):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.55e-3)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_optimizer(init_model(ARCH, build_tokenizer(), 0), WarmStart(schedule="linear"))
+
+
 # -- builds: determinism, cache, atomicity ----------------------------------------------------
 
 
@@ -165,12 +185,42 @@ def test_tiny_settings_from_the_shipped_config() -> None:
     s = TinySettings.from_config(cfg)
     assert s.build_dir == REPO / "data" / "models" / "tiny" / "arith" and s.domain == "arith"
     assert s.arch == TinyArch() and s.weak_steps < s.strong_steps
+    assert s.fresh_data and s.warm.schedule == "cosine" and s.level_weights is not None
     cfg.build.strong_steps = s.weak_steps
     with pytest.raises(UserError, match=r"strong_steps .* must exceed weak_steps"):
         TinySettings.from_config(cfg)
     qwen = OmegaConf.load(REPO / "conf" / "model" / "qwen7b.yaml")
     with pytest.raises(UserError, match="model=qwen7b has no `build` section"):
         TinySettings.from_config(qwen)
+
+
+def test_fresh_warm_start_tasks_avoid_both_splits_and_follow_the_level_weights() -> None:
+    from bots_cli.domains import load_domain
+
+    dom = load_domain("arith")
+    held = {p for split in ("train", "eval") for p in dom.load(split=split)["prompt"]}
+    tasks = fresh_tasks(dom, 2000, seed=0, held=held, level_weights=[0, 0, 0, 1, 3, 0, 0])
+    levels = [t["level"] for t in tasks]
+    assert set(levels) == {4, 5} and 0.65 < levels.count(5) / len(levels) < 0.85
+    assert not {t["prompt"] for t in tasks} & held
+    for t in tasks[:200]:  # answers are right (our own generated expressions: safe to eval)
+        assert str(eval(t["prompt"][:-1])) == t["answer"]
+    assert tasks == fresh_tasks(dom, 2000, seed=0, held=held, level_weights=[0, 0, 0, 1, 3, 0, 0])
+    # equal weights by default: every level appears
+    assert {t["level"] for t in fresh_tasks(dom, 700, seed=1, held=held)} == set(dom.levels)
+    with pytest.raises(UserError, match="one weight >= 0 per arith level"):
+        fresh_tasks(dom, 10, seed=0, held=held, level_weights=[1, 1])
+    level1 = {f"{a}{x}{b}{y}{c}=" for a in range(10) for b in range(10) for c in range(10)
+              for x in "+-" for y in "+-"}
+    with pytest.raises(UserError, match="level 1: every prompt drawn is a train or eval task"):
+        fresh_tasks(dom, 10, seed=0, held=held | level1, level_weights=[1, 0, 0, 0, 0, 0, 0])
+
+
+def test_fresh_domain_pairs_are_rendered_prompts_and_answers() -> None:
+    pairs = domain_pairs("arith", None, build_tokenizer(), fresh=50, seed=0)
+    assert len(pairs) == 50 and all(p.endswith("=") and a.lstrip("-").isdigit() for p, a in pairs)
+    train = domain_pairs("arith", None, build_tokenizer())
+    assert len(train) == 4200 and not set(pairs) & set(train)
 
 
 def test_model_path_loads_any_local_checkpoint(tmp_path: Path) -> None:

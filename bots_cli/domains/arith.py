@@ -1,10 +1,12 @@
 """Integer arithmetic: the world of the tiny model (`model=tiny`) trained on a CPU.
 
-Prompts are short ASCII expressions ending in `=` (`12+7=`, `(3+4)*5=`) and answers are exact
+Prompts are short ASCII expressions ending in `=` (`12+7=`, `3*4-2=`) and answers are exact
 integers (`19`, `-4`), so a model of about a million parameters with a character-level vocabulary
-can learn them, and difficulty grows in controlled steps: more digits, more operators, operator
-precedence, then parentheses. Prompts carry no instruction: the tiny model only ever sees this
-format, and larger models complete `12+7=` just as well.
+can learn them, and difficulty grows in controlled steps: more operators and precedence on single
+digits, then carrying on two digits, two-digit products, then three-digit carrying (see
+`LEVELS`; the generator also supports parentheses, which no level uses). Prompts carry no
+instruction: the tiny model only ever sees this format, and larger models complete `12+7=` just
+as well.
 """
 
 from __future__ import annotations
@@ -25,14 +27,23 @@ class Level:
     parens: bool = False  # group the first two operands: (a op b) op c
 
 
+# A ladder the tiny model (1M parameters, answers written most significant digit first) can
+# climb in a CPU warm start: single digits with more operators and precedence, then carrying on
+# two digits, two-digit products, three-digit carrying (hard, but not hopeless like 3-digit
+# products). Levels 6-7 are the hardest and 1-2 among the easiest in every build measured; where
+# two-digit addition (level 3) falls among levels 1-4 depends on when a build learns carrying
+# (BENCHMARKS.md). Every level has at least 4,000 distinct prompts, so the eval and train splits
+# (800 per level together) leave most of each level to the fresh warm-start stream, which never
+# repeats a split's prompt: with only 1,000 prompts (a+b+c) the model saw a few hundred of them
+# over and over and did worse on the held-out rest than on harder levels.
 LEVELS: dict[int, Level] = {
-    1: Level(2, 1, "+"),
-    2: Level(2, 1, "+-"),
-    3: Level(2, 2, "+-"),
-    4: Level(2, 2, "+-*"),
-    5: Level(3, 2, "+-*"),
-    6: Level(3, 3, "+-*"),
-    7: Level(3, 2, "+-*", parens=True),
+    1: Level(3, 1, "+-"),  # 3-5+2: 4,000 prompts
+    2: Level(3, 1, "+-*"),  # 3*4-2: precedence
+    3: Level(2, 2, "+"),  # 47+38: carrying
+    4: Level(2, 2, "+-"),  # 47-38, 38-47: borrowing, negative results
+    5: Level(2, 2, "+-*"),  # 47*38: two-digit products
+    6: Level(2, 3, "+"),  # 471+385: two carries
+    7: Level(2, 3, "+-"),  # 471-385: two borrows
 }
 
 _BOXED = re.compile(r"\\boxed\{\s*([^{}]*)\}")

@@ -18,6 +18,7 @@ from bots_cli.atomic import write_json
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
 from bots_cli.models.tiny import (
+    SCHEDULES,
     PairBatches,
     TinyArch,
     WarmStart,
@@ -41,6 +42,7 @@ class TinySettings:
     build_dir: Path
     domain: str
     fresh_data: bool  # warm-start on newly generated tasks rather than the train split
+    level_weights: tuple[float, ...] | None  # fresh data: relative share of each level's tasks
     seed: int
     weak_steps: int
     strong_steps: int
@@ -66,8 +68,10 @@ class TinySettings:
         return cls(
             build_dir=_project_path(str(b["dir"])) / str(b["name"]),
             domain=str(b["domain"]),
-            fresh_data=check_choice("model.build.data", b.get("data", "train"),
+            fresh_data=check_choice("model.build.data", b.get("data", "fresh"),
                                     ("fresh", "train")) == "fresh",
+            level_weights=(None if b.get("level_weights") is None
+                           else tuple(float(w) for w in b["level_weights"])),
             seed=check_int("model.build.seed", b["seed"], lo=0),
             weak_steps=weak,
             strong_steps=strong,
@@ -84,6 +88,8 @@ class TinySettings:
                 lr=check_range("model.build.lr", b["lr"], 0.0, 1.0, lo_open=True),
                 warmup_steps=check_int("model.build.warmup_steps", b["warmup_steps"], lo=0),
                 weight_decay=check_range("model.build.weight_decay", b["weight_decay"], 0.0),
+                schedule=check_choice("model.build.lr_schedule", b.get("lr_schedule", "constant"),
+                                      SCHEDULES),
             ),
         )
 
@@ -149,7 +155,7 @@ def build_tiny(
         raise UserError(f"the longest prompt + answer + EOS has {longest} tokens, more than the "
                         f"tiny model's max_positions ({arch.max_positions}): raise "
                         "model.build.max_positions")
-    optimizer = make_optimizer(model, warm)
+    optimizer = make_optimizer(model, warm, strong_steps)
     results: dict[str, Any] = {"parameters": count_parameters(model)}
     with checkpoints.atomic_build(out) as tmp, _progress(progress, strong_steps) as on_step:
         done, started = 0, time.perf_counter()
@@ -209,13 +215,14 @@ class _progress:
 
 
 def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any, fresh: int = 0,
-                 seed: int = 0, split: str = "train") -> list[tuple[str, str]]:
+                 seed: int = 0, split: str = "train",
+                 level_weights: Sequence[float] | None = None) -> list[tuple[str, str]]:
     """`(prompt text, answer)` pairs of a domain, prompts rendered for the model.
 
-    `fresh=0`: the domain's `split`. `fresh=N`: N newly generated tasks that appear in
-    neither the train nor the eval split, so the warm start teaches the skill instead of the
-    answers of the very tasks the policy is later trained and evaluated on (a warm start that
-    cycles over the train split memorises it: high pass rates there, near zero held out).
+    `fresh=0`: the domain's `split`. `fresh=N`: N newly generated tasks (see `fresh_tasks`), none
+    of them a train or eval prompt, so the warm start teaches the skill instead of the answers of
+    the very tasks the policy is later trained and evaluated on (a warm start that cycles over the
+    train split memorises it: high pass rates there, near zero held out).
     Uses the domains API (`bots_cli.domains.load_domain`): the prompt is what the domain renders
     for a task, passed through the model's chat template (none for the tiny model), so the warm
     start sees exactly the text the rollout engines will see.
@@ -231,18 +238,56 @@ def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any, fresh: int = 0,
     from bots_cli.models.loading import render_prompt_for_model
 
     dom = load_domain(domain)
-    tasks = dom.load(domain_cfg, split=split)
     if fresh:
         from bots_cli.domains.base import json_key
 
-        held = {json_key(p) for split in ("train", "eval")
-                for p in dom.load(domain_cfg, split=split)["prompt"]}
-        tasks = dom.generate(fresh, seed, split="warm-start", seen=held)
-    if len(tasks) == 0:
+        held = {json_key(p) for s in ("train", "eval")
+                for p in dom.load(domain_cfg, split=s)["prompt"]}
+        records = fresh_tasks(dom, fresh, seed, held, level_weights)
+    else:
+        records = dom.load(domain_cfg, split=split).to_dict("records")
+    if not records:
         raise UserError(f"the {domain} task table is empty: nothing to warm-start the tiny "
                         "model on")
     return [(render_prompt_for_model(tokenizer, dom.render_prompt(task)), str(task["answer"]))
-            for task in tasks.to_dict("records")]
+            for task in records]
+
+
+FRESH_DRAWS = 1000  # draws per warm-start task before its level counts as used up by the splits
+
+
+def fresh_tasks(dom: Any, n: int, seed: int, held: set[str],
+                level_weights: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """`n` generated tasks, one per warm-start sample, none of whose prompts is in `held`
+    (prompts as `json_key` writes them).
+
+    Each task's level is drawn with probability proportional to `level_weights` (one weight per
+    level of the domain, in order; None = equal). Tasks are drawn independently, so a level with
+    few distinct prompts repeats them (level 1 of arith has about a thousand): only the train and
+    eval prompts are excluded, which is what keeps held-out pass rates honest.
+    """
+    import random
+
+    from bots_cli.domains.base import json_key
+
+    levels = list(dom.levels)
+    weights = [1.0] * len(levels) if level_weights is None else [float(w) for w in level_weights]
+    if len(weights) != len(levels) or min(weights) < 0 or sum(weights) <= 0:
+        raise UserError(f"model.build.level_weights needs one weight >= 0 per {dom.name} level "
+                        f"{levels} (not all 0), got {list(weights)}")
+    rng = random.Random(f"{dom.name}/{seed}/warm-start")
+    tasks: list[dict[str, Any]] = []
+    for level in rng.choices(levels, weights, k=n):
+        for _ in range(FRESH_DRAWS):
+            task = dom.generate_task(rng, level)
+            if json_key(task["prompt"]) not in held:
+                tasks.append({**task, "level": level})
+                break
+        else:
+            raise UserError(f"{dom.name} level {level}: every prompt drawn is a train or eval "
+                            "task; set its model.build.level_weights entry to 0 or shrink the "
+                            "splits (domain.generate)")
+    return tasks
 
 
 def _domain_config(settings: TinySettings, domain_cfg: Any) -> Any:
@@ -262,10 +307,11 @@ def _domain_config(settings: TinySettings, domain_cfg: Any) -> Any:
 
 def warm_start_pairs(settings: TinySettings, domain_cfg: Any) -> list[tuple[str, str]]:
     """What the warm start trains on. Fresh data: one new task per warm-start sample (a single
-    pass over a generated stream); otherwise the train split, cycled."""
+    pass over a generated stream, levels weighted by `level_weights`); otherwise the train
+    split, cycled."""
     fresh = settings.warm.batch_size * settings.strong_steps if settings.fresh_data else 0
     return domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer(),
-                        fresh=fresh, seed=settings.seed)
+                        fresh=fresh, seed=settings.seed, level_weights=settings.level_weights)
 
 
 def ensure_tiny(model_cfg: Any, domain_cfg: Any = None, *, force: bool = False,

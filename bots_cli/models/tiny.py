@@ -144,9 +144,24 @@ class WarmStart:
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
+    schedule: str = "constant"  # after warm-up: "constant", or "cosine" down to the last step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SCHEDULES = ("constant", "cosine")
+MIN_LR_RATIO = 0.1  # the cosine schedule ends at this fraction of the peak learning rate
+
+
+def lr_factor(step: int, ws: WarmStart, total_steps: int) -> float:
+    """The learning rate of optimiser step `step` (0-based) as a fraction of `ws.lr`: a linear
+    warm-up, then constant or a cosine decay that reaches MIN_LR_RATIO at `total_steps`."""
+    warm = max(1, ws.warmup_steps)
+    if step < warm or ws.schedule == "constant":
+        return min(1.0, (step + 1) / warm)
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class PairBatches:
@@ -193,12 +208,16 @@ class PairBatches:
         return ids, mask, self.labels[rows, :width]
 
 
-def make_optimizer(model: Any, ws: WarmStart) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW with a linear warm-up to a constant learning rate.
+def make_optimizer(model: Any, ws: WarmStart,
+                   total_steps: int = 0) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW with a linear warm-up, then the schedule of `ws` (see `lr_factor`).
 
-    Constant after warm-up (no decay to a budget): the `strong` checkpoint continues the very run
-    that produced `weak`, so `weak` is exactly `strong`'s state at `weak_steps`.
+    The schedule spans the whole run (`total_steps`, the strong checkpoint's): the `strong`
+    checkpoint continues the very run that produced `weak`, so `weak` is exactly `strong`'s state
+    at `weak_steps`, taken while the learning rate is still high.
     """
+    if ws.schedule not in SCHEDULES:
+        raise ValueError(f"warm-start schedule must be one of {SCHEDULES}, got {ws.schedule!r}")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n)]
     opt = torch.optim.AdamW(
@@ -206,8 +225,7 @@ def make_optimizer(model: Any, ws: WarmStart) -> tuple[torch.optim.Optimizer, An
          {"params": no_decay, "weight_decay": 0.0}],
         lr=ws.lr, betas=(0.9, 0.95),
     )
-    warm = max(1, ws.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, ws, total_steps))
     return opt, sched
 
 
