@@ -46,7 +46,7 @@ def main() -> None:
                f"seed={','.join(str(s) for s in args.seeds)}", f"train.steps={args.steps}",
                "train.live=false", "train.log_every=100", f"hydra.sweep.dir={out}",
                *args.overrides]
-        print("$ " + " ".join(cmd[1:]).replace(str(bots), "bots"), flush=True)
+        print("$ bots " + " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
     minutes = (time.perf_counter() - started) / 60
 

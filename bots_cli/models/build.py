@@ -314,14 +314,25 @@ def warm_start_pairs(settings: TinySettings, domain_cfg: Any) -> list[tuple[str,
                         fresh=fresh, seed=settings.seed, level_weights=settings.level_weights)
 
 
+# Builds already checked in this process: checking one regenerates its warm-start data (seconds
+# for 640,000 fresh tasks), and a command may load several checkpoints of the same build.
+_CHECKED: dict[str, TinyBuild] = {}
+
+
 def ensure_tiny(model_cfg: Any, domain_cfg: Any = None, *, force: bool = False,
                 progress: bool = True) -> TinyBuild:
     """The tiny build described by `model_cfg`, from the cache when it matches, else built now."""
     settings = TinySettings.from_config(model_cfg)
+    memo = f"{settings!r}|{domain_cfg!s}"
+    known = _CHECKED.get(memo)
+    if not force and known is not None and checkpoints.read_manifest(known.build_dir):
+        return known
     pairs = warm_start_pairs(settings, domain_cfg)
-    return build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
-                      settings.seed, arch=settings.arch, warm=settings.warm, force=force,
-                      progress=progress)
+    build = build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
+                       settings.seed, arch=settings.arch, warm=settings.warm, force=force,
+                       progress=progress)
+    _CHECKED[memo] = build
+    return build
 
 
 def exact_match_rate(engine_cfg: Any, model_cfg: Any, pairs: Sequence[tuple[str, str]],
