@@ -28,7 +28,7 @@ from bots_cli.atomic import write_text
 from bots_cli.errors import UserError
 from bots_cli.evaluation import EvalResult, HeldOut
 from bots_cli.seeds import derive_seed
-from bots_cli.selection.checks import check_choice, check_int, check_range
+from bots_cli.selection.checks import check_int, check_range
 
 COLUMNS = ["step", "task_id", "level", "n", "successes", "correct", "avg_at_k", "pass_at_k"]
 
@@ -212,13 +212,9 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from bots_cli.engines import SamplingParams, build_engine
-    from bots_cli.profile.run import engine_tokenizer
+    from bots_cli.profile.run import check_chunked_job, engine_tokenizer
 
-    check_int("evaluate.n", cfg.evaluate.n, lo=1)
-    check_int("evaluate.chunk_size", cfg.evaluate.chunk_size, lo=1)
-    check_choice("evaluate.split", cfg.evaluate.split, ("train", "eval"))
-    if cfg.evaluate.max_tasks is not None:
-        check_int("evaluate.max_tasks", cfg.evaluate.max_tasks, lo=1)
+    check_chunked_job(cfg.evaluate, "evaluate")
     run, saved, models = targets(cfg)
     out_dir = run if run is not None else Path(HydraConfig.get().runtime.output_dir)
     if run is None:

@@ -203,6 +203,15 @@ class TaskProgress:
         self.bar.stop()
 
 
+def check_chunked_job(section: Any, key: str) -> None:
+    """The options `profile-refs` and `evaluate` share: n, chunk_size, split, max_tasks."""
+    check_int(f"{key}.n", section.n, lo=1)
+    check_int(f"{key}.chunk_size", section.chunk_size, lo=1)
+    check_choice(f"{key}.split", section.split, ("train", "eval"))
+    if section.max_tasks is not None:
+        check_int(f"{key}.max_tasks", section.max_tasks, lo=1)
+
+
 def profile_refs(cfg: Any) -> dict[str, Any]:
     """Profile the weak and strong references of `cfg.refs` on the domain's tasks."""
     from hydra.core.hydra_config import HydraConfig
@@ -211,11 +220,7 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
     from bots_cli.domains import load_domain
     from bots_cli.engines import SamplingParams
 
-    check_int("profile.n", cfg.profile.n, lo=1)
-    check_int("profile.chunk_size", cfg.profile.chunk_size, lo=1)
-    check_choice("profile.split", cfg.profile.split, ("train", "eval"))
-    if cfg.profile.max_tasks is not None:
-        check_int("profile.max_tasks", cfg.profile.max_tasks, lo=1)
+    check_chunked_job(cfg.profile, "profile")
     sampling = SamplingParams.from_config(cfg.sampling)
     dom = load_domain(str(cfg.domain.name), cfg.domain)
     tasks = dom.load(cfg.domain, split=str(cfg.profile.split))
