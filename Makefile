@@ -54,6 +54,7 @@ bench: setup
 	$(BIN)/python benchmarks/selector_overhead.py
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/rollout_throughput.py
+	$(BIN)/python benchmarks/sample_efficiency.py --steps 300 -- train.eval_every=25   # ~30 min
 
 # The whole pipeline on the tiny world (CPU): build the world, profile its references, train BOTS
 # and uniform with the same budget and seed, evaluate the checkpoints, compare. The DEMO_*
