@@ -78,3 +78,5 @@ class TrainDisplay:
         if self.live is not None:
             self.live.stop()
             self.live = None
+            if not self.console.is_terminal:  # the last frame ends without a newline there
+                self.console.print()
