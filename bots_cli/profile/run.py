@@ -115,7 +115,7 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
 
     model_cfg = cfg.refs[role]
     settings = profile_settings(cfg, model_cfg, sampling)
-    path = profile_path(out_dir, settings["domain"], settings["model"])
+    path = profile_path(out_dir, settings["domain"], settings["model"], settings["split"])
     done = _existing(path, settings, bool(cfg.profile.overwrite))
     todo_mask = ~tasks["task_id"].isin(set(done["task_id"]))
     if not todo_mask.any():
@@ -239,7 +239,8 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
         rates = table.set_index("task_id")["pass_rate"].reindex(tasks["task_id"]).to_numpy()
         tables[role] = rates
         label = reference_label(cfg.refs[role])
-        summary[role] = {"model": label, "path": str(profile_path(out_dir, dom.name, label)),
+        summary[role] = {"model": label, "path": str(profile_path(out_dir, dom.name, label,
+                                                                       str(cfg.profile.split))),
                          **pass_rate_summary(rates, levels),
                          # Wall time of this run (model loading included); 0 when nothing was left.
                          "time": {k: round(v, 3) for k, v in timings.items()},

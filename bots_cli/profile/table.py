@@ -24,9 +24,11 @@ COLUMNS = ("task_id", "model", "n", "successes", "pass_rate")
 SETTINGS_KEY = b"bots.settings"
 
 
-def profile_path(profiles_dir: Path, domain: str, model: str) -> Path:
-    """data/profiles/<domain>/<model>.parquet (one file per domain and model)."""
-    return Path(profiles_dir) / domain / f"{model}.parquet"
+def profile_path(profiles_dir: Path, domain: str, model: str, split: str = "train") -> Path:
+    """data/profiles/<domain>/<model>.parquet for the train split (what selectors read), and
+    <model>.<split>.parquet for another split."""
+    suffix = "" if split == "train" else f".{split}"
+    return Path(profiles_dir) / domain / f"{model}{suffix}.parquet"
 
 
 def write_with_settings(path: Path, frame: pd.DataFrame, settings: dict[str, Any]) -> None:
