@@ -68,7 +68,7 @@ COMMANDS = [
     ),
     Command(
         name="train",
-        target="bots_cli.train.loop:train",
+        target="bots_cli.train.command:train",
         summary="GRPO finetuning with a task selector choosing every batch (resumable).",
         examples=[
             "bots train",

@@ -112,12 +112,6 @@ def plot_curves(curves: dict[str, dict[int, Curve]], baseline: str | None, path:
     _save(fig, path)
 
 
-def plot_accuracy(curves: dict[str, dict[int, Curve]], baseline: str, path: Path, *,
-                  title: str) -> None:
-    """Held-out accuracy vs step: the mean over seeds with a min-max band."""
-    plot_curves(curves, baseline, path, title=title)
-
-
 def plot_points(xs: list[float], ys: list[float], path: Path, *, xlabel: str, ylabel: str,
                 title: str) -> None:
     """One metric against a swept value (e.g. TTB(100%) against λ)."""

@@ -69,15 +69,10 @@ def _compared(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line of a killed run
-            break
-    return rows
+    """The rows of a run's jsonl file; only a torn last line (a killed run) is skipped."""
+    from bots_cli.train.runlog import read_jsonl_upto
+
+    return [json.loads(line) for line in read_jsonl_upto(path, math.inf)]
 
 
 def load_run(path: Path, metric: str) -> Run | None:

@@ -12,7 +12,7 @@ from bots_cli.comparison import (
     format_metric,
     json_safe,
     per_seed_metrics,
-    plot_accuracy,
+    plot_curves,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def write_outputs(
         frame.to_parquet(tmp, index=False)
     write_json(run_dir / "summary.json", json_safe(summary))
     if plot:
-        plot_accuracy(curves, summary["baseline"], run_dir / "accuracy.png",
+        plot_curves(curves, summary["baseline"], run_dir / "accuracy.png",
                       title="bots simulate")
 
 

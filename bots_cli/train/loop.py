@@ -1,4 +1,4 @@
-"""`bots train`: GRPO finetuning with a task selector choosing every batch.
+"""The GRPO training loop behind `bots train`: a task selector chooses every batch.
 
 One training step (`Trainer.step`), in named and timed phases (`time/<phase>` in metrics.jsonl):
 
@@ -42,15 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.atomic import write_json, write_text
 from bots_cli.errors import UserError
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.seeds import derive_seed
 from bots_cli.train.settings import TrainSettings
-
-# Overrides a resumed run may change; anything else would make it a different run.
-RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.eval_every", "train.checkpoint_every",
-                       "train.keep_last", "train.log_every", "train.live", "logger")
 
 
 class Phases:
@@ -242,8 +237,9 @@ class Trainer:
         B, G = self.s.batch_size, self.s.group_size
         with phases("select"):
             ids = self.selector.select(B)
-            posterior = getattr(self.selector, "posterior_mean", None)  # BOTS-family only
-            selected_mean = float(np.mean(posterior()[ids])) if posterior is not None else None
+        alpha, beta = getattr(self.selector, "alpha", None), getattr(self.selector, "beta", None)
+        selected_mean = (None if alpha is None or beta is None  # BOTS-family selectors only
+                         else float(np.mean(alpha[ids] / (alpha[ids] + beta[ids]))))
         rows = [self.pool.iloc[int(i)] for i in ids]
         prompts = [self.prompt(int(i)) for i in ids]
         with phases("rollout"):
@@ -364,120 +360,3 @@ class Trainer:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def _resumed_config(cfg: Any, run_dir: Path) -> Any:
-    """The run's saved config, with the few overrides a resume may change applied to it."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise UserError(f"resume={run_dir}: no config.yaml there; is it a `bots train` run "
-                        "directory?")
-    saved = OmegaConf.load(saved_path)
-    for override in HydraConfig.get().overrides.task:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_OVERRIDES):
-            raise UserError(f"{key} cannot change when resuming: the run continues with its saved "
-                            f"config ({saved_path}); drop `{override}` or start a new run")
-        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
-    saved.resume = str(run_dir)
-    return saved
-
-
-def _wandb_names(cfg: Any) -> tuple[str, str | None]:
-    """(run name, group): a sweep's jobs are grouped by their multirun directory."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hc = HydraConfig.get()
-    name = hc.job.override_dirname or str(cfg.selector.name)
-    group = None
-    if hc.mode == RunMode.MULTIRUN:
-        group = Path(hc.sweep.dir).name
-    return name, group
-
-
-def train(cfg: Any) -> dict[str, Any]:
-    """The `bots train` command: run (or resume) one training run in the Hydra run directory."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from bots_cli.train.display import TrainDisplay
-    from bots_cli.train.runlog import RunLog
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    resuming = cfg.get("resume") is not None
-    if resuming:
-        run_dir = Path(str(cfg.resume)).expanduser()
-        if not run_dir.is_dir():
-            raise UserError(f"resume={cfg.resume}: no such run directory")
-        cfg = _resumed_config(cfg, run_dir)
-    else:
-        if (run_dir / "metrics.jsonl").exists():
-            raise UserError(f"{run_dir} already holds a training run; continue it with "
-                            f"resume={run_dir}, or choose another run directory")
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-    trainer = Trainer(cfg, run_dir, resuming)
-    s = trainer.s
-    if resuming and trainer.step_done >= s.steps:
-        trainer.close()
-        raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
-                        f"{trainer.step_done}); raise train.steps to train further")
-    name, group = _wandb_names(cfg)
-    config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
-    logger_cfg = {str(k): v for k, v in
-                  OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
-    log = RunLog(run_dir, logger=logger_cfg, run_name=name, group=group, config=config,
-                 resume_step=trainer.step_done if resuming else None)
-    display = TrainDisplay(f"bots train · {cfg.selector.name} · {cfg.model.name} on "
-                           f"{cfg.domain.name} · {run_dir}", trainer.step_done, s.steps, s.live,
-                           s.log_every)
-    trainer.restore_rng()
-    summary: dict[str, Any] = {}
-    try:
-        if not resuming and s.is_eval_step(0):
-            metrics, samples = trainer.evaluate()
-            log.log(0, metrics)
-            log.log_samples(0, samples)
-            display.step(0, metrics)
-        for step in range(trainer.step_done + 1, s.steps + 1):
-            metrics, (ids, successes, trials) = trainer.step(step)
-            trainer.elapsed += metrics["time/step"]
-            log.add_selections(step, [trainer.task_ids[i] for i in ids], successes, trials)
-            if s.is_eval_step(step):
-                t = time.perf_counter()
-                evals, samples = trainer.evaluate()
-                metrics.update(evals, **{"time/eval": time.perf_counter() - t})
-                log.log_samples(step, samples)
-            log.log(step, metrics)
-            display.step(step, metrics)
-            if s.is_checkpoint_step(step):
-                log.flush()
-                trainer.save(step)
-        summary = _summary(run_dir, cfg, s.steps, trainer.elapsed)
-        write_json(run_dir / "summary.json", summary)
-    finally:
-        display.close()
-        log.close()
-        trainer.close()
-    display.message(f"run directory: {run_dir}")
-    return summary
-
-
-def _summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:
-    """First, final and best held-out accuracy of the run, read back from metrics.jsonl."""
-    import json
-
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    evals = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
-    out: dict[str, Any] = {"selector": str(cfg.selector.name), "steps": steps,
-                           "train_seconds": round(elapsed, 3)}
-    if evals:
-        best = max(evals, key=lambda e: e[1])
-        out.update(eval_first={"step": evals[0][0], "accuracy": evals[0][1]},
-                   eval_final={"step": evals[-1][0], "accuracy": evals[-1][1]},
-                   eval_best={"step": best[0], "accuracy": best[1]})
-    return out

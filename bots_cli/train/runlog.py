@@ -31,7 +31,7 @@ def wandb_mode(requested: str) -> str:
     return "online" if wandb.login(prompt=False, verify=False) else "offline"
 
 
-def _read_jsonl_upto(path: Path, last_step: int) -> list[str]:
+def read_jsonl_upto(path: Path, last_step: float) -> list[str]:
     """The lines of a jsonl file whose `step` ≤ last_step.
 
     Only the last line may be torn (a write interrupted by a kill) and is then dropped; a broken
@@ -81,7 +81,7 @@ class RunLog:
 
     def _truncate(self, step: int) -> None:
         for path in (self.metrics_path, self.samples_path):
-            lines = _read_jsonl_upto(path, step)
+            lines = read_jsonl_upto(path, step)
             write_text(path, "".join(line + "\n" for line in lines))
         if self.selections_path.is_file():
             import pandas as pd

@@ -20,8 +20,8 @@ def _optional_int(name: str, value: Any, lo: int) -> int | None:
 def _live(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    check_choice("train.live", value, ("auto", "true", "false"))
-    return "auto"
+    return {"auto": "auto", "true": "on", "false": "off"}[
+        check_choice("train.live", str(value).lower(), ("auto", "true", "false"))]
 
 
 @dataclass(frozen=True)
