@@ -1,0 +1,303 @@
+"""`BotsGRPOTrainer`: TRL's GRPOTrainer with a BOTS selector (or any baseline) choosing its tasks.
+
+Tested with TRL 1.16 (`TESTED_TRL`); it relies on these GRPOTrainer methods, overridden with a
+call to the original in each:
+
+- `_get_train_sampler`: yields *slots* 0..S-1 in RepeatSampler's layout (each slot repeated
+  `num_generations` times, the block repeated `num_iterations × steps_per_generation` times), so
+  TRL's batching, sharding across processes and buffering stay exactly as they are;
+- `_generate_and_score_completions`: at each generation batch, `selector.select(S)` picks the
+  tasks and every slot's row is replaced by its task's row. Selecting here, not in the sampler,
+  matters: accelerate's dataloader fetches one batch ahead, so a sampler would choose batch t+1
+  before batch t's rewards reached the selector;
+- `_calculate_rewards`: after TRL gathers every process's rewards, each task's successes and
+  trials (`bots_cli.selection.feedback`, one rule for every trainer) go to `selector.update`, on
+  every process, before the next batch is selected;
+- `_save_checkpoint` / `_load_optimizer_and_scheduler`: the selector's full state (posterior,
+  capability estimate, random generator) is written into every checkpoint as `bots_selector.pt`
+  and restored on `resume_from_checkpoint`.
+
+Every process builds the same selector (same seed) and receives the same gathered feedback, so
+the selections agree; each generation batch checks that they do and stops with an error if not
+(e.g. a selector seeded with the process rank).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bots_cli.errors import UserError
+from bots_cli.selection.feedback import SuccessRule, task_evidence
+
+TESTED_TRL = (">=1.16.0", "<1.17")  # the TRL range this adapter was tested with (bots-cli[trl])
+STATE_FILE = "bots_selector.pt"  # the selector's state inside a TRL checkpoint directory
+
+
+class UnsupportedVersion(UserError, ImportError):
+    """The installed engine is outside the range an adapter was tested with."""
+
+
+def check_trl_version(version: str | None = None) -> str:
+    """The installed TRL version, or one line saying which range to install."""
+    from packaging.specifiers import SpecifierSet
+
+    if version is None:
+        try:
+            import trl
+        except ImportError:
+            raise UnsupportedVersion("TRL is not installed: pip install 'bots-cli[trl]'") from None
+        version = str(trl.__version__)
+    wanted = ",".join(TESTED_TRL)
+    if version not in SpecifierSet(wanted):
+        raise UnsupportedVersion(f"TRL {version} is installed, but BotsGRPOTrainer is tested with "
+                                 f"trl{wanted}: pip install 'trl{wanted}' (or 'bots-cli[trl]')")
+    return version
+
+
+check_trl_version()
+
+import torch  # noqa: E402 - after the version check, so a wrong TRL fails in one line
+from torch.utils.data import Sampler  # noqa: E402
+from trl import GRPOTrainer  # noqa: E402
+
+
+class SlotSampler(Sampler[int]):
+    """RepeatSampler's layout over `n_slots` placeholder rows; the tasks are chosen later.
+
+    One generation batch reads rows 0..n_slots-1 of the dataset, each `mini_repeat_count` times,
+    and the block is repeated `repeat_count` times (TRL reuses one generation for several
+    steps). Its length is one epoch of the pool, as RepeatSampler's is.
+    """
+
+    def __init__(self, n_tasks: int, n_slots: int, mini_repeat_count: int,
+                 repeat_count: int) -> None:
+        self.n_tasks, self.n_slots = n_tasks, n_slots
+        self.mini_repeat_count, self.repeat_count = mini_repeat_count, repeat_count
+
+    def __iter__(self) -> Iterator[int]:
+        block = [s for s in range(self.n_slots) for _ in range(self.mini_repeat_count)]
+        for _ in range(self.n_tasks // self.n_slots):
+            for _ in range(self.repeat_count):
+                yield from block
+
+    def __len__(self) -> int:
+        return ((self.n_tasks // self.n_slots) * self.n_slots * self.mini_repeat_count
+                * self.repeat_count)
+
+
+@dataclass
+class Feedback:
+    """What the selector was told about one generation batch (its tasks in selection order)."""
+
+    generation: int  # 1 for the first generation batch of the run
+    global_step: int  # TRL's optimizer step when the batch was generated (it trains from +1)
+    ids: np.ndarray  # (S,) selected task indices
+    successes: np.ndarray  # (S,) per task
+    trials: np.ndarray  # (S,) scored completions per task
+    select_seconds: float
+    update_seconds: float
+
+
+class BotsGRPOTrainer(GRPOTrainer):
+    """A `trl.GRPOTrainer` whose every generation batch is chosen by `selector`.
+
+    Selector index i is row i of `train_dataset` (a map-style dataset whose `task_id_column`
+    holds a unique id per row). `success_threshold` or `reward_range` map rewards outside [0, 1]
+    onto successes (DESIGN.md §1.6); by default a reward must lie in [0, 1] and counts as that
+    share of a success. The reward judged is TRL's combined one: the weighted sum of the reward
+    functions; a completion every reward function returned None for counts in no trial.
+
+    Besides TRL's own metrics it logs, through TRL's logging (so wandb, tensorboard, ... see
+    them), `train/etr`, `train/zero_variance_share`, `selector/explored_share` and, for BOTS,
+    `selector/capability` and `selector/posterior_mean_of_selected`.
+    """
+
+    def __init__(self, *args: Any, selector: Any, task_id_column: str = "task_id",
+                 success_threshold: float | None = None,
+                 reward_range: tuple[float, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.selector = selector
+        self.task_id_column = task_id_column
+        self.success_rule = SuccessRule(threshold=success_threshold, reward_range=reward_range,
+                                        key="BotsGRPOTrainer(success_threshold/reward_range)")
+        self._check_dataset()
+        self.n_slots = self.args.generation_batch_size // self.num_generations
+        if self.n_slots > self.selector.n_tasks:
+            raise ValueError(f"a generation batch holds {self.n_slots} tasks (generation_batch_size"
+                             f" {self.args.generation_batch_size} / num_generations "
+                             f"{self.num_generations}), more than the {self.selector.n_tasks} "
+                             "tasks of train_dataset; lower the batch size")
+        self._check_save_steps()
+        self.ever_selected = np.zeros(self.selector.n_tasks, dtype=bool)
+        self.feedback: list[Feedback] = []  # every generation batch's feedback, in order
+        self._batch_tasks: np.ndarray | None = None  # this process's task per completion
+        self._select_seconds = 0.0
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def _check_dataset(self) -> None:
+        from torch.utils.data import IterableDataset
+
+        ds = self.train_dataset
+        if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "column_names"):
+            raise ValueError("BotsGRPOTrainer needs a map-style datasets.Dataset as train_dataset:"
+                             " the selector addresses its rows by index")
+        if self.task_id_column not in ds.column_names:
+            raise ValueError(f"train_dataset has no column {self.task_id_column!r} (columns: "
+                             f"{', '.join(ds.column_names)}); pass task_id_column=<its id column>")
+        ids = [str(t) for t in ds[self.task_id_column]]
+        self.index = {t: i for i, t in enumerate(ids)}
+        if len(self.index) != len(ids):
+            dup = next(t for t in ids if ids.count(t) > 1)
+            raise ValueError(f"train_dataset's {self.task_id_column!r} column repeats {dup!r}: "
+                             "every row must be one task with a unique id")
+        if len(ids) != self.selector.n_tasks:
+            raise ValueError(f"the selector was built for {self.selector.n_tasks} tasks, but "
+                             f"train_dataset has {len(ids)} rows: build it with n_tasks="
+                             f"{len(ids)} (selector index i is row i)")
+
+    def optimizer_steps_per_generation(self) -> int:
+        """Optimizer steps between two generation batches."""
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        return max(1, generate_every // self.args.gradient_accumulation_steps)
+
+    def _check_save_steps(self) -> None:
+        """A checkpoint between two generation batches would lose the rest of the batch on
+        resume (TRL does not save its buffer), so checkpoints must fall on batch boundaries."""
+        every = self.optimizer_steps_per_generation()
+        steps = self.args.save_steps
+        if (every > 1 and str(self.args.save_strategy).endswith("steps") and steps >= 1
+                and int(steps) % every):
+            raise ValueError(f"save_steps ({steps}) must be a multiple of the {every} optimizer "
+                             "steps one generation batch feeds (steps_per_generation × "
+                             "num_iterations / gradient_accumulation_steps), so that a resumed "
+                             "run loses no selected batch")
+
+    # -- selection -----------------------------------------------------------------------------
+
+    def _get_train_sampler(self, dataset: Any = None) -> Sampler[int]:
+        return SlotSampler(self.selector.n_tasks, self.n_slots, self.num_generations,
+                           self.num_iterations * self.args.steps_per_generation)
+
+    def _select(self) -> np.ndarray:
+        """The next generation batch's tasks: the same on every process, or an error."""
+        start = time.perf_counter()
+        ids = np.asarray(self.selector.select(self.n_slots), dtype=np.int64)
+        self._select_seconds = time.perf_counter() - start
+        if self.accelerator.num_processes > 1:
+            mine = torch.as_tensor(ids, device=self.accelerator.device)
+            every = self.accelerator.gather(mine).view(self.accelerator.num_processes, -1)
+            if not bool((every == mine).all()):
+                raise RuntimeError("the processes' selectors chose different tasks: build the "
+                                   "selector with the same seed on every process (not the rank)"
+                                   " and give it the same train_dataset")
+        return ids
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.model.training:
+            inputs = self._selected_inputs(inputs)
+        else:
+            self._batch_tasks = None
+        return super()._generate_and_score_completions(inputs)
+
+    def _selected_inputs(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace each slot's placeholder row with the row of the task chosen for that slot."""
+        slots = [self.index[str(row[self.task_id_column])] for row in inputs]
+        if max(slots) >= self.n_slots:  # the dataloader was not built from SlotSampler
+            raise RuntimeError("BotsGRPOTrainer received rows that are not its slots: the train "
+                               "dataloader must use the trainer's own _get_train_sampler")
+        chosen = self._select()
+        self._batch_tasks = chosen[slots]
+        return [self.train_dataset[int(i)] for i in self._batch_tasks]
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any,
+                           completion_ids_list: Any) -> torch.Tensor:
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions,
+                                                      completion_ids_list)  # (B_global, F)
+        if self.model.training and self._batch_tasks is not None:
+            self._feed_back(rewards_per_func)
+        return rewards_per_func
+
+    def _feed_back(self, rewards_per_func: torch.Tensor) -> None:
+        """Each task's successes and trials from the gathered rewards, to the selector."""
+        from accelerate.utils import gather
+
+        start = time.perf_counter()
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        combined = (rewards_per_func * weights).nansum(dim=1)
+        combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable
+        local = torch.as_tensor(self._batch_tasks, device=rewards_per_func.device)
+        tasks = gather(local)  # aligned with the gathered rewards, process by process
+        ids, successes, trials = task_evidence(tasks.cpu().numpy().astype(np.int64),
+                                               combined.double().cpu().numpy(),
+                                               self.success_rule)  # in selection order
+        alpha = getattr(self.selector, "alpha", None)  # the belief the batch was chosen with
+        chosen_mean = (None if alpha is None else
+                       float(np.mean(alpha[ids] / (alpha[ids] + self.selector.beta[ids]))))
+        self.selector.update(ids, successes, trials)
+        self.ever_selected[ids] = True
+        self._batch_tasks = None
+        fb = Feedback(generation=len(self.feedback) + 1, global_step=self.state.global_step,
+                      ids=ids, successes=successes, trials=trials,
+                      select_seconds=self._select_seconds,
+                      update_seconds=time.perf_counter() - start)
+        self.feedback.append(fb)
+        flat, order = combined.double().cpu().numpy(), tasks.cpu().numpy()
+        groups = [flat[(order == i) & ~np.isnan(flat)] for i in ids]
+        self._log_selection_metrics(fb, chosen_mean, groups)
+
+    def _log_selection_metrics(self, fb: Feedback, chosen_mean: float | None,
+                               groups: list[np.ndarray]) -> None:
+        from bots_cli.metrics import effective_task_ratio, zero_variance_share
+
+        m = self._metrics["train"]
+        m["train/etr"].append(effective_task_ratio(fb.successes, fb.trials))
+        m["train/zero_variance_share"].append(zero_variance_share(groups))
+        m["selector/explored_share"].append(float(self.ever_selected.mean()))
+        capability = getattr(self.selector, "capability", None)
+        if capability is not None:
+            m["selector/capability"].append(float(capability))
+        if chosen_mean is not None:
+            m["selector/posterior_mean_of_selected"].append(chosen_mean)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = os.path.join(self._get_output_dir(trial=trial),
+                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            self.save_selector(os.path.join(folder, STATE_FILE))
+
+    def save_selector(self, path: str) -> None:
+        """The selector's full state, atomically (written last: it marks a whole checkpoint)."""
+        tmp = f"{path}.{os.getpid()}.tmp"
+        torch.save({"format": 1, "selector": self.selector.state_dict(),
+                    "ever_selected": self.ever_selected.copy(),
+                    "generations": int(self.selector.step),
+                    "global_step": int(self.state.global_step)}, tmp)
+        os.replace(tmp, path)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self.load_selector(os.path.join(checkpoint, STATE_FILE))
+
+    def load_selector(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise ValueError(f"{path} is missing: this checkpoint was not written by "
+                             "BotsGRPOTrainer (or not completely), so the selector's posterior "
+                             "cannot be restored; resume from a complete BotsGRPOTrainer checkpoint")
+        state = torch.load(path, weights_only=False)
+        self.selector.load_state_dict(state["selector"])
+        self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()
