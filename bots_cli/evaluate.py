@@ -35,13 +35,14 @@ COLUMNS = ["step", "task_id", "level", "n", "successes", "correct", "avg_at_k", 
 
 def checkpoints(run: Path) -> dict[int, Path]:
     """Step -> model directory of every complete checkpoint of a training run."""
-    from bots_cli.train.checkpoint import latest_checkpoint
+    from bots_cli.train.checkpoint import latest_checkpoint, trl_checkpoints
 
     root = run / "checkpoints"
-    if latest_checkpoint(run) is None:
-        return {}
-    return {int(p.name.split("_")[1]): p / "model" for p in root.glob("step_*")
-            if (p / "state.pt").is_file() and (p / "model").is_dir()}
+    found = trl_checkpoints(run)  # a `trainer=trl` run: the model files are the checkpoint's own
+    if latest_checkpoint(run) is not None:
+        found.update({int(p.name.split("_")[1]): p / "model" for p in root.glob("step_*")
+                      if (p / "state.pt").is_file() and (p / "model").is_dir()})
+    return found
 
 
 def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:

@@ -7,8 +7,12 @@ documented by Hydra. A `UserError` raised by a command becomes one line on stder
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,11 @@ USER_ERROR_EXIT = 2
 def config_dir() -> Path:
     """The Hydra config directory: conf/, shipped in the package as bots_cli/conf."""
     return Path(__file__).resolve().parent / "conf"
+
+
+def _secondary_process() -> bool:
+    """Whether this is one of a distributed launch's processes other than process 0."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0"
 
 
 def run_command_function(target: str, cfg: Any) -> Any:
@@ -49,7 +58,13 @@ def launch(
 
     argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
     resume = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
-    if resume and resume[-1] not in ("", "null") and not multirun:
+    if _secondary_process() and not multirun:
+        # Under torchrun / accelerate launch, process 0 owns the run directory and tells the
+        # others where it is; their own Hydra output goes to a scratch directory, removed at exit.
+        scratch = tempfile.mkdtemp(prefix=f"bots-rank{os.environ.get('RANK')}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
+    elif resume and resume[-1] not in ("", "null") and not multirun:
         # A resumed run continues in its own directory rather than starting a new one.
         argv.append(f"hydra.run.dir={resume[-1]}")
     if multirun:

@@ -38,7 +38,8 @@ from bots_cli.errors import UserError
 _IGNORED = ("lambda", "resume", "logger", "train.live", "train.log_every",
             "train.checkpoint_every", "train.keep_last", "train.profiles_dir",
             "train.eval_samples")
-_COMPARED = ("selector.", "train.", "model.name", "domain.name", "refs.name", "engine.name",
+_COMPARED = ("selector.", "train.", "trainer.name", "model.name", "domain.name", "refs.name",
+             "engine.name",
              "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens")
 
 

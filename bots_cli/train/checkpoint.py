@@ -86,3 +86,21 @@ def load_checkpoint(path: Path, restore_rng: bool = True) -> dict[str, Any]:
     if restore_rng:
         restore_rng_state(state["rng"])
     return state
+
+
+# `bots train trainer=trl` runs keep TRL's own checkpoint layout: `<run>/checkpoints/checkpoint-N/`
+# (N = TRL's optimizer step) holds the model files, TRL's optimizer/scheduler/RNG/trainer state and
+# the selector's state, which BotsGRPOTrainer writes last: a checkpoint without it is incomplete.
+TRL_STATE_FILE = "bots_selector.pt"
+
+
+def trl_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """bots step -> directory of every complete TRL checkpoint of a run (the step is the number
+    of selected batches trained, read from the selector's state)."""
+    root = Path(run_dir) / "checkpoints"
+    found: dict[int, Path] = {}
+    for path in sorted(root.glob("checkpoint-*")) if root.is_dir() else []:
+        if path.name.split("-", 1)[1].isdigit() and (path / TRL_STATE_FILE).is_file():
+            state = torch.load(path / TRL_STATE_FILE, weights_only=False)
+            found[int(state["generations"])] = path
+    return found

@@ -8,6 +8,7 @@ few overrides in `RESUMABLE_OVERRIDES` may change then.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def _resumed_config(cfg: Any, run_dir: Path) -> Any:
     return saved
 
 
-def _wandb_names(cfg: Any) -> tuple[str, str | None]:
+def wandb_names(cfg: Any) -> tuple[str, str | None]:
     """(run name, group): a sweep's jobs are grouped by their multirun directory."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -54,13 +55,11 @@ def _wandb_names(cfg: Any) -> tuple[str, str | None]:
     return name, group
 
 
-def train(cfg: Any) -> dict[str, Any]:
-    """The `bots train` command: run (or resume) one training run in the Hydra run directory."""
+def start_run(cfg: Any) -> tuple[Path, Any, bool]:
+    """(run directory, the run's config, whether it resumes); a new run's config.yaml is
+    written here, a resumed run's config is read back."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
-
-    from bots_cli.train.display import TrainDisplay
-    from bots_cli.train.runlog import RunLog
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resuming = cfg.get("resume") is not None
@@ -74,6 +73,61 @@ def train(cfg: Any) -> dict[str, Any]:
             raise UserError(f"{run_dir} already holds a training run; continue it with "
                             f"resume={run_dir}, or choose another run directory")
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return run_dir, cfg, resuming
+
+
+def processes() -> int:
+    """How many processes a distributed launcher (torchrun, accelerate launch) started."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def start_run_everywhere(cfg: Any) -> tuple[Path, Any, bool]:
+    """`start_run` on process 0, its outcome (or its error) shared with every other process."""
+    if processes() == 1:
+        return start_run(cfg)
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+    from omegaconf import OmegaConf
+
+    state = PartialState()  # joins the process group the launcher set up
+    outcome: list[Any] = [None]
+    if state.is_main_process:
+        try:
+            run_dir, run_cfg, resuming = start_run(cfg)
+            outcome = [(str(run_dir), OmegaConf.to_yaml(run_cfg), resuming, None)]
+        except UserError as err:
+            outcome = [(None, None, None, str(err))]
+    broadcast_object_list(outcome, from_process=0)
+    run_dir_s, text, resuming, error = outcome[0]
+    if error is not None:
+        raise UserError(error)
+    return Path(run_dir_s), OmegaConf.create(text), bool(resuming)
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """The `bots train` command: run (or resume) one training run in the Hydra run directory."""
+    from omegaconf import OmegaConf
+
+    run_dir, cfg, resuming = start_run_everywhere(cfg)
+    trainer_name = OmegaConf.select(cfg, "trainer.name", default="native")
+    if trainer_name == "trl":
+        from bots_cli.train.trl_backend import train_trl
+
+        return train_trl(cfg, run_dir, resuming)
+    if trainer_name != "native":
+        raise UserError(f"trainer must be native or trl, got {trainer_name!r}")
+    if processes() > 1:
+        raise UserError(f"trainer=native runs in one process, but {processes()} were launched; "
+                        "use trainer=trl with torchrun or accelerate launch")
+    return _train_native(cfg, run_dir, resuming)
+
+
+def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
+    """The native loop (loop.py) with its records and display."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.train.display import TrainDisplay
+    from bots_cli.train.runlog import RunLog
 
     trainer = Trainer(cfg, run_dir, resuming)
     s = trainer.s
@@ -81,7 +135,7 @@ def train(cfg: Any) -> dict[str, Any]:
         trainer.close()
         raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
                         f"{trainer.step_done}); raise train.steps to train further")
-    name, group = _wandb_names(cfg)
+    name, group = wandb_names(cfg)
     config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
     logger_cfg = {str(k): v for k, v in
                   OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
@@ -112,7 +166,7 @@ def train(cfg: Any) -> dict[str, Any]:
             if s.is_checkpoint_step(step):
                 log.flush()
                 trainer.save(step)
-        summary = _summary(run_dir, cfg, s.steps, trainer.elapsed)
+        summary = run_summary(run_dir, cfg, s.steps, trainer.elapsed)
         write_json(run_dir / "summary.json", summary)
     finally:
         display.close()
@@ -122,7 +176,7 @@ def train(cfg: Any) -> dict[str, Any]:
     return summary
 
 
-def _summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:
+def run_summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:
     """First, final and best held-out accuracy of the run, read back from metrics.jsonl."""
     import json
 

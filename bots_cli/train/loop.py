@@ -45,6 +45,7 @@ import numpy as np
 from bots_cli.errors import UserError
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.seeds import derive_seed
+from bots_cli.selection.feedback import task_evidence
 from bots_cli.train.settings import TrainSettings
 
 
@@ -74,29 +75,15 @@ class Trainer:
 
         from bots_cli.domains import load_domain
         from bots_cli.engines import SamplingParams
-        from bots_cli.selection.build import build_selector
+        from bots_cli.train.pool import pool_selector, training_pool
 
         self.cfg, self.run_dir = cfg, run_dir
         self.s = TrainSettings.from_config(cfg.train)
         self.sampling = SamplingParams.from_config(cfg.sampling)
         self.dom = load_domain(str(cfg.domain.name), cfg.domain)
-        self.pool = self.dom.load(cfg.domain, split="train")
-        if self.s.levels is not None:
-            if "level" not in self.pool.columns:
-                raise UserError("train.levels needs a `level` column in the task table; map one "
-                                "in domain.columns or set train.levels=null")
-            self.pool = self.pool[self.pool["level"].isin(self.s.levels)].reset_index(drop=True)
-        if self.s.max_tasks is not None:
-            self.pool = self.pool.iloc[: self.s.max_tasks].reset_index(drop=True)
-        if self.s.batch_size > len(self.pool):
-            raise UserError(f"train.batch_size ({self.s.batch_size}) exceeds the training pool "
-                            f"({len(self.pool)} tasks); lower it or use a larger pool")
+        self.pool = training_pool(cfg, self.s, self.dom)
         self.task_ids = [str(t) for t in self.pool["task_id"]]
-
-        weak, strong = self._references()
-        self.selector = build_selector(cfg.selector, n_tasks=len(self.pool), weak=weak,
-                                       strong=strong, seed=int(cfg.seed),
-                                       group_size=self.s.group_size)
+        self.selector = pool_selector(cfg, self.s, self.pool, self.dom)
         torch.manual_seed(int(cfg.seed))
         self.device_type, self.autocast = self._precision()
         latest = None
@@ -147,23 +134,6 @@ class Trainer:
             self._restore_state = state["rng"]  # restored last, once nothing else draws
 
     # -- set-up --------------------------------------------------------------------------------
-
-    def _references(self) -> tuple[Any, Any]:
-        from bots_cli.selection.build import needs_references
-
-        if not needs_references(self.cfg.selector):
-            return None, None
-        from bots_cli.profile.references import reference_pass_rates
-        from bots_cli.profile.run import profiles_dir
-
-        refs = self.cfg.refs
-        if refs.get("name") == "tiny" and self.cfg.model.get("build") is None:
-            raise UserError(f"refs=tiny are the tiny world's references, but model="
-                            f"{self.cfg.model.get('name')} is not the tiny model; use refs=qwen "
-                            "(or set refs.weak.path and refs.strong.path)")
-        return reference_pass_rates(self.pool, self.dom.name, refs,
-                                    profiles_dir(self.cfg.train.get("profiles_dir")),
-                                    self.cfg.domain)
 
     def _precision(self) -> tuple[str, bool]:
         """(device type, whether to autocast to bf16). `auto` is bf16-mixed on a GPU (fp32
@@ -256,7 +226,9 @@ class Trainer:
             self.engine.sleep()
             stats = self._update(prompts, groups, rewards)
             self.engine.load_weights(self.model)
-        successes, trials = rewards.sum(axis=1), np.full(B, float(G))
+        # Each task's evidence (DESIGN.md §1.6): the same rule every trainer uses.
+        fed, successes, trials = task_evidence(np.repeat(ids, G), rewards.ravel())
+        assert np.array_equal(fed, ids)  # distinct tasks, each scored G times
         with phases("selector_update"):
             self.selector.update(ids, successes, trials)
         self.ever_selected[ids] = True

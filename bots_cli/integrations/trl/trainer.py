@@ -34,9 +34,9 @@ import numpy as np
 
 from bots_cli.errors import UserError
 from bots_cli.selection.feedback import SuccessRule, task_evidence
+from bots_cli.train.checkpoint import TRL_STATE_FILE as STATE_FILE  # written into each checkpoint
 
 TESTED_TRL = (">=1.16.0", "<1.17")  # the TRL range this adapter was tested with (bots-cli[trl])
-STATE_FILE = "bots_selector.pt"  # the selector's state inside a TRL checkpoint directory
 
 
 class UnsupportedVersion(UserError, ImportError):
@@ -272,6 +272,7 @@ class BotsGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()  # every process's part (RNG, shards) is on disk
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -297,7 +298,8 @@ class BotsGRPOTrainer(GRPOTrainer):
         if not os.path.isfile(path):
             raise ValueError(f"{path} is missing: this checkpoint was not written by "
                              "BotsGRPOTrainer (or not completely), so the selector's posterior "
-                             "cannot be restored; resume from a complete BotsGRPOTrainer checkpoint")
+                             "cannot be restored; resume from a complete BotsGRPOTrainer "
+                             "checkpoint")
         state = torch.load(path, weights_only=False)
         self.selector.load_state_dict(state["selector"])
         self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()

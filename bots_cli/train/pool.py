@@ -1,0 +1,56 @@
+"""What every trainer behind `bots train` starts from: the training pool and its selector.
+
+The native loop (loop.py) and the TRL backend (trl_backend.py) build both here, so the same config
+gives the same tasks, the same reference pass rates and the same selector whichever trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bots_cli.errors import UserError
+from bots_cli.train.settings import TrainSettings
+
+
+def training_pool(cfg: Any, s: TrainSettings, dom: Any) -> Any:
+    """The train split after `train.levels` and `train.max_tasks`, as a task table."""
+    pool = dom.load(cfg.domain, split="train")
+    if s.levels is not None:
+        if "level" not in pool.columns:
+            raise UserError("train.levels needs a `level` column in the task table; map one "
+                            "in domain.columns or set train.levels=null")
+        pool = pool[pool["level"].isin(s.levels)].reset_index(drop=True)
+    if s.max_tasks is not None:
+        pool = pool.iloc[: s.max_tasks].reset_index(drop=True)
+    if s.batch_size > len(pool):
+        raise UserError(f"train.batch_size ({s.batch_size}) exceeds the training pool "
+                        f"({len(pool)} tasks); lower it or use a larger pool")
+    return pool
+
+
+def reference_rates(cfg: Any, pool: Any, dom: Any) -> tuple[Any, Any]:
+    """(weak, strong) pass rates of the pool's tasks, or (None, None) when the selector needs
+    none."""
+    from bots_cli.selection.build import needs_references
+
+    if not needs_references(cfg.selector):
+        return None, None
+    from bots_cli.profile.references import reference_pass_rates
+    from bots_cli.profile.run import profiles_dir
+
+    refs = cfg.refs
+    if refs.get("name") == "tiny" and cfg.model.get("build") is None:
+        raise UserError(f"refs=tiny are the tiny world's references, but model="
+                        f"{cfg.model.get('name')} is not the tiny model; use refs=qwen "
+                        "(or set refs.weak.path and refs.strong.path)")
+    return reference_pass_rates(pool, dom.name, refs, profiles_dir(cfg.train.get("profiles_dir")),
+                                cfg.domain)
+
+
+def pool_selector(cfg: Any, s: TrainSettings, pool: Any, dom: Any) -> Any:
+    """The configured selector over the pool (index i = row i), seeded with `seed`."""
+    from bots_cli.selection.build import build_selector
+
+    weak, strong = reference_rates(cfg, pool, dom)
+    return build_selector(cfg.selector, n_tasks=len(pool), weak=weak, strong=strong,
+                          seed=int(cfg.seed), group_size=s.group_size)

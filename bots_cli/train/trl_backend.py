@@ -1,0 +1,461 @@
+"""`bots train trainer=trl`: TRL's GRPOTrainer runs the steps, BOTS (or a baseline) picks them.
+
+The same config groups as the native loop drive it: `plan_steps` and `grpo_arguments` map
+`train.*` and `sampling.*` onto a GRPOConfig (the README's table), the domain's reward is TRL's
+reward function, and `BotsGRPOTrainer` (bots_cli/integrations/trl) does the selecting. The run
+directory gets the native records, written by process 0 only: `config.yaml`, `metrics.jsonl`
+with the native key names (TRL's other metrics under `trl/*`), `selections.parquet`,
+`samples.jsonl`, `summary.json`, and TRL's checkpoints under `checkpoints/checkpoint-N/` with the
+selector's state (`bots evaluate run=...` reads them; `resume=<run>` continues from the latest).
+
+One bots step is one generation batch (`train.batch_size` tasks × `train.group_size`
+completions); with `train.mini_batch_size` < `train.batch_size` or `train.ppo_epochs` > 1 it is
+several TRL optimizer steps, and `checkpoint-N` is named by TRL's optimizer step N.
+
+Where it departs from the native loop:
+- TRL normalises the loss over the whole generation batch (native `train.loss_norm=batch`);
+  groups whose rewards are all equal are not dropped, they only carry zero advantage.
+- Sampling seeds follow TRL's per-process torch generator, not (seed, step): a resumed run is
+  exact because TRL restores every random state from the checkpoint.
+- Held-out evaluation (`train.eval_every`) runs on process 0 with transformers `generate` while
+  the others wait; under DeepSpeed ZeRO-3 or FSDP set `train.eval_every=0` and run `bots evaluate`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bots_cli.errors import UserError
+from bots_cli.train.settings import TrainSettings
+
+# train.* keys whose TRL counterparts bots sets itself: +trainer.trl.args may not set these.
+MAPPED_ARGS = {
+    "per_device_train_batch_size": "train.micro_batch_size", "num_generations": "train.group_size",
+    "gradient_accumulation_steps": "train.mini_batch_size", "generation_batch_size":
+    "train.batch_size", "steps_per_generation": "trainer.trl.steps_per_generation",
+    "max_steps": "train.steps", "num_train_epochs": "train.steps", "learning_rate": "train.lr",
+    "warmup_steps": "train.warmup_steps", "warmup_ratio": "train.warmup_steps",
+    "lr_scheduler_type": "train.warmup_steps", "weight_decay": "train.weight_decay",
+    "adam_beta1": "train.betas", "adam_beta2": "train.betas", "max_grad_norm":
+    "train.max_grad_norm", "num_iterations": "train.ppo_epochs", "epsilon": "train.clip_eps",
+    "epsilon_high": "train.clip_eps_high", "beta": "train.kl_coef", "loss_type": "train.loss_agg",
+    "scale_rewards": "train.scale_by_std", "bf16": "train.precision", "fp16": "train.precision",
+    "gradient_checkpointing": "train.gradient_checkpointing", "max_completion_length":
+    "sampling.max_new_tokens", "temperature": "sampling.temperature", "top_p": "sampling.top_p",
+    "top_k": "sampling.top_p", "seed": "seed", "data_seed": "seed", "output_dir":
+    "the run directory", "save_steps": "train.checkpoint_every", "save_total_limit":
+    "train.keep_last", "logging_steps": "train.log_every", "eval_strategy": "train.eval_every",
+    "use_vllm": "trainer.trl.use_vllm", "vllm_mode": "trainer.trl.vllm_mode", "report_to":
+    "trainer.trl.report_to", "deepspeed": "trainer.trl.deepspeed",
+}
+LOSS_TYPES = {"token_mean": "dapo", "seq_mean_token_mean": "grpo",
+              "seq_mean_token_sum_norm": "dr_grpo"}
+TRL_KEYS = ("steps_per_generation", "use_vllm", "vllm_mode", "vllm_server_base_url",
+            "vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "deepspeed", "report_to",
+            "args")
+# TRL's logged names -> the native loop's names (metrics.jsonl compares across trainers).
+RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl",
+           "grad_norm": "train/grad_norm", "clip_ratio/region_mean": "train/clip_frac",
+           "learning_rate": "train/lr", "completions/mean_length": "train/response_len",
+           "completions/clipped_ratio": "train/truncated_share"}
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How one bots step (one selected batch) is laid out over TRL's processes and steps."""
+
+    processes: int
+    per_device_batch: int  # completions per forward/backward pass (per_device_train_batch_size)
+    accumulation: int  # micro-batches per optimizer step (gradient_accumulation_steps)
+    steps_per_generation: int  # micro-batches per process in one generation batch
+    optimizer_steps: int  # TRL optimizer steps per bots step (mini-batches × ppo_epochs)
+
+
+def plan_steps(s: TrainSettings, steps_per_generation: int | None, processes: int) -> StepPlan:
+    """The batch layout, or one line saying which setting does not divide."""
+    B, G, mini = s.batch_size, s.group_size, s.mini_batch_size
+    if (B * G) % processes:
+        raise UserError(f"train.batch_size × train.group_size ({B} × {G} = {B * G} completions) "
+                        f"must split evenly over the {processes} processes")
+    chunks = B // mini  # optimizer steps per pass over the batch
+    per_process_mini = mini * G // processes if (mini * G) % processes == 0 else 0
+    if not per_process_mini:
+        raise UserError(f"train.mini_batch_size × train.group_size ({mini} × {G}) must split "
+                        f"evenly over the {processes} processes")
+    micro = s.update.micro_batch_size or per_process_mini
+    if steps_per_generation is not None:
+        spg = steps_per_generation
+        if spg < 1 or spg % chunks or (B * G) % (processes * spg):
+            raise UserError(f"trainer.trl.steps_per_generation ({spg}) must be a multiple of "
+                            f"train.batch_size / train.mini_batch_size ({chunks}) that splits "
+                            f"the {B * G // processes} completions per process evenly")
+        from_spg = B * G // (processes * spg)
+        if s.update.micro_batch_size and s.update.micro_batch_size != from_spg:
+            raise UserError(f"trainer.trl.steps_per_generation={spg} means {from_spg} completions "
+                            f"per micro-batch, but train.micro_batch_size is "
+                            f"{s.update.micro_batch_size}; set one of them")
+        micro = from_spg
+    if per_process_mini % micro:
+        raise UserError(f"train.micro_batch_size ({micro}) must divide the {per_process_mini} "
+                        "completions each process takes per optimizer step")
+    accumulation = per_process_mini // micro
+    return StepPlan(processes=processes, per_device_batch=micro, accumulation=accumulation,
+                    steps_per_generation=accumulation * chunks,
+                    optimizer_steps=chunks * s.update.ppo_epochs)
+
+
+def check_trl_options(trl_cfg: Any) -> dict[str, Any]:
+    """trainer.trl as a plain dict; unknown keys and GRPOConfig fields bots maps are refused."""
+    from omegaconf import OmegaConf
+
+    opts = OmegaConf.to_container(trl_cfg, resolve=True) if trl_cfg is not None else {}
+    assert isinstance(opts, dict)
+    for key in opts:
+        if key not in TRL_KEYS:
+            raise UserError(f"trainer.trl.{key} is not a trainer=trl option (known: "
+                            f"{', '.join(TRL_KEYS)}); other GRPOConfig fields go under "
+                            f"trainer.trl.args")
+    for key in opts.get("args") or {}:
+        if key in MAPPED_ARGS:
+            raise UserError(f"trainer.trl.args.{key} is set by bots from {MAPPED_ARGS[key]}; "
+                            "set that instead")
+    if opts.get("vllm_mode", "colocate") not in ("colocate", "server"):
+        raise UserError(f"trainer.trl.vllm_mode must be colocate or server, got "
+                        f"{opts['vllm_mode']!r}")
+    return opts
+
+
+def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, Any],
+                   output_dir: Path, on_gpu: bool) -> dict[str, Any]:
+    """GRPOConfig's keyword arguments for this run (the README's mapping table)."""
+    from bots_cli.engines import SamplingParams
+
+    sampling = SamplingParams.from_config(cfg.sampling)
+    if sampling.temperature == 0:
+        raise UserError("sampling.temperature=0 gives a group identical completions under "
+                        "trainer=trl; GRPO needs sampled groups (use a temperature > 0)")
+    if sampling.stop:
+        raise UserError("sampling.stop is not supported by trainer=trl (TRL stops at EOS and "
+                        "max_completion_length); set sampling.stop=[] or use trainer=native")
+    k = plan.optimizer_steps
+    bf16 = s.precision in ("bf16", "bf16-mixed") or (s.precision == "auto" and on_gpu)
+    args: dict[str, Any] = dict(
+        output_dir=str(output_dir), per_device_train_batch_size=plan.per_device_batch,
+        gradient_accumulation_steps=plan.accumulation,
+        steps_per_generation=plan.steps_per_generation, num_generations=s.group_size,
+        num_iterations=s.update.ppo_epochs, max_steps=s.steps * k,
+        learning_rate=s.lr, warmup_steps=s.warmup_steps,
+        lr_scheduler_type="constant_with_warmup", weight_decay=s.weight_decay,
+        adam_beta1=s.betas[0], adam_beta2=s.betas[1], max_grad_norm=s.update.max_grad_norm,
+        epsilon=s.update.clip_eps, epsilon_high=s.update.clip_eps_high or s.update.clip_eps,
+        beta=s.update.kl_coef, loss_type=LOSS_TYPES[s.update.loss_agg],
+        scale_rewards="group" if s.scale_by_std else "none", bf16=bf16, fp16=False,
+        use_cpu=not on_gpu, gradient_checkpointing=s.gradient_checkpointing,
+        max_completion_length=sampling.max_new_tokens, temperature=sampling.temperature,
+        top_p=sampling.top_p, top_k=0, seed=int(cfg.seed), data_seed=int(cfg.seed),
+        save_strategy="steps", save_steps=s.checkpoint_every * k, save_total_limit=s.keep_last,
+        logging_strategy="steps", logging_steps=k, eval_strategy="no", report_to=list(
+            opts.get("report_to") or []), disable_tqdm=True, log_completions=False,
+        remove_unused_columns=False, dataloader_num_workers=0, ignore_data_skip=True,
+        use_vllm=bool(opts.get("use_vllm", False)), vllm_mode=opts.get("vllm_mode", "colocate"),
+        vllm_gpu_memory_utilization=opts.get("vllm_gpu_memory_utilization", 0.3),
+        vllm_tensor_parallel_size=opts.get("vllm_tensor_parallel_size", 1),
+    )
+    if opts.get("vllm_server_base_url"):
+        args["vllm_server_base_url"] = opts["vllm_server_base_url"]
+    if opts.get("deepspeed"):
+        args["deepspeed"] = str(opts["deepspeed"])
+    args.update(opts.get("args") or {})
+    return args
+
+
+def training_dataset(pool: Any, dom: Any, tokenizer: Any) -> Any:
+    """The pool as TRL's dataset: `task_id` and the prompt text the native loop renders."""
+    from datasets import Dataset
+
+    from bots_cli.models.loading import render_prompt_for_model
+
+    return Dataset.from_dict({
+        "task_id": [str(t) for t in pool["task_id"]],
+        "prompt": [render_prompt_for_model(tokenizer, dom.render_messages(row))
+                   for _, row in pool.iterrows()],
+    })
+
+
+def domain_reward(dom: Any, pool: Any) -> Any:
+    """TRL's reward function for the domain: the domain's own reward of each completion."""
+    rows = {str(t): row for t, (_, row) in zip(pool["task_id"], pool.iterrows(), strict=True)}
+
+    def reward(completions: list[str], task_id: list[str], **_: Any) -> list[float]:
+        return dom.rewards(list(completions), [rows[str(t)] for t in task_id])
+
+    reward.__name__ = f"{dom.name}_reward"  # TRL logs rewards/<name>/mean
+    return reward
+
+
+def latest_trl_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """(directory, bots step) of the newest complete TRL checkpoint, or None."""
+    from bots_cli.train.checkpoint import trl_checkpoints
+
+    found = trl_checkpoints(run_dir)
+    if not found:
+        return None
+    step = max(found)
+    return found[step], step
+
+
+def _trainer_class() -> Any:
+    """BotsGRPOTrainer with the native loop's phase timers (time/rollout, time/reward)."""
+    from bots_cli.integrations.trl import BotsGRPOTrainer
+
+    class TimedBotsGRPOTrainer(BotsGRPOTrainer):
+        phase_seconds: dict[str, float]
+
+        def _timed(self, name: str, call: Any, *args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return call(*args)
+            finally:
+                self.phase_seconds[name] = (self.phase_seconds.get(name, 0.0)
+                                            + time.perf_counter() - start)
+
+        def _generate(self, prompts: Any) -> Any:
+            return self._timed("rollout", super()._generate, prompts)
+
+        def _calculate_rewards(self, *args: Any) -> Any:
+            return self._timed("reward", super()._calculate_rewards, *args)
+
+    return TimedBotsGRPOTrainer
+
+
+def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
+    """Run (or resume) `bots train trainer=trl` in `run_dir`; every process calls this."""
+    import torch
+    from accelerate import PartialState
+    from omegaconf import OmegaConf
+
+    from bots_cli.domains import load_domain
+    from bots_cli.models.loading import load_model_and_tokenizer
+    from bots_cli.train.pool import pool_selector, training_pool
+
+    state = PartialState()
+    s = TrainSettings.from_config(cfg.train)
+    opts = check_trl_options(OmegaConf.select(cfg, "trainer.trl"))
+    if cfg.engine.name != "hf":
+        raise UserError("trainer=trl generates with TRL's own engines: set "
+                        "trainer.trl.use_vllm=true for vLLM (engine=vllm is the native loop's)")
+    plan = plan_steps(s, opts.get("steps_per_generation"), state.num_processes)
+    dom = load_domain(str(cfg.domain.name), cfg.domain)
+    pool = training_pool(cfg, s, dom)
+    selector = pool_selector(cfg, s, pool, dom)
+    latest = latest_trl_checkpoint(run_dir) if resuming else None
+    if resuming and latest is None:
+        raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run")
+    if latest is not None and latest[1] >= s.steps:
+        raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
+                        f"{latest[1]}); raise train.steps to train further")
+
+    on_gpu = torch.cuda.is_available() and str(cfg.model.get("device", "auto")) != "cpu"
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model_cfg, dict)
+    # Loaded on the CPU: accelerate places (and shards) it on each process's own device.
+    model_cfg.update(device="cpu", dtype="bfloat16" if s.precision == "bf16" else "float32")
+    model, tokenizer = load_model_and_tokenizer(model_cfg, None, cfg.domain)
+    model.train()
+    torch.manual_seed(int(cfg.seed))
+
+    from trl import GRPOConfig
+
+    args = GRPOConfig(**grpo_arguments(cfg, s, plan, opts, run_dir / "checkpoints", on_gpu))
+    records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan, resume_step=(
+        latest[1] if latest is not None else None), main=state.is_main_process)
+    trainer = _trainer_class()(
+        model=model, reward_funcs=domain_reward(dom, pool), args=args,
+        train_dataset=training_dataset(pool, dom, tokenizer), processing_class=tokenizer,
+        selector=selector, task_id_column="task_id", callbacks=[records])
+    trainer.phase_seconds = {}
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for printer in (PrinterCallback, ProgressCallback):  # the run's own display shows progress
+        trainer.remove_callback(printer)
+    records.attach(trainer)
+    try:
+        trainer.train(resume_from_checkpoint=str(latest[0]) if latest is not None else None)
+    finally:
+        records.close()
+    summary: dict[str, Any] = {}
+    if state.is_main_process:
+        from bots_cli.atomic import write_json
+        from bots_cli.train.command import run_summary
+
+        summary = run_summary(run_dir, cfg, s.steps, records.elapsed)
+        summary.update(trainer="trl", processes=state.num_processes)
+        write_json(run_dir / "summary.json", summary)
+        records.display.message(f"run directory: {run_dir}")
+    state.wait_for_everyone()
+    return summary
+
+
+def _callback_base() -> Any:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class RunRecords(_callback_base()):  # type: ignore[misc]
+    """The native run records, written from TRL's callbacks by process 0 (others only time
+    and evaluate nothing)."""
+
+    def __init__(self, cfg: Any, s: TrainSettings, run_dir: Path, pool: Any, dom: Any,
+                 tokenizer: Any, plan: StepPlan, resume_step: int | None, main: bool) -> None:
+        from omegaconf import OmegaConf
+
+        from bots_cli.train.command import wandb_names
+        from bots_cli.train.display import TrainDisplay
+        from bots_cli.train.runlog import RunLog
+
+        self.cfg, self.s, self.plan, self.main = cfg, s, plan, main
+        self.task_ids = [str(t) for t in pool["task_id"]]
+        self.resuming = resume_step is not None
+        self.start_step = resume_step or 0
+        self.trainer: Any = None
+        self.elapsed = 0.0
+        self._step_started = 0.0
+        self._step_seconds = 0.0
+        self._fed = 0  # feedback entries already recorded
+        self._pending: dict[str, Any] = {}  # this step's metrics until TRL logs
+        self.log: Any = None
+        self.display: Any = None
+        self.held_out: Any = None
+        if not main:
+            return
+        name, group = wandb_names(cfg)
+        config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
+        logger = {str(k): v for k, v in OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
+        self.log = RunLog(run_dir, logger=logger, run_name=name, group=group, config=config,
+                          resume_step=resume_step)
+        self.display = TrainDisplay(f"bots train · trl × {plan.processes} · {cfg.selector.name} "
+                                    f"· {cfg.model.name} on {cfg.domain.name} · {run_dir}",
+                                    self.start_step, s.steps, s.live, s.log_every)
+        if s.eval_every:
+            from bots_cli.evaluation import HeldOut
+
+            tasks = dom.load(cfg.domain, split="eval")
+            if s.eval_tasks is not None:
+                tasks = tasks.iloc[: s.eval_tasks]
+            self.held_out = HeldOut(dom, tasks, tokenizer)
+        self.dom = dom
+
+    def attach(self, trainer: Any) -> None:
+        self.trainer = trainer
+        if self.resuming and self.main:
+            # The run's elapsed training time so far, from its records.
+            import json
+
+            rows = [json.loads(line) for line in self.log.metrics_path.read_text().splitlines()]
+            self.elapsed = float(sum(r.get("time/step", 0.0) for r in rows))
+
+    def bots_step(self, global_step: int) -> int:
+        return global_step // self.plan.optimizer_steps
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _evaluate(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """Held-out avg@k / pass@k of the current weights, on process 0, fixed seeds."""
+        from bots_cli.engines import SamplingParams
+        from bots_cli.engines.hf import HFEngine
+
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        was_training = model.training
+        model.eval()
+        try:
+            engine = HFEngine(model, self.trainer.processing_class,
+                              max_batch_tokens=self.cfg.engine.get("max_batch_tokens", 65536))
+            result = self.held_out.evaluate(engine, self.s.eval_n,
+                                            SamplingParams.from_config(self.cfg.sampling),
+                                            self.s.eval_seed)
+        finally:
+            model.train(was_training)
+        return result.metrics(), result.samples(self.s.eval_samples)
+
+    def _maybe_evaluate(self, step: int) -> None:
+        if not self.s.is_eval_step(step):
+            return
+        if self.main:
+            start = time.perf_counter()
+            import torch
+
+            with torch.random.fork_rng(devices=[]):  # evaluation leaves TRL's draws as they were
+                metrics, samples = self._evaluate()
+            self._pending.update(metrics, **{"time/eval": time.perf_counter() - start})
+            self.log.log_samples(step, samples)
+        self.trainer.accelerator.wait_for_everyone()
+
+    # -- TRL's callbacks -----------------------------------------------------------------------
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not self.resuming and self.s.is_eval_step(0):
+            self._maybe_evaluate(0)
+            if self.main:
+                self.log.log(0, self._pending)
+                self.display.step(0, self._pending)
+            self._pending = {}
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._step_seconds += time.perf_counter() - self._step_started
+        if state.global_step % self.plan.optimizer_steps:
+            return  # inside a bots step (several optimizer steps per selected batch)
+        step = self.bots_step(state.global_step)
+        if step >= self.s.steps:
+            control.should_save = True  # the end is always a resume point, as natively
+        new = self.trainer.feedback[self._fed:]
+        self._fed = len(self.trainer.feedback)
+        phases = dict(self.trainer.phase_seconds)
+        self.trainer.phase_seconds.clear()
+        if self.main:
+            for fb in new:
+                self.log.add_selections(step, [self.task_ids[i] for i in fb.ids], fb.successes,
+                                        fb.trials)
+            select = sum(fb.select_seconds for fb in new)
+            update = sum(fb.update_seconds for fb in new)
+            inner = select + update + phases.get("rollout", 0.0) + phases.get("reward", 0.0)
+            self._pending.update({
+                "time/select": select, "time/rollout": phases.get("rollout", 0.0),
+                "time/reward": phases.get("reward", 0.0) - update,
+                "time/update": max(0.0, self._step_seconds - inner),
+                "time/selector_update": update, "time/step": self._step_seconds,
+            })
+            self.elapsed += self._step_seconds
+        self._step_seconds = 0.0
+        self._maybe_evaluate(step)
+        if self.main and control.should_save:
+            self.log.flush()  # the selections up to this checkpoint are on disk before it
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kw: Any) -> None:
+        if not self.main or logs is None or "train_runtime" in logs:
+            return
+        step = self.bots_step(state.global_step)
+        row: dict[str, Any] = {"train/kl": 0.0}
+        for key, value in logs.items():
+            if not isinstance(value, (int, float)) or key == "epoch":
+                continue
+            if key.startswith(("train/", "selector/")):
+                row[key] = value
+            else:
+                row[RENAMED.get(key, f"trl/{key}")] = value
+        row.update(self._pending)
+        self._pending = {}
+        self.log.log(step, row)
+        self.display.step(step, row)
+
+    def close(self) -> None:
+        if self.main:
+            self.display.close()
+            self.log.close()
