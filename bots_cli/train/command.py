@@ -81,15 +81,24 @@ def processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def distributed_state() -> Any:
+    """accelerate's view of the processes a launcher started (joins their process group).
+
+    Without a GPU, accelerate sees the launcher's processes only when asked for the CPU."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def start_run_everywhere(cfg: Any) -> tuple[Path, Any, bool]:
     """`start_run` on process 0, its outcome (or its error) shared with every other process."""
     if processes() == 1:
         return start_run(cfg)
-    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
     from omegaconf import OmegaConf
 
-    state = PartialState()  # joins the process group the launcher set up
+    state = distributed_state()
     outcome: list[Any] = [None]
     if state.is_main_process:
         try:

@@ -159,7 +159,7 @@ def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, A
         save_strategy="steps", save_steps=s.checkpoint_every * k, save_total_limit=s.keep_last,
         logging_strategy="steps", logging_steps=k, eval_strategy="no", report_to=list(
             opts.get("report_to") or []), disable_tqdm=True, log_completions=False,
-        remove_unused_columns=False, dataloader_num_workers=0, ignore_data_skip=True,
+        remove_unused_columns=False, dataloader_num_workers=0,
         use_vllm=bool(opts.get("use_vllm", False)), vllm_mode=opts.get("vllm_mode", "colocate"),
         vllm_gpu_memory_utilization=opts.get("vllm_gpu_memory_utilization", 0.3),
         vllm_tensor_parallel_size=opts.get("vllm_tensor_parallel_size", 1),
@@ -234,14 +234,14 @@ def _trainer_class() -> Any:
 def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     """Run (or resume) `bots train trainer=trl` in `run_dir`; every process calls this."""
     import torch
-    from accelerate import PartialState
     from omegaconf import OmegaConf
 
     from bots_cli.domains import load_domain
     from bots_cli.models.loading import load_model_and_tokenizer
+    from bots_cli.train.command import distributed_state
     from bots_cli.train.pool import pool_selector, training_pool
 
-    state = PartialState()
+    state = distributed_state()
     s = TrainSettings.from_config(cfg.train)
     opts = check_trl_options(OmegaConf.select(cfg, "trainer.trl"))
     if cfg.engine.name != "hf":

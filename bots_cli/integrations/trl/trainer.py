@@ -24,7 +24,9 @@ the selections agree; each generation batch checks that they do and stops with a
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -272,21 +274,35 @@ class BotsGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
-        self.accelerator.wait_for_everyone()  # every process's part (RNG, shards) is on disk
+        digests = self._selector_digests()  # also waits until every process's part is on disk
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            self.save_selector(os.path.join(folder, STATE_FILE))
+            self.save_selector(os.path.join(folder, STATE_FILE), digests)
 
-    def save_selector(self, path: str) -> None:
-        """The selector's full state, atomically (written last: it marks a whole checkpoint)."""
+    def _selector_digests(self) -> list[str]:
+        """Every process's selector state, hashed; they must all be equal."""
+        from accelerate.utils import gather_object
+
+        mine = hashlib.sha256(pickle.dumps((self.selector.state_dict(),
+                                            self.ever_selected.tobytes()))).hexdigest()
+        every = gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
+        if len(set(every)) > 1:
+            raise RuntimeError("the processes' selector states differ: every process must build "
+                               "the same selector (same seed) and feed it the gathered rewards")
+        return list(every)
+
+    def save_selector(self, path: str, digests: list[str] | None = None) -> None:
+        """The selector's full state, atomically (written last: it marks a whole checkpoint).
+        `digests` (one per process, all equal) records that every process held this state."""
         tmp = f"{path}.{os.getpid()}.tmp"
         torch.save({"format": 1, "selector": self.selector.state_dict(),
                     "ever_selected": self.ever_selected.copy(),
                     "generations": int(self.selector.step),
-                    "global_step": int(self.state.global_step)}, tmp)
+                    "global_step": int(self.state.global_step),
+                    "process_digests": digests or []}, tmp)
         os.replace(tmp, path)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
