@@ -174,8 +174,8 @@ class BotsGRPOTrainer(GRPOTrainer):
         resume (TRL does not save its buffer), so checkpoints must fall on batch boundaries."""
         every = self.optimizer_steps_per_generation()
         steps = self.args.save_steps
-        if (every > 1 and str(self.args.save_strategy).endswith("steps") and steps >= 1
-                and int(steps) % every):
+        strategy = getattr(self.args.save_strategy, "value", self.args.save_strategy)
+        if every > 1 and strategy == "steps" and steps >= 1 and int(steps) % every:
             raise ValueError(f"save_steps ({steps}) must be a multiple of the {every} optimizer "
                              "steps one generation batch feeds (steps_per_generation × "
                              "num_iterations / gradient_accumulation_steps), so that a resumed "
