@@ -1,0 +1,235 @@
+"""`bots train trainer=trl` end to end on the miniature world: TRL's GRPOTrainer, our records.
+
+The same world, configs and checks as tests/test_train.py's native runs: records with the same
+keys, a replay of the selections, SIGKILL and resume, two processes under torchrun and
+accelerate launch, `bots evaluate` and `bots report` on the result, and every refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+pytest.importorskip("trl")
+
+from bots_cli.errors import UserError  # noqa: E402
+from bots_cli.profile.table import read_profile  # noqa: E402
+from bots_cli.selection.build import build_selector  # noqa: E402
+from bots_cli.train.settings import TrainSettings  # noqa: E402
+from bots_cli.train.trl_backend import plan_steps  # noqa: E402
+from tests.conftest import BOTS, run_bots  # noqa: E402
+from tests.trainworld import STEP_KEYS, metrics, run_dirs, train_args, train_tasks  # noqa: E402
+
+TRL = "trainer=trl"
+
+
+def trl_args(world: Path, *extra: str) -> list[str]:
+    return [*train_args(world, TRL, "train.live=false"), *extra]
+
+
+def selector_state(checkpoint: Path) -> dict:
+    return torch.load(checkpoint / "bots_selector.pt", weights_only=False)
+
+
+def test_trl_run_learns_and_writes_the_native_records(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*trl_args(world, "train.steps=6", "train.eval_every=3",
+                             "train.checkpoint_every=3"), cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5, 6]
+    for row in rows[1:]:
+        assert STEP_KEYS <= set(row), STEP_KEYS - set(row)
+    assert {r["step"] for r in rows if "eval/accuracy" in r} == {0, 3, 6}
+    assert any(r["train/grad_norm"] > 0 for r in rows[1:]), "no step had a learning signal"
+
+    selections = pd.read_parquet(run / "selections.parquet")
+    assert len(selections) == 6 * 8 and (selections["trials"] == 4).all()
+    assert selections.groupby("step")["task_id"].nunique().eq(8).all()
+    told = selections.groupby("step")["successes"].sum() / (8 * 4)
+    assert np.allclose(told.to_numpy(), [r["train/reward_mean"] for r in rows[1:]])
+
+    start = load_file(str(world / "models" / "arith" / "weak" / "model.safetensors"))
+    end = load_file(str(run / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    assert any(not torch.equal(start[k], end[k]) for k in end), "the weights did not change"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["trainer"] == "trl" and summary["processes"] == 1
+    assert summary["eval_final"]["step"] == 6
+
+    # bots evaluate reads TRL's checkpoints as steps 3 and 6.
+    out = run_bots("evaluate", f"run={run}", "evaluate.n=2", "evaluate.max_tasks=10",
+                   cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    evaluated = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in evaluated] == [0, 3, 6]
+
+
+def test_the_selector_was_told_exactly_each_batch(world: Path, tmp_path: Path) -> None:
+    out = run_bots(*trl_args(world, "train.steps=4", "train.eval_every=0"), cwd=tmp_path,
+                   timeout=600)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    cfg = OmegaConf.load(run / "config.yaml")
+    ids = [t["task_id"] for t in train_tasks("train")]
+    rates = [read_profile(world / "profiles" / "arith" / f"tiny-{r}.parquet")[0]
+             .set_index("task_id")["pass_rate"].reindex(ids).to_numpy() for r in ("weak", "strong")]
+    replay = build_selector(cfg.selector, n_tasks=len(ids), weak=rates[0], strong=rates[1],
+                            seed=int(cfg.seed), group_size=4)
+    for step, batch in pd.read_parquet(run / "selections.parquet").groupby("step", sort=True):
+        picked = replay.select(8)
+        assert [ids[i] for i in picked] == batch["task_id"].tolist(), f"step {step}"
+        replay.update(picked, batch["successes"].to_numpy(), batch["trials"].to_numpy())
+    saved = selector_state(run / "checkpoints" / "checkpoint-4")["selector"]
+    assert np.array_equal(replay.alpha, saved["alpha"])
+    assert np.array_equal(replay.beta, saved["beta"])
+
+
+def _comparable(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if "time" not in k} for r in rows]
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: Path) -> None:
+    common = ("train.eval_every=3", "train.checkpoint_every=3")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    out = run_bots(*trl_args(world, "train.steps=6", *common), cwd=whole, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [a] = run_dirs(whole)
+
+    proc = subprocess.Popen([str(BOTS), *trl_args(world, "train.steps=100000", *common)],
+                            cwd=cut, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while not list((cut / "outputs").rglob("checkpoint-3/bots_selector.pt")):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint at step 3 within 300 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [b] = run_dirs(cut)
+    out = run_bots("train", f"resume={b}", "train.steps=6", cwd=cut, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert run_dirs(cut) == [b], "the resumed run must continue in its own directory"
+
+    assert _comparable(metrics(a)) == _comparable(metrics(b))
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "selections.parquet"),
+                                  pd.read_parquet(b / "selections.parquet"))
+    sa = selector_state(a / "checkpoints" / "checkpoint-6")
+    sb = selector_state(b / "checkpoints" / "checkpoint-6")
+    for key in ("alpha", "beta"):
+        assert np.array_equal(sa["selector"][key], sb["selector"][key])
+    assert sa["selector"]["rng"] == sb["selector"]["rng"]
+    wa = load_file(str(a / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    wb = load_file(str(b / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _launcher(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent))
+    assert path is not None, f"{name} is installed with torch / accelerate"
+    return path
+
+
+@pytest.mark.parametrize("launch", [
+    ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "bots_cli"],
+    ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "-m", "bots_cli"],
+], ids=["torchrun", "accelerate"])
+def test_two_processes_one_run_directory_the_same_selections(world: Path, tmp_path: Path,
+                                                             launch: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    before = {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("bots-rank*")}
+    out = subprocess.run([_launcher(launch[0]), *launch[1:],
+                          *trl_args(world, "train.steps=4", "train.eval_every=2",
+                                    "train.checkpoint_every=2")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    [run] = run_dirs(tmp_path)  # one run directory, written by process 0
+    assert [p.name for p in (tmp_path / "outputs").rglob("metrics.jsonl")] == ["metrics.jsonl"]
+    after = {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("bots-rank*")}
+    assert after <= before, "the other process's scratch directory was left behind"
+    assert json.loads((run / "summary.json").read_text())["processes"] == 2
+    for step in (2, 4):
+        state = selector_state(run / "checkpoints" / f"checkpoint-{step}")
+        digests = state["process_digests"]  # both processes' selector states, hashed
+        assert len(digests) == 2 and digests[0] == digests[1]
+    selections = pd.read_parquet(run / "selections.parquet")
+    assert len(selections) == 4 * 8 and (selections["trials"] == 4).all()
+    assert [r["step"] for r in metrics(run)] == [0, 1, 2, 3, 4]
+
+
+def test_native_refuses_several_processes(world: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([_launcher("torchrun"), "--standalone", "--nproc_per_node", "2", "-m",
+                          "bots_cli", *train_args(world, "train.steps=1")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode != 0
+    assert "error: trainer=native runs in one process, but 2 were launched" in out.stderr
+
+
+def test_report_compares_native_and_trl_runs(world: Path, tmp_path: Path) -> None:
+    common = ("selector=uniform", "train.steps=4", "train.eval_every=2")
+    for trainer in ("native", "trl"):
+        out = run_bots(*train_args(world, f"trainer={trainer}", *common),
+                       f"hydra.run.dir=runs/{trainer}", cwd=tmp_path, timeout=600)
+        assert out.returncode == 0, out.stderr
+    out = run_bots("report", "runs", "report.baseline='uniform trainer.name=native'",
+                   cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [summary] = (tmp_path / "outputs" / "report").rglob("summary.json")
+    groups = json.loads(summary.read_text())["groups"]
+    assert set(groups) == {"uniform trainer.name=native", "uniform trainer.name=trl"}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+trainer.trl.vllm_host=x", "trainer.trl.vllm_host is not a trainer=trl option"),
+    ("+trainer.trl.args.learning_rate=0.1",
+     "trainer.trl.args.learning_rate is set by bots from train.lr"),
+    ("trainer.trl.vllm_mode=remote", "trainer.trl.vllm_mode must be colocate or server"),
+    ("engine=vllm", "set trainer.trl.use_vllm=true for vLLM"),
+    ("sampling.temperature=0", "GRPO needs sampled groups"),
+    ("train.micro_batch_size=5", "train.micro_batch_size (5) must divide the 32 completions"),
+    ("trainer.trl.steps_per_generation=3", "trainer.trl.steps_per_generation (3) must be"),
+    ("train.group_size=1", "train.group_size must be ≥ 2"),
+])
+def test_invalid_settings_fail_in_one_line(world: Path, tmp_path: Path, override: str,
+                                           message: str) -> None:
+    out = run_bots(*trl_args(world, override), cwd=tmp_path, timeout=600)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
+    assert not list((tmp_path / "outputs").rglob("checkpoint-*"))
+
+
+def _settings(**train: object) -> TrainSettings:
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "train.yaml").train
+    return TrainSettings.from_config(OmegaConf.merge(cfg, train))
+
+
+def test_plan_maps_batches_onto_trl_steps() -> None:
+    # 16 tasks × 8 completions = 128 per step; 2 processes take 64 each.
+    plan = plan_steps(_settings(), None, 2)
+    assert (plan.per_device_batch, plan.accumulation, plan.steps_per_generation,
+            plan.optimizer_steps) == (64, 1, 1, 1)
+    # Mini-batches of 4 tasks (4 optimizer steps a batch) of micro-batches of 8 completions.
+    plan = plan_steps(_settings(mini_batch_size=4, micro_batch_size=8, ppo_epochs=2), None, 2)
+    assert (plan.per_device_batch, plan.accumulation, plan.steps_per_generation,
+            plan.optimizer_steps) == (8, 2, 8, 8)
+    # steps_per_generation is TRL's way of saying the same micro-batch.
+    same = plan_steps(_settings(mini_batch_size=4, ppo_epochs=2), 8, 2)
+    assert same == plan
+    with pytest.raises(UserError, match="must split evenly over the 3 processes"):
+        plan_steps(_settings(), None, 3)
+    with pytest.raises(UserError, match="set one of them"):
+        plan_steps(_settings(micro_batch_size=16), 8, 2)
