@@ -76,6 +76,8 @@ COMMANDS = [
             "bots train resume=outputs/train/<date>/<time>",
             "bots train -m lambda=0.05,0.1,0.3",
             "bots train model=qwen7b refs=qwen selector=bots lambda=0.5 engine=vllm",
+            "bots train trainer=trl train.steps=50",
+            "torchrun --standalone --nproc_per_node 2 -m bots_cli train trainer=trl",
         ],
     ),
     Command(

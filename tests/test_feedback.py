@@ -41,7 +41,7 @@ def test_threshold_and_reward_range() -> None:
 
 @pytest.mark.parametrize("rule", [SuccessRule(), SuccessRule(reward_range=(0.0, 1.0))])
 def test_rewards_outside_the_unit_interval_are_refused(rule: SuccessRule) -> None:
-    with pytest.raises(InvalidValue, match="threshold.*reward range"):
+    with pytest.raises(InvalidValue, match=r"threshold.*reward range"):
         task_evidence(np.array([0, 0]), np.array([0.5, -0.5]), rule)
 
 

@@ -25,13 +25,13 @@ from safetensors.torch import load_file
 
 pytest.importorskip("trl")
 
-from bots_cli.errors import UserError  # noqa: E402
-from bots_cli.profile.table import read_profile  # noqa: E402
-from bots_cli.selection.build import build_selector  # noqa: E402
-from bots_cli.train.settings import TrainSettings  # noqa: E402
-from bots_cli.train.trl_backend import plan_steps  # noqa: E402
-from tests.conftest import BOTS, run_bots  # noqa: E402
-from tests.trainworld import STEP_KEYS, metrics, run_dirs, train_args, train_tasks  # noqa: E402
+from bots_cli.errors import UserError
+from bots_cli.profile.table import read_profile
+from bots_cli.selection.build import build_selector
+from bots_cli.train.settings import TrainSettings
+from bots_cli.train.trl_backend import plan_steps
+from tests.conftest import BOTS, run_bots
+from tests.trainworld import STEP_KEYS, metrics, run_dirs, train_args, train_tasks
 
 TRL = "trainer=trl"
 

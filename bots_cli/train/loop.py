@@ -49,6 +49,15 @@ from bots_cli.selection.feedback import task_evidence
 from bots_cli.train.settings import TrainSettings
 
 
+def gpu_memory() -> dict[str, float]:
+    """`system/gpu_peak_gb`: the most GPU memory this process has held so far (none on a CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"system/gpu_peak_gb": torch.cuda.max_memory_allocated() / 2**30}
+
+
 class Phases:
     """Wall-clock seconds of each named phase of one step."""
 
@@ -252,6 +261,7 @@ class Trainer:
             metrics["selector/posterior_mean_of_selected"] = selected_mean
         metrics.update(phases.metrics())
         metrics["time/step"] = sum(phases.seconds.values())
+        metrics.update(gpu_memory())
         return metrics, (ids, successes, trials)
 
     def _update(self, prompts: list[tuple[str, list[int]]], groups: list[list[Any]],

@@ -24,6 +24,7 @@ Where it departs from the native loop:
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,9 @@ def check_trl_options(trl_cfg: Any) -> dict[str, Any]:
         if key in MAPPED_ARGS:
             raise UserError(f"trainer.trl.args.{key} is set by bots from {MAPPED_ARGS[key]}; "
                             "set that instead")
+    if "dtype" in ((opts.get("args") or {}).get("model_init_kwargs") or {}):
+        raise UserError("trainer.trl.args.model_init_kwargs.dtype is set by bots from "
+                        "train.precision; set that instead")
     if opts.get("vllm_mode", "colocate") not in ("colocate", "server"):
         raise UserError(f"trainer.trl.vllm_mode must be colocate or server, got "
                         f"{opts['vllm_mode']!r}")
@@ -169,6 +173,9 @@ def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, A
     if opts.get("deepspeed"):
         args["deepspeed"] = str(opts["deepspeed"])
     args.update(opts.get("args") or {})
+    # `bf16` keeps the weights (and AdamW's state) in bf16; otherwise fp32 weights.
+    args["model_init_kwargs"] = {"dtype": "bfloat16" if s.precision == "bf16" else "float32",
+                                 **(args.get("model_init_kwargs") or {})}
     return args
 
 
@@ -237,10 +244,17 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from bots_cli.domains import load_domain
-    from bots_cli.models.loading import load_model_and_tokenizer
+    from bots_cli.models.loading import load_tokenizer, model_dir
     from bots_cli.train.command import distributed_state
     from bots_cli.train.pool import pool_selector, training_pool
 
+    # TRL 1.16 still calls transformers' gradient_checkpointing names that transformers 5 has
+    # deprecated; the warning is TRL's to fix, not the user's, and it repeats every step.
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6",
+                            category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the run's own display is the one the user watches
     state = distributed_state()
     s = TrainSettings.from_config(cfg.train)
     opts = check_trl_options(OmegaConf.select(cfg, "trainer.trl"))
@@ -259,13 +273,12 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
                         f"{latest[1]}); raise train.steps to train further")
 
     on_gpu = torch.cuda.is_available() and str(cfg.model.get("device", "auto")) != "cpu"
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(model_cfg, dict)
-    # Loaded on the CPU: accelerate places (and shards) it on each process's own device.
-    model_cfg.update(device="cpu", dtype="bfloat16" if s.precision == "bf16" else "float32")
-    model, tokenizer = load_model_and_tokenizer(model_cfg, None, cfg.domain)
-    model.train()
-    torch.manual_seed(int(cfg.seed))
+    # TRL loads the weights from their directory itself, so that DeepSpeed ZeRO-3 can shard them
+    # as they load; the tiny model is built (or a hub model found in the cache) first.
+    where = model_dir(cfg.model, None, cfg.domain) if state.is_main_process else None
+    state.wait_for_everyone()
+    where = where or model_dir(cfg.model, None, cfg.domain)
+    tokenizer = load_tokenizer(where)
 
     from trl import GRPOConfig
 
@@ -273,7 +286,7 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan, resume_step=(
         latest[1] if latest is not None else None), main=state.is_main_process)
     trainer = _trainer_class()(
-        model=model, reward_funcs=domain_reward(dom, pool), args=args,
+        model=str(where), reward_funcs=domain_reward(dom, pool), args=args,
         train_dataset=training_dataset(pool, dom, tokenizer), processing_class=tokenizer,
         selector=selector, task_id_column="task_id", callbacks=[records])
     trainer.phase_seconds = {}
@@ -283,6 +296,13 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         trainer.remove_callback(printer)
     records.attach(trainer)
     try:
+        ds_plugin = trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled \
+            else None
+        sharded = trainer.is_fsdp_enabled or (ds_plugin is not None and ds_plugin.zero_stage == 3)
+        if sharded and s.eval_every:
+            raise UserError("train.eval_every needs the whole model on process 0, but it is "
+                            "sharded (DeepSpeed ZeRO-3 or FSDP): set train.eval_every=0 and "
+                            "evaluate the checkpoints with `bots evaluate run=<run>`")
         trainer.train(resume_from_checkpoint=str(latest[0]) if latest is not None else None)
     finally:
         records.close()
@@ -408,6 +428,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         self._step_started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        from bots_cli.train.loop import gpu_memory
+
         self._step_seconds += time.perf_counter() - self._step_started
         if state.global_step % self.plan.optimizer_steps:
             return  # inside a bots step (several optimizer steps per selected batch)
@@ -430,6 +452,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
                 "time/reward": phases.get("reward", 0.0) - update,
                 "time/update": max(0.0, self._step_seconds - inner),
                 "time/selector_update": update, "time/step": self._step_seconds,
+                **gpu_memory(),
             })
             self.elapsed += self._step_seconds
         self._step_seconds = 0.0

@@ -14,17 +14,17 @@ import pytest
 
 pytest.importorskip("trl")
 
-from bots_cli.errors import InvalidValue  # noqa: E402
-from bots_cli.selection import BotsSelector  # noqa: E402
-from bots_cli.integrations.trl import (  # noqa: E402
+from bots_cli.errors import InvalidValue
+from bots_cli.integrations.trl import (
     STATE_FILE,
     BotsGRPOTrainer,
     SlotSampler,
     UnsupportedVersion,
     check_trl_version,
 )
-from tests.conftest import REPO  # noqa: E402
-from tests.integrations.trl_world import (  # noqa: E402
+from bots_cli.selection import BotsSelector
+from tests.conftest import REPO
+from tests.integrations.trl_world import (
     RecordingReward,
     dataset,
     make_trainer,
@@ -108,7 +108,7 @@ def test_checkpoints_hold_the_selector_and_resume_continues_it(tmp_path: Path) -
 
     os.remove(checkpoint / STATE_FILE)
     again = make_trainer(tmp_path / "a", max_steps=4, save_strategy="steps", save_steps=2)
-    with pytest.raises(ValueError, match="bots_selector.pt is missing"):
+    with pytest.raises(ValueError, match=r"bots_selector\.pt is missing"):
         again.train(resume_from_checkpoint=str(checkpoint))
 
 
@@ -136,11 +136,12 @@ def test_refusals(tmp_path: Path) -> None:
         make_trainer(tmp_path, ds=dataset(ids=["t0"] * 40))
     with pytest.raises(ValueError, match="built for 30 tasks"):
         make_trainer(tmp_path, sel=selector(n=30))
-    with pytest.raises(ValueError, match="save_steps .3. must be a multiple of the 2"):
+    with pytest.raises(ValueError, match=r"save_steps \(3\) must be a multiple of the 2"):
         make_trainer(tmp_path, steps_per_generation=2, save_strategy="steps", save_steps=3)
     with pytest.raises(ValueError, match="map-style"):
         make_trainer(tmp_path, ds=dataset().to_iterable_dataset())
-    with pytest.raises(UnsupportedVersion, match=r"TRL 1\.15\.0 is installed.*trl>=1\.16\.0,<1\.17"):
+    with pytest.raises(UnsupportedVersion,
+                       match=r"TRL 1\.15\.0 is installed.*trl>=1\.16\.0,<1\.17"):
         check_trl_version("1.15.0")
 
 

@@ -28,6 +28,7 @@ import hashlib
 import os
 import pickle
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +157,7 @@ class BotsGRPOTrainer(GRPOTrainer):
         ids = [str(t) for t in ds[self.task_id_column]]
         self.index = {t: i for i, t in enumerate(ids)}
         if len(self.index) != len(ids):
-            dup = next(t for t in ids if ids.count(t) > 1)
+            dup = Counter(ids).most_common(1)[0][0]
             raise ValueError(f"train_dataset's {self.task_id_column!r} column repeats {dup!r}: "
                              "every row must be one task with a unique id")
         if len(ids) != self.selector.n_tasks:
