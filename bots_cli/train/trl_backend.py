@@ -112,8 +112,9 @@ def check_trl_options(trl_cfg: Any) -> dict[str, Any]:
     """trainer.trl as a plain dict; unknown keys and GRPOConfig fields bots maps are refused."""
     from omegaconf import OmegaConf
 
-    opts = OmegaConf.to_container(trl_cfg, resolve=True) if trl_cfg is not None else {}
-    assert isinstance(opts, dict)
+    tree = OmegaConf.to_container(trl_cfg, resolve=True) if trl_cfg is not None else {}
+    assert isinstance(tree, dict)
+    opts: dict[str, Any] = {str(k): v for k, v in tree.items()}
     for key in opts:
         if key not in TRL_KEYS:
             raise UserError(f"trainer.trl.{key} is not a trainer=trl option (known: "

@@ -121,6 +121,10 @@ class BotsGRPOTrainer(GRPOTrainer):
     `selector/capability` and `selector/posterior_mean_of_selected`.
     """
 
+    args: Any  # a trl.GRPOConfig (typed as transformers' TrainingArguments upstream)
+    model: Any
+    train_dataset: Any
+
     def __init__(self, *args: Any, selector: Any, task_id_column: str = "task_id",
                  success_threshold: float | None = None,
                  reward_range: tuple[float, float] | None = None, **kwargs: Any) -> None:
@@ -185,7 +189,7 @@ class BotsGRPOTrainer(GRPOTrainer):
     # -- selection -----------------------------------------------------------------------------
 
     def _get_train_sampler(self, dataset: Any = None) -> Sampler[int]:
-        return SlotSampler(self.selector.n_tasks, self.n_slots, self.num_generations,
+        return SlotSampler(self.selector.n_tasks, self.n_slots, self.args.num_generations,
                            self.num_iterations * self.args.steps_per_generation)
 
     def _select(self) -> np.ndarray:
