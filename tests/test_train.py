@@ -7,10 +7,6 @@ profiled with the real `bots profile-refs`, so the runs below exercise exactly w
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +18,15 @@ from safetensors.torch import load_file
 
 from bots_cli.profile.table import read_profile
 from bots_cli.selection.build import build_selector
-from tests.conftest import BOTS, run_bots
-from tests.trainworld import STEP_KEYS, metrics, run_dirs, train_args, train_tasks
+from tests.conftest import run_bots
+from tests.trainworld import (
+    STEP_KEYS,
+    kill_once_saved,
+    metrics,
+    run_dirs,
+    train_args,
+    train_tasks,
+)
 
 pytest.importorskip("transformers")
 
@@ -98,16 +101,7 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: P
     [a] = run_dirs(whole)
 
     # The same run with a budget it cannot finish, killed with SIGKILL once step 4 is saved.
-    proc = subprocess.Popen([str(BOTS), *train_args(world, "train.steps=100000", *common)],
-                            cwd=cut, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=os.environ.copy())
-    deadline = time.monotonic() + 300
-    while not list((cut / "outputs").rglob("step_4/state.pt")):
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        assert time.monotonic() < deadline, "no checkpoint at step 4 within 300 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_saved(train_args(world, "train.steps=100000", *common), cut, "step_4/state.pt")
     [b] = run_dirs(cut)
     out = run_bots("train", f"resume={b}", "train.steps=8", cwd=cut, timeout=600)
     assert out.returncode == 0, out.stderr

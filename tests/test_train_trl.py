@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +28,15 @@ from bots_cli.profile.table import read_profile
 from bots_cli.selection.build import build_selector
 from bots_cli.train.settings import TrainSettings
 from bots_cli.train.trl_backend import plan_steps
-from tests.conftest import BOTS, run_bots
-from tests.trainworld import STEP_KEYS, metrics, run_dirs, train_args, train_tasks
+from tests.conftest import run_bots
+from tests.trainworld import (
+    STEP_KEYS,
+    kill_once_saved,
+    metrics,
+    run_dirs,
+    train_args,
+    train_tasks,
+)
 
 TRL = "trainer=trl"
 
@@ -109,16 +114,8 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: P
     assert out.returncode == 0, out.stderr
     [a] = run_dirs(whole)
 
-    proc = subprocess.Popen([str(BOTS), *trl_args(world, "train.steps=100000", *common)],
-                            cwd=cut, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=os.environ.copy())
-    deadline = time.monotonic() + 300
-    while not list((cut / "outputs").rglob("checkpoint-3/bots_selector.pt")):
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        assert time.monotonic() < deadline, "no checkpoint at step 3 within 300 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_saved(trl_args(world, "train.steps=100000", *common), cut,
+                    "checkpoint-3/bots_selector.pt")
     [b] = run_dirs(cut)
     out = run_bots("train", f"resume={b}", "train.steps=6", cwd=cut, timeout=600)
     assert out.returncode == 0, out.stderr

@@ -4,12 +4,16 @@ a 0.1M-parameter tiny model built through the real config, and real reference pr
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import run_bots
+from tests.conftest import BOTS, run_bots
 
 BUILD = {"weak_steps": 40, "strong_steps": 120, "batch_size": 32, "lr": 0.01, "warmup_steps": 5,
          "hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128,
@@ -64,3 +68,15 @@ def metrics(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def kill_once_saved(args: list[str], cwd: Path, marker: str, timeout: float = 300) -> None:
+    """Run `bots *args` in `cwd` and SIGKILL it as soon as a file matching `marker` (a glob
+    under outputs/, e.g. a checkpoint's last-written file) exists."""
+    proc = subprocess.Popen([str(BOTS), *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=os.environ.copy())
+    deadline = time.monotonic() + timeout
+    while not list((cwd / "outputs").rglob(marker)):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"no {marker} within {timeout:.0f} s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
