@@ -134,6 +134,24 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: P
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_mini_batches_and_ppo_epochs_are_several_trl_steps_per_bots_step(world: Path,
+                                                                         tmp_path: Path) -> None:
+    """Two mini-batches × two PPO epochs = 4 TRL optimizer steps per selected batch, with a KL
+    penalty (TRL's own reference copy): records and checkpoints still count selected batches."""
+    out = run_bots(*trl_args(world, "train.steps=3", "train.eval_every=0",
+                             "train.checkpoint_every=1", "train.mini_batch_size=4",
+                             "train.ppo_epochs=2", "train.micro_batch_size=8",
+                             "train.kl_coef=0.1"), cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [run] = run_dirs(tmp_path)
+    assert [r["step"] for r in metrics(run)] == [1, 2, 3]
+    assert any(r["train/kl"] > 0 for r in metrics(run)), "the policy never left its start"
+    assert pd.read_parquet(run / "selections.parquet").groupby("step").size().tolist() == [8] * 3
+    names = sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*"))
+    assert names == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]
+    assert [selector_state(run / "checkpoints" / n)["generations"] for n in names] == [3, 1, 2]
+
+
 def _launcher(name: str) -> str:
     path = shutil.which(name, path=str(Path(sys.executable).parent))
     assert path is not None, f"{name} is installed with torch / accelerate"
