@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,24 @@ def run_bots(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Complete
 def scratch(tmp_path: Path) -> Path:
     """An empty working directory: runs land in its outputs/."""
     return tmp_path
+
+
+@pytest.fixture
+def vllm_standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """tests/vllm_standin imported as `vllm` for one test (not vLLM: a stand-in that enforces
+    vLLM 0.11's rules), with fresh state and the VLLM_* variables the engine sets undone."""
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for var in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_ALLOW_INSECURE_SERIALIZATION"):
+        monkeypatch.setenv(var, "")  # recorded, so that whatever the engine sets is undone
+        monkeypatch.delenv(var)
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "vllm_standin"))
+    import vllm
+
+    vllm._reset()
+    yield vllm
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        sys.modules.pop(name)
 
 
 from tests.trainworld import world  # noqa: E402, F401 - the miniature training world fixture

@@ -53,8 +53,10 @@ def _vllm_skip_reason() -> str | None:
 EngineFactory = Callable[[str], RolloutEngine]  # checkpoint name -> engine
 
 
-@pytest.fixture(params=["hf", "vllm"])
+@pytest.fixture(params=["hf", "vllm", "vllm-standin"])
 def make_engine(request: pytest.FixtureRequest, mini: TinyBuild) -> Iterator[EngineFactory]:
+    """Each engine in turn; `vllm-standin` is the vLLM engine against tests/vllm_standin, a
+    stand-in that enforces vLLM's rules where vLLM cannot be installed."""
     made: list[RolloutEngine] = []
 
     def make(checkpoint: str = "weak") -> RolloutEngine:
@@ -71,6 +73,8 @@ def make_engine(request: pytest.FixtureRequest, mini: TinyBuild) -> Iterator[Eng
 
     if request.param == "vllm" and (reason := _vllm_skip_reason()):
         pytest.skip(reason)
+    if request.param == "vllm-standin":
+        request.getfixturevalue("vllm_standin")
     yield make
     for engine in made:
         engine.close()

@@ -25,12 +25,15 @@ def build_engine(
     tokenizer: Any = None,
     checkpoint: str | None = None,
     domain_cfg: Any = None,
+    colocated: bool = False,
 ) -> RolloutEngine:
     """The engine `engine_cfg.name` for the model `model_cfg` describes.
 
     `hf` generates with `model`/`tokenizer` when given (the trainer's own objects, shared), else
     loads them. `vllm` loads the model's directory itself; push a trainer's weights into it with
-    `load_weights`. `checkpoint` picks a tiny-model checkpoint (`weak`, `strong`).
+    `load_weights`. `checkpoint` picks a tiny-model checkpoint (`weak`, `strong`). `colocated`:
+    the engine shares its GPU with a trainer, so vLLM's sleep mode (`engine.enable_sleep_mode`)
+    is used; profiling and evaluation never sleep and leave it off.
     """
     name = str(engine_cfg.get("name"))
     if name == "hf":
@@ -55,10 +58,12 @@ def build_engine(
             gpu_memory_utilization=engine_cfg.gpu_memory_utilization,
             dtype=_vllm_dtype(model_cfg.get("dtype")),
             seed=engine_cfg.seed,
-            enable_sleep_mode=bool(engine_cfg.enable_sleep_mode),
+            enable_sleep_mode=colocated and bool(engine_cfg.enable_sleep_mode),
             sleep_level=engine_cfg.sleep_level,
             max_model_len=engine_cfg.get("max_model_len"),
             enforce_eager=bool(engine_cfg.get("enforce_eager", False)),
+            max_num_batched_tokens=engine_cfg.get("max_num_batched_tokens"),
+            push_chunk_mb=engine_cfg.get("push_chunk_mb", 512),
         )
     raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
 

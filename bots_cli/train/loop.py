@@ -185,7 +185,8 @@ class Trainer:
         from bots_cli.engines import build_engine
 
         engine = build_engine(self.cfg.engine, self.cfg.model, model=self.model,
-                              tokenizer=self.tokenizer, domain_cfg=self.cfg.domain)
+                              tokenizer=self.tokenizer, domain_cfg=self.cfg.domain,
+                              colocated=True)
         engine.load_weights(self.model)  # a separate engine (vLLM) starts from these weights
         return engine
 
