@@ -253,6 +253,9 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     # deprecated; the warning is TRL's to fix, not the user's, and it repeats every step.
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6",
                             category=FutureWarning)
+    from bots_cli.integrations.trl import check_trl_version
+
+    check_trl_version()  # before anything imports TRL or accelerate: one line if either is off
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the run's own display is the one the user watches
