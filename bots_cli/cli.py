@@ -103,6 +103,15 @@ COMMANDS = [
         paths_key="report.runs",
     ),
     Command(
+        name="export",
+        target="bots_cli.export:export",
+        summary="Write a domain's task tables for verl (parquet) or TRL (jsonl), with pass rates.",
+        examples=[
+            "bots export domain=arith export.format=verl export.out_dir=exports/arith",
+            "bots export domain=logic export.format=trl export.out_dir=exports/logic",
+        ],
+    ),
+    Command(
         name="build-tiny",
         target="bots_cli.models.build:build_tiny_command",
         summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",

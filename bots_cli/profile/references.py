@@ -18,7 +18,8 @@ from bots_cli.profile.table import align_pass_rates, profile_path, read_profile
 
 
 def reference_pass_rates(
-    tasks: Any, domain: str, refs_cfg: Any, profiles_dir: Path, domain_cfg: Any = None
+    tasks: Any, domain: str, refs_cfg: Any, profiles_dir: Path, domain_cfg: Any = None,
+    split: str = "train",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(weak, strong) pass rates in the order of `tasks`, or one line saying what to run.
 
@@ -28,10 +29,11 @@ def reference_pass_rates(
     if "weak_pass_rate" in tasks.columns and "strong_pass_rate" in tasks.columns:
         return (tasks["weak_pass_rate"].to_numpy(dtype=np.float64),
                 tasks["strong_pass_rate"].to_numpy(dtype=np.float64))
-    fix = f"bots profile-refs domain={domain}"
+    fix = f"bots profile-refs domain={domain}" + ("" if split == "train" else
+                                                   f" profile.split={split}")
     rates = []
     for role in ("weak", "strong"):
-        path = profile_path(profiles_dir, domain, reference_label(refs_cfg[role]))
+        path = profile_path(profiles_dir, domain, reference_label(refs_cfg[role]), split)
         if not path.is_file():
             raise UserError(f"the {role} reference has no profile for domain {domain} ({path}); "
                             f"run `{fix}` first, or map pass-rate columns of your task table")

@@ -1,0 +1,230 @@
+"""`BotsSampler`: the train sampler verl's dataloader draws every batch from, chosen by BOTS.
+
+verl builds it in two ways (`bots_cli.integrations.verl` says which version does which):
+
+- verl ≤ 0.7, `data.sampler.class_path=pkg://bots_cli.integrations.verl.sampler` and
+  `data.sampler.class_name=BotsSampler`: `create_rl_sampler` calls
+  `BotsSampler(data_source=dataset, data_config=config.data)` and the trainer calls
+  `sampler.update(batch=batch)` after each step (an `AbstractCurriculumSampler`);
+- verl ≥ 0.9, through `BotsTaskRunner` (trainer.py), which hands it to `RayPPOTrainer` as
+  `train_sampler` and feeds it from `_update_actor`.
+
+Its settings are `data.sampler.*`: `selector` (a file of the project's `conf/selector/`, e.g.
+`bots`, or a mapping with `name:` and overrides such as `lam: 0.5`), `group_size` (responses per
+prompt: `${actor_rollout_ref.rollout.n}`; BOTS' `m` defaults to it), `seed`, and the success rule
+for rewards outside [0, 1] (`success_threshold` or `reward_range`). The batch size is
+`data.train_batch_size`. Row i of the dataset is selector index i; each row's `extra_info.index`
+(what verl copies into the batch as `index`) names it, and a row without one is refused, since
+verl would silently call it task 0. Reference pass rates come from the rows' `weak_pass_rate` /
+`strong_pass_rate` (columns or `extra_info` keys), as `bots export` writes them.
+
+Each batch is chosen when the dataloader asks for its first index, which with
+`data.dataloader_num_workers=0` (required) is after the previous step's feedback arrived. The
+sampler and its iterator are `Stateful`, so verl's `StatefulDataLoader` saves the selector's full
+state (posterior, capability, random generator) in its checkpoints and restores it instead of
+fast-forwarding (which would draw selections again).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from bots_cli.errors import UserError
+from bots_cli.selection.feedback import SuccessRule, task_evidence
+
+try:  # verl ≤ 0.7's curriculum interface; gone (or unused) in later versions
+    from verl.experimental.dataset.sampler import AbstractCurriculumSampler as _Base
+except ImportError:  # pragma: no cover - depends on the installed verl
+    from torch.utils.data import Sampler as _Base  # type: ignore[assignment]
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    if cfg is None:
+        return default
+    if isinstance(cfg, Mapping):
+        return cfg.get(key, default)
+    return getattr(cfg, "get", lambda k, d=None: getattr(cfg, k, d))(key, default)
+
+
+def selector_config(spec: Any) -> dict[str, Any]:
+    """A selector's config: `conf/selector/<name>.yaml` with the given overrides on top."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+
+    if spec is None:
+        spec = "bots"
+    overrides: dict[str, Any] = {}
+    if isinstance(spec, str):
+        name = spec
+    else:
+        tree = OmegaConf.to_container(spec, resolve=True) if not isinstance(spec, dict) else spec
+        assert isinstance(tree, dict)
+        overrides = {str(k): v for k, v in tree.items() if k != "name"}
+        name = str(tree.get("name", "bots"))
+    path = config_dir() / "selector" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise UserError(f"data.sampler.selector: no selector {name!r} (known: {known})")
+    root = OmegaConf.create({"lambda": overrides.get("lam", 0.1), "selector": OmegaConf.load(path)})
+    merged = OmegaConf.merge(root, {"selector": overrides})
+    out = OmegaConf.to_container(merged.selector, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+def _rows_field(dataset: Any, key: str) -> list[Any] | None:
+    """Column `key` of the dataset's rows, or their `extra_info[key]`, or None."""
+    frame = getattr(dataset, "dataframe", dataset)
+    names = getattr(frame, "column_names", None) or list(getattr(frame, "columns", []))
+    if key in names:
+        return list(frame[key])
+    if "extra_info" in names:
+        infos = list(frame["extra_info"])
+        if all(isinstance(e, Mapping) and e.get(key) is not None for e in infos):
+            return [e[key] for e in infos]
+    return None
+
+
+def dataset_task_index(dataset: Any) -> np.ndarray:
+    """Every row's `extra_info.index` (its task number), refusing a row without one."""
+    frame = getattr(dataset, "dataframe", dataset)
+    names = getattr(frame, "column_names", None) or list(getattr(frame, "columns", []))
+    infos = list(frame["extra_info"]) if "extra_info" in names else [None] * len(frame)
+    index = []
+    for row, info in enumerate(infos):
+        value = info.get("index") if isinstance(info, Mapping) else None
+        if value is None:
+            raise UserError(f"row {row} of the training data has no extra_info.index: verl would "
+                            "count its responses as task 0; write the data with `bots export "
+                            "export.format=verl` or give every row extra_info.index")
+        index.append(int(value))
+    out = np.asarray(index, dtype=np.int64)
+    if np.unique(out).size != out.size:
+        raise UserError("extra_info.index repeats in the training data: every row must be one "
+                        "task with its own index")
+    return out
+
+
+class _BatchIterator(Iterator[int]):
+    """One epoch of selected batches; its position is part of the dataloader's state."""
+
+    def __init__(self, sampler: BotsSampler) -> None:
+        self.sampler = sampler
+        self.batches_done = 0
+        self.batch: list[int] = []
+        self.position = 0
+
+    def __next__(self) -> int:
+        if self.position == len(self.batch):
+            if self.batches_done == self.sampler.batches_per_epoch:
+                raise StopIteration
+            self.batch = self.sampler.select_batch()
+            self.batches_done += 1
+            self.position = 0
+        self.position += 1
+        return self.batch[self.position - 1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches_done": self.batches_done, "batch": list(self.batch),
+                "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batches_done = int(state["batches_done"])
+        self.batch = [int(i) for i in state["batch"]]
+        self.position = int(state["position"])
+
+
+class BotsSampler(_Base):  # type: ignore[misc,valid-type]
+    """verl's train sampler; its selector is `self.selector` (any `bots_cli.selection` one)."""
+
+    def __init__(self, data_source: Any, data_config: Any) -> None:
+        from bots_cli.selection.build import build_selector
+
+        if int(_get(data_config, "dataloader_num_workers", 0) or 0) != 0:
+            raise UserError("BotsSampler needs data.dataloader_num_workers=0: worker processes "
+                            "fetch batches ahead, before the previous step's feedback arrives")
+        cfg = _get(data_config, "sampler", {}) or {}
+        self.data_source = data_source
+        self.batch_size = int(_get(data_config, "train_batch_size"))
+        self.task_index = dataset_task_index(data_source)  # row -> task number
+        self.row_of = {int(t): r for r, t in enumerate(self.task_index)}
+        n = len(self.task_index)
+        if self.batch_size > n:
+            raise UserError(f"data.train_batch_size ({self.batch_size}) is larger than the "
+                            f"training data ({n} rows)")
+        sel_cfg = selector_config(_get(cfg, "selector", "bots"))
+        weak, strong = (_rows_field(data_source, f"{r}_pass_rate") for r in ("weak", "strong"))
+        group = _get(cfg, "group_size")
+        self.selector = build_selector(
+            sel_cfg, n_tasks=n, seed=int(_get(cfg, "seed", 0) or 0),
+            weak=None if weak is None or any(v is None for v in weak) else np.asarray(weak, float),
+            strong=None if strong is None or any(v is None for v in strong)
+            else np.asarray(strong, float),
+            group_size=None if group is None else int(group), key="data.sampler.selector")
+        threshold, span = _get(cfg, "success_threshold"), _get(cfg, "reward_range")
+        self.success_rule = SuccessRule(
+            threshold=None if threshold is None else float(threshold),
+            reward_range=None if span is None else (float(span[0]), float(span[1])),
+            key="data.sampler (success_threshold / reward_range)")
+        self.ever_selected = np.zeros(n, dtype=bool)
+        self.batches_per_epoch = n // self.batch_size
+        self._last_fed: frozenset[str] | None = None  # uids of the batch fed back last
+        self.last_feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # -- the sampler ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[int]:
+        return _BatchIterator(self)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch * self.batch_size
+
+    def select_batch(self) -> list[int]:
+        ids = self.selector.select(self.batch_size)
+        return [int(i) for i in ids]
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def update(self, batch: Any) -> None:
+        """One step's feedback from verl's batch (a DataProto): responses grouped by `uid`, each
+        group's task from `index`, each response's outcome score summed over its tokens
+        (`token_level_scores`, the reward on the last response token)."""
+        uids = [str(u) for u in batch.non_tensor_batch["uid"]]
+        fed = frozenset(uids)
+        if fed == self._last_fed:
+            return  # the same step delivered twice (BotsRayPPOTrainer and verl ≤ 0.7's hook)
+        index = np.asarray(batch.non_tensor_batch["index"]).astype(np.int64)
+        task_of: dict[str, int] = {}
+        for uid, task in zip(uids, index.tolist(), strict=True):  # a group is one task's
+            if task_of.setdefault(uid, task) != task:
+                raise ValueError(f"the responses of uid {uid} carry two task indices "
+                                 f"({task_of[uid]} and {task})")
+        unknown = set(index.tolist()) - self.row_of.keys()
+        if unknown:
+            raise ValueError(f"the batch has responses of task index {min(unknown)}, which no "
+                             "row of the training data has: the batch and the sampler's dataset "
+                             "disagree")
+        rows = np.asarray([self.row_of[int(t)] for t in index], dtype=np.int64)
+        scores = batch.batch["token_level_scores"].sum(-1).double().cpu().numpy()  # (B·n,)
+        ids, successes, trials = task_evidence(rows, scores, self.success_rule)
+        self.selector.update(ids, successes, trials)
+        self.ever_selected[ids] = True
+        self._last_fed = fed
+        self.last_feedback = (ids, successes, trials)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"selector": self.selector.state_dict(), "ever_selected": self.ever_selected.copy(),
+                "last_fed": sorted(self._last_fed) if self._last_fed is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.selector.load_state_dict(copy.deepcopy(state["selector"]))
+        self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()
+        last = state.get("last_fed")
+        self._last_fed = None if last is None else frozenset(last)

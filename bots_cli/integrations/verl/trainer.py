@@ -1,0 +1,126 @@
+"""BOTS for verl ≥ 0.9 (and, without the one-update lag, for 0.7): a trainer subclass that feeds
+the sampler and a task runner that launches it.
+
+verl 0.8 removed the curriculum hook (`data.sampler.class_path`, which 0.9 silently ignores) and
+the `sampler.update(batch)` call. What remains is `RayPPOTrainer(..., train_sampler=...)`, so:
+
+- `BotsRayPPOTrainer` overrides one method, `_update_actor(batch)`: after the actor update it
+  hands the step's batch (rewards scored, `uid` and `index` set) to the `BotsSampler`, before
+  `fit` saves the step's checkpoint, so a saved sampler state holds that step's feedback. (verl
+  0.7's own hook calls `update` after saving: one update behind on resume; the sampler ignores
+  that second delivery of a batch it already has.) Steps without an actor update (a critic
+  warm-up, not used by GRPO) give no feedback.
+- `BotsTaskRunner` is verl's legacy `TaskRunner` (`verl.trainer.main_ppo_v0`, the RayPPOTrainer
+  path, `trainer.use_v1=false`) with two names of that module swapped while it runs, in its own
+  Ray actor process: `create_rl_sampler` builds a `BotsSampler` and `RayPPOTrainer` is
+  `BotsRayPPOTrainer`. Everything else is verl's.
+- `python -m bots_cli.integrations.verl.main <verl overrides>` is verl's `main_ppo` with that
+  runner (README: "BOTS inside verl").
+
+Tested with verl 0.9.1 (and the sampler with 0.7.1's factory); another version is refused in one
+line (`SUPPORTED_VERL`). A real training step needs GPUs and a vLLM/SGLang rollout: it has not run
+on the machines this project is developed on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from bots_cli.errors import UserError
+
+SUPPORTED_VERL = (">=0.9.1,<0.10", ">=0.7.1,<0.8")  # tested: 0.9.1 (trainer), 0.7.1 (sampler)
+
+
+class UnsupportedVersion(UserError, ImportError):
+    """The installed verl is outside the tested range."""
+
+
+def check_verl_version(version: str | None = None) -> str:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    if version is None:
+        try:
+            import verl
+        except ImportError:
+            raise UnsupportedVersion("verl is not installed: pip install 'bots-cli[verl]'") \
+                from None
+        version = str(verl.__version__)
+    if not any(Version(version) in SpecifierSet(r) for r in SUPPORTED_VERL):
+        raise UnsupportedVersion(f"verl {version} is installed, but BOTS' verl integration is "
+                                 f"tested with verl{SUPPORTED_VERL[0]} (and its sampler with "
+                                 f"verl{SUPPORTED_VERL[1]}): pip install 'verl==0.9.1'")
+    return version
+
+
+def trainer_class() -> type:
+    """`BotsRayPPOTrainer`, built on the installed verl's RayPPOTrainer."""
+    check_verl_version()
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from bots_cli.integrations.verl.sampler import BotsSampler
+
+    class BotsRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc,valid-type]
+        """RayPPOTrainer whose `BotsSampler` is fed every step, before the step is saved."""
+
+        def _update_actor(self, batch: Any) -> Any:
+            output = super()._update_actor(batch)
+            sampler = getattr(self.train_dataloader, "sampler", None)
+            if isinstance(sampler, BotsSampler):
+                sampler.update(batch)
+            return output
+
+    return BotsRayPPOTrainer
+
+
+def bots_rl_sampler(data_config: Any, dataset: Any) -> Any:
+    """verl's `create_rl_sampler(data_config, dataset)`, answered with a `BotsSampler`."""
+    from bots_cli.integrations.verl.sampler import BotsSampler
+
+    return BotsSampler(data_source=dataset, data_config=data_config)
+
+
+@contextlib.contextmanager
+def bots_in_task_runner() -> Iterator[None]:
+    """While it runs, verl's legacy TaskRunner builds our sampler and our trainer."""
+    import verl.trainer.main_ppo_v0 as v0
+
+    saved = (v0.create_rl_sampler, v0.RayPPOTrainer)
+    v0.create_rl_sampler, v0.RayPPOTrainer = bots_rl_sampler, trainer_class()
+    try:
+        yield
+    finally:
+        v0.create_rl_sampler, v0.RayPPOTrainer = saved
+
+
+def task_runner_class() -> Any:
+    """`BotsTaskRunner`: verl's legacy TaskRunner (a Ray actor), run inside
+    `bots_in_task_runner`."""
+    check_verl_version()
+    import ray
+    from verl.trainer.main_ppo_v0 import TaskRunner
+
+    base = TaskRunner.__ray_actor_class__  # the plain class behind verl's Ray actor
+
+    class BotsTaskRunner(base):  # type: ignore[misc,valid-type]
+        def run(self, config: Any) -> Any:
+            check_config(config)
+            with bots_in_task_runner():
+                return super().run(config)
+
+    return ray.remote(num_cpus=1)(BotsTaskRunner)
+
+
+def check_config(config: Any) -> None:
+    """One line for each verl setting BOTS cannot work with."""
+    if config.trainer.get("use_v1", False):
+        raise UserError("BOTS drives verl's RayPPOTrainer: add trainer.use_v1=false (verl's v1 "
+                        "trainer has no train_sampler)")
+    if int(config.data.get("dataloader_num_workers", 0) or 0) != 0:
+        raise UserError("BOTS needs data.dataloader_num_workers=0: worker processes fetch "
+                        "batches before the previous step's feedback arrives")
+    if config.data.get("sampler") is None:
+        raise UserError("BOTS reads its settings from data.sampler: add +data.sampler.selector="
+                        "bots +data.sampler.group_size=${actor_rollout_ref.rollout.n}")
