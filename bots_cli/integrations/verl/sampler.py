@@ -143,7 +143,10 @@ class BotsSampler(_Base):  # type: ignore[misc,valid-type]
     """verl's train sampler; its selector is `self.selector` (any `bots_cli.selection` one)."""
 
     def __init__(self, data_source: Any, data_config: Any) -> None:
+        from bots_cli.integrations.verl.trainer import check_verl_version
         from bots_cli.selection.build import build_selector
+
+        check_verl_version()
 
         if int(_get(data_config, "dataloader_num_workers", 0) or 0) != 0:
             raise UserError("BotsSampler needs data.dataloader_num_workers=0: worker processes "

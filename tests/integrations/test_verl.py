@@ -1,0 +1,210 @@
+"""BOTS inside verl, against verl's own code (0.9.1; the 0.7.1 factory side by side): its
+RLHFDataset reads `bots export`'s parquet, its StatefulDataLoader draws from `BotsSampler`, a
+DataProto built as verl's trainer builds one drives the feedback, and the sampler's state goes
+through the dataloader's state_dict. `make test` runs this file in `.venv-verl` (verl pins a
+transformers that TRL 1.16 cannot use); a real verl training step needs GPUs and is not run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("verl")
+
+from omegaconf import OmegaConf  # noqa: E402
+from torchdata.stateful_dataloader import StatefulDataLoader  # noqa: E402
+from verl import DataProto  # noqa: E402
+from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
+
+from bots_cli.errors import UserError  # noqa: E402
+from bots_cli.integrations.verl.sampler import BotsSampler  # noqa: E402
+from bots_cli.integrations.verl.trainer import (  # noqa: E402
+    bots_in_task_runner,
+    check_config,
+    check_verl_version,
+    task_runner_class,
+)
+from bots_cli.models.tiny import build_tokenizer  # noqa: E402
+from tests.conftest import REPO, run_bots  # noqa: E402
+from tests.trainworld import build, domain  # noqa: E402
+
+B, N = 8, 4  # prompts per step, responses per prompt
+
+
+@pytest.fixture(scope="module")
+def exported(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    done = run_bots("export", *domain(world), *build(world), f"export.out_dir={out}",
+                    f"export.profiles_dir={world / 'profiles'}", "export.splits=[train]",
+                    cwd=out, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out / "train.parquet"
+
+
+def rl_dataset(path: Path, tmp: Path) -> Any:
+    tok = build_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    cfg = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 64,
+                            "filter_overlong_prompts": False, "cache_dir": str(tmp / "cache")})
+    return RLHFDataset(data_files=[str(path)], tokenizer=tok, config=cfg)
+
+
+def data_config(**sampler: Any) -> Any:
+    return OmegaConf.create({"train_batch_size": B, "dataloader_num_workers": 0,
+                             "sampler": {"selector": {"name": "bots", "lam": 0.2},
+                                         "group_size": N, "seed": 0, **sampler}})
+
+
+def loader(ds: Any, sampler: Any) -> StatefulDataLoader:
+    """As verl's RayPPOTrainer._create_dataloader builds it."""
+    return StatefulDataLoader(ds, batch_size=B, num_workers=0, drop_last=True,
+                              collate_fn=collate_fn, sampler=sampler)
+
+
+def verl_batch(batch_dict: dict[str, Any], rewards: np.ndarray) -> DataProto:
+    """A step's DataProto as RayPPOTrainer.fit builds it: the batch, a uid per prompt, repeated
+    n times (interleaved), then the responses' token-level scores (the outcome reward on the last
+    response token, zero elsewhere)."""
+    batch = DataProto.from_single_dict(batch_dict)
+    batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))],
+                                             dtype=object)
+    batch = batch.repeat(repeat_times=N, interleave=True)
+    scores = torch.zeros(len(batch), 5)
+    scores[:, -1] = torch.as_tensor(rewards, dtype=torch.float32)
+    return batch.union(DataProto.from_dict(tensors={"token_level_scores": scores}))
+
+
+def test_the_dataloader_draws_the_selectors_batches(exported: Path, tmp_path: Path) -> None:
+    ds = rl_dataset(exported, tmp_path)
+    sampler = BotsSampler(data_source=ds, data_config=data_config())
+    replay = BotsSampler(data_source=ds, data_config=data_config())
+    assert sampler.selector.name == "bots" and sampler.selector.lam == 0.2
+    rng = np.random.default_rng(0)
+    for step, batch_dict in zip(range(3), loader(ds, sampler), strict=False):
+        picked = replay.select_batch()
+        assert batch_dict["index"].tolist() == picked, f"step {step}"
+        rewards = rng.integers(0, 2, B * N)
+        batch = verl_batch(batch_dict, rewards)
+        sampler.update(batch)
+        ids, successes, trials = sampler.last_feedback  # type: ignore[misc]
+        assert ids.tolist() == picked  # the rows of the tasks, in batch order
+        np.testing.assert_array_equal(successes, rewards.reshape(B, N).sum(1))
+        np.testing.assert_array_equal(trials, np.full(B, N))
+        replay.selector.update(ids, successes, trials)
+    np.testing.assert_array_equal(sampler.selector.alpha, replay.selector.alpha)
+
+
+def test_filtered_responses_count_as_fewer_trials(exported: Path, tmp_path: Path) -> None:
+    ds = rl_dataset(exported, tmp_path)
+    sampler = BotsSampler(data_source=ds, data_config=data_config())
+    batch_dict = next(iter(loader(ds, sampler)))
+    batch = verl_batch(batch_dict, np.ones(B * N))
+    kept = batch.select_idxs(np.arange(B * N) % N != 0)  # e.g. a rejection step dropped some
+    sampler.update(kept)
+    _, successes, trials = sampler.last_feedback  # type: ignore[misc]
+    assert trials.tolist() == [N - 1] * B and successes.tolist() == [N - 1] * B
+
+
+def test_state_goes_through_the_dataloaders_state_dict(exported: Path, tmp_path: Path) -> None:
+    ds = rl_dataset(exported, tmp_path)
+    first = BotsSampler(data_source=ds, data_config=data_config())
+    dl = loader(ds, first)
+    it = iter(dl)
+    for _ in range(2):
+        first.update(verl_batch(next(it), np.arange(B * N) % 2))
+    state = dl.state_dict()
+    expected = next(it)["index"].tolist()
+
+    second = BotsSampler(data_source=ds, data_config=data_config())
+    resumed = loader(ds, second)
+    resumed.load_state_dict(state)
+    assert next(iter(resumed))["index"].tolist() == expected  # no selection was drawn again
+    np.testing.assert_array_equal(second.selector.alpha, first.selector.alpha)
+
+
+def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """BotsRayPPOTrainer feeds at the actor update (before the checkpoint); verl 0.7's own hook
+    delivering the same batch again afterwards changes nothing."""
+    import verl.trainer.main_ppo_v0 as v0
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    ds = rl_dataset(exported, tmp_path)
+    monkeypatch.setattr(RayPPOTrainer, "_update_actor", lambda self, batch: "actor metrics")
+    with bots_in_task_runner():
+        sampler = v0.create_rl_sampler(data_config(), ds)
+        trainer_cls = v0.RayPPOTrainer
+    assert v0.RayPPOTrainer is RayPPOTrainer  # verl's own names are back after the run
+    assert isinstance(sampler, BotsSampler) and issubclass(trainer_cls, RayPPOTrainer)
+    trainer = object.__new__(trainer_cls)  # its workers need GPUs: only the hook is used here
+    trainer.train_dataloader = loader(ds, sampler)
+    batch = verl_batch(next(iter(trainer.train_dataloader)), np.ones(B * N))
+    assert trainer._update_actor(batch) == "actor metrics"
+    after_one = sampler.selector.state_dict()
+    sampler.update(batch)
+    np.testing.assert_array_equal(sampler.selector.state_dict()["alpha"], after_one["alpha"])
+    assert task_runner_class() is not None  # verl's Ray actor class, subclassed
+
+
+def test_refusals(exported: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    ds = rl_dataset(exported, tmp_path)
+    with pytest.raises(UserError, match="dataloader_num_workers=0"):
+        BotsSampler(data_source=ds, data_config=OmegaConf.merge(
+            data_config(), {"dataloader_num_workers": 8}))
+    with pytest.raises(UserError, match="no selector 'bogus'"):
+        BotsSampler(data_source=ds, data_config=data_config(selector="bogus"))
+    frame = pd.read_parquet(exported)
+    frame["extra_info"] = [{**e, "index": None} if i == 5 else e
+                           for i, e in enumerate(frame["extra_info"])]
+    frame.to_parquet(tmp_path / "noindex.parquet")
+    with pytest.raises(UserError, match=r"row 5 of the training data has no extra_info\.index"):
+        BotsSampler(data_source=rl_dataset(tmp_path / "noindex.parquet", tmp_path),
+                    data_config=data_config())
+    with pytest.raises(UserError, match=r"verl 0\.8\.0 is installed"):
+        check_verl_version("0.8.0")
+    good = OmegaConf.create({"trainer": {"use_v1": False}, "data": data_config()})
+    check_config(good)
+    for key, value, message in [("trainer.use_v1", True, "trainer.use_v1=false"),
+                                ("data.dataloader_num_workers", 8, "dataloader_num_workers=0"),
+                                ("data.sampler", None, r"\+data\.sampler\.selector=bots")]:
+        bad = OmegaConf.create(OmegaConf.to_container(good))
+        OmegaConf.update(bad, key, value)
+        with pytest.raises(UserError, match=message):
+            check_config(bad)
+
+
+def test_verl_071s_factory_builds_the_sampler_from_class_path(exported: Path,
+                                                              tmp_path: Path) -> None:
+    """verl 0.7.1 side by side (`make test` installs it with --no-deps --target)."""
+    side = Path(os.environ.get("BOTS_VERL071", REPO / ".venv-verl" / "verl071"))
+    if not (side / "verl").is_dir():
+        pytest.skip(f"verl 0.7.1 is not installed side by side at {side}")
+    code = f"""
+import verl
+from omegaconf import OmegaConf
+from verl.experimental.dataset.sampler import AbstractCurriculumSampler
+from verl.trainer.main_ppo import create_rl_sampler
+from tests.integrations.test_verl import data_config, rl_dataset
+from pathlib import Path
+assert verl.__version__ == "0.7.1", verl.__version__
+cfg = OmegaConf.merge(data_config(), {{"shuffle": True, "sampler": {{
+    "class_path": "pkg://bots_cli.integrations.verl.sampler", "class_name": "BotsSampler"}}}})
+sampler = create_rl_sampler(cfg, rl_dataset(Path({str(exported)!r}), Path({str(tmp_path)!r})))
+assert type(sampler).__name__ == "BotsSampler" and isinstance(sampler, AbstractCurriculumSampler)
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(side)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env, cwd=tmp_path)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
