@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-slow lint bench demo demo-steps simulate clean data bubblewrap gpu-check
+.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate clean data bubblewrap gpu-check
 
 setup: $(STAMP) bubblewrap
 
@@ -27,23 +27,45 @@ bubblewrap:
 		fi; }
 
 # Torch comes first and, without a GPU, from the CPU index: installing the package later then
-# finds torch satisfied and never pulls the multi-GB CUDA build. The package and its extras (dev,
-# and trl for `trainer=trl` and its tests) install with that torch held by a constraints file.
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
-		echo "torch already installed"; \
+# finds torch satisfied and never pulls the multi-GB CUDA build. The package and its extras then
+# install with that torch held by a constraints file. $(1) is the venv.
+define install_torch
+	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	@if $(1)/bin/python -c "import torch" 2>/dev/null; then \
+		echo "torch already installed in $(1)"; \
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)"; \
+		$(1)/bin/python -m pip install "torch==$(TORCH_VERSION)"; \
+	elif $(1)/bin/python -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/', timeout=5)" 2>/dev/null; then \
+		$(1)/bin/python -m pip install "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
 	else \
-		$(BIN)/python -m pip install "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
+		echo "the CPU index $(TORCH_CPU_INDEX) is unreachable: torch from the configured indexes"; \
+		$(1)/bin/python -m pip install "torch==$(TORCH_VERSION)"; \
 	fi
-	@$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	@$(1)/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(1)/constraints.txt
+endef
+
+# The main environment: bots with dev tools and TRL (`trainer=trl` and its tests).
+$(STAMP): pyproject.toml
+	$(call install_torch,$(VENV))
 	$(BIN)/python -m pip install -e ".[dev,trl]" -c $(VENV)/constraints.txt
 	@touch $(STAMP)
 
-test: setup
+# verl pins transformers < 5.11 and TRL 1.16 needs a newer one, so verl's tests run in an
+# environment of their own: bots with the verl extra (0.9.1), and verl 0.7.1 beside it
+# (--no-deps --target) for its class_path factory.
+VENV_VERL  ?= .venv-verl
+VERL_STAMP := $(VENV_VERL)/.installed
+$(VERL_STAMP): pyproject.toml
+	$(call install_torch,$(VENV_VERL))
+	$(VENV_VERL)/bin/python -m pip install -e ".[dev,verl]" -c $(VENV_VERL)/constraints.txt
+	$(VENV_VERL)/bin/python -m pip install -q --no-deps --target $(VENV_VERL)/verl071 "verl==0.7.1"
+	@touch $(VERL_STAMP)
+
+setup-verl: $(VERL_STAMP)
+
+test: setup setup-verl
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
+	$(VENV_VERL)/bin/python -m pytest -q tests/integrations/test_verl.py
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m slow
@@ -98,4 +120,4 @@ data: setup
 	for d in arith logic math code; do $(BIN)/bots make-data domain=$$d || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_VERL) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

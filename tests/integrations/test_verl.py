@@ -20,22 +20,22 @@ import torch
 
 pytest.importorskip("verl")
 
-from omegaconf import OmegaConf  # noqa: E402
-from torchdata.stateful_dataloader import StatefulDataLoader  # noqa: E402
-from verl import DataProto  # noqa: E402
-from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
+from omegaconf import OmegaConf
+from torchdata.stateful_dataloader import StatefulDataLoader
+from verl import DataProto
+from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
-from bots_cli.errors import UserError  # noqa: E402
-from bots_cli.integrations.verl.sampler import BotsSampler  # noqa: E402
-from bots_cli.integrations.verl.trainer import (  # noqa: E402
+from bots_cli.errors import UserError
+from bots_cli.integrations.verl.sampler import BotsSampler
+from bots_cli.integrations.verl.trainer import (
     bots_in_task_runner,
     check_config,
     check_verl_version,
     task_runner_class,
 )
-from bots_cli.models.tiny import build_tokenizer  # noqa: E402
-from tests.conftest import REPO, run_bots  # noqa: E402
-from tests.trainworld import build, domain  # noqa: E402
+from bots_cli.models.tiny import build_tokenizer
+from tests.conftest import REPO, run_bots
+from tests.trainworld import build, domain
 
 B, N = 8, 4  # prompts per step, responses per prompt
 
