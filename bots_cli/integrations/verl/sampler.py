@@ -36,10 +36,20 @@ import numpy as np
 from bots_cli.errors import UserError
 from bots_cli.selection.feedback import SuccessRule, task_evidence
 
-try:  # verl ≤ 0.7's curriculum interface; gone (or unused) in later versions
-    from verl.experimental.dataset.sampler import AbstractCurriculumSampler as _Base
-except ImportError:  # pragma: no cover - depends on the installed verl
-    from torch.utils.data import Sampler as _Base  # type: ignore[assignment]
+
+def _base_class() -> Any:
+    """verl ≤ 0.7's curriculum interface where it exists (its factory asserts it), else a plain
+    torch Sampler (verl 0.9 takes any)."""
+    try:
+        from verl.experimental.dataset.sampler import AbstractCurriculumSampler
+    except ImportError:
+        from torch.utils.data import Sampler
+
+        return Sampler
+    return AbstractCurriculumSampler
+
+
+_Base: Any = _base_class()
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -139,7 +149,7 @@ class _BatchIterator(Iterator[int]):
         self.position = int(state["position"])
 
 
-class BotsSampler(_Base):  # type: ignore[misc,valid-type]
+class BotsSampler(_Base):
     """verl's train sampler; its selector is `self.selector` (any `bots_cli.selection` one)."""
 
     def __init__(self, data_source: Any, data_config: Any) -> None:

@@ -62,7 +62,7 @@ def trainer_class() -> type:
 
     from bots_cli.integrations.verl.sampler import BotsSampler
 
-    class BotsRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc,valid-type]
+    class BotsRayPPOTrainer(RayPPOTrainer):
         """RayPPOTrainer whose `BotsSampler` is fed every step, before the step is saved."""
 
         def _update_actor(self, batch: Any) -> Any:
@@ -102,9 +102,9 @@ def task_runner_class() -> Any:
     import ray
     from verl.trainer.main_ppo_v0 import TaskRunner
 
-    base = TaskRunner.__ray_actor_class__  # the plain class behind verl's Ray actor
+    base: Any = TaskRunner.__ray_actor_class__  # the plain class behind the actor
 
-    class BotsTaskRunner(base):  # type: ignore[misc,valid-type]
+    class BotsTaskRunner(base):
         def run(self, config: Any) -> Any:
             check_config(config)
             with bots_in_task_runner():
