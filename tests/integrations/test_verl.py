@@ -135,8 +135,11 @@ def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: P
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """BotsRayPPOTrainer feeds at the actor update (before the checkpoint); verl 0.7's own hook
     delivering the same batch again afterwards changes nothing."""
-    import verl.trainer.main_ppo_v0 as v0
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from bots_cli.integrations.verl.trainer import runner_module
+
+    v0 = runner_module()
 
     ds = rl_dataset(exported, tmp_path)
     monkeypatch.setattr(RayPPOTrainer, "_update_actor", lambda self, batch: "actor metrics")
@@ -202,9 +205,29 @@ cfg = OmegaConf.merge(data_config(), {{"shuffle": True, "sampler": {{
     "class_path": "pkg://bots_cli.integrations.verl.sampler", "class_name": "BotsSampler"}}}})
 sampler = create_rl_sampler(cfg, rl_dataset(Path({str(exported)!r}), Path({str(tmp_path)!r})))
 assert type(sampler).__name__ == "BotsSampler" and isinstance(sampler, AbstractCurriculumSampler)
+# The task runner works with 0.7 too: its TaskRunner then builds our sampler and trainer.
+from bots_cli.integrations.verl.trainer import bots_in_task_runner, runner_module, task_runner_class
+import verl.trainer.main_ppo as m
+assert runner_module() is m
+with bots_in_task_runner():
+    assert m.RayPPOTrainer.__name__ == "BotsRayPPOTrainer"
+assert m.RayPPOTrainer.__name__ == "RayPPOTrainer" and task_runner_class() is not None
 print("ok")
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(side)])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, env=env, cwd=tmp_path)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_the_launcher_composes_verls_config_and_refuses_in_one_line(tmp_path: Path) -> None:
+    """`python -m bots_cli.integrations.verl.main` is verl's main_ppo (its config, its overrides)
+    with BOTS' checks first: each bad setting is one line and exit code 2, before Ray starts."""
+    for overrides, message in [([], "add trainer.use_v1=false"),
+                               (["trainer.use_v1=false"], "dataloader_num_workers=0"),
+                               (["trainer.use_v1=false", "data.dataloader_num_workers=0"],
+                                "+data.sampler.selector=bots")]:
+        out = subprocess.run([sys.executable, "-m", "bots_cli.integrations.verl.main", *overrides],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert out.returncode == 2 and len(errors) == 1 and message in errors[0], out.stderr

@@ -10,10 +10,10 @@ the `sampler.update(batch)` call. What remains is `RayPPOTrainer(..., train_samp
   0.7's own hook calls `update` after saving: one update behind on resume; the sampler ignores
   that second delivery of a batch it already has.) Steps without an actor update (a critic
   warm-up, not used by GRPO) give no feedback.
-- `BotsTaskRunner` is verl's legacy `TaskRunner` (`verl.trainer.main_ppo_v0`, the RayPPOTrainer
-  path, `trainer.use_v1=false`) with two names of that module swapped while it runs, in its own
-  Ray actor process: `create_rl_sampler` builds a `BotsSampler` and `RayPPOTrainer` is
-  `BotsRayPPOTrainer`. Everything else is verl's.
+- `BotsTaskRunner` is verl's RayPPOTrainer `TaskRunner` (`verl.trainer.main_ppo_v0` in 0.9, with
+  `trainer.use_v1=false`; `verl.trainer.main_ppo` in 0.7) with two names of that module swapped
+  while it runs, in its own Ray actor process: `create_rl_sampler` builds a `BotsSampler` and
+  `RayPPOTrainer` is `BotsRayPPOTrainer`. Everything else is verl's.
 - `python -m bots_cli.integrations.verl.main <verl overrides>` is verl's `main_ppo` with that
   runner (README: "BOTS inside verl").
 
@@ -82,27 +82,37 @@ def bots_rl_sampler(data_config: Any, dataset: Any) -> Any:
     return BotsSampler(data_source=dataset, data_config=data_config)
 
 
+def runner_module() -> Any:
+    """The module whose TaskRunner builds a RayPPOTrainer: `main_ppo_v0` in verl 0.9 (its
+    `main_ppo` runs the v1 trainer), `main_ppo` in verl 0.7."""
+    import importlib
+
+    try:
+        return importlib.import_module("verl.trainer.main_ppo_v0")
+    except ImportError:
+        return importlib.import_module("verl.trainer.main_ppo")
+
+
 @contextlib.contextmanager
 def bots_in_task_runner() -> Iterator[None]:
-    """While it runs, verl's legacy TaskRunner builds our sampler and our trainer."""
-    import verl.trainer.main_ppo_v0 as v0
-
-    saved = (v0.create_rl_sampler, v0.RayPPOTrainer)
-    v0.create_rl_sampler, v0.RayPPOTrainer = bots_rl_sampler, trainer_class()
+    """While it runs, verl's RayPPOTrainer TaskRunner builds our sampler and our trainer."""
+    module = runner_module()
+    saved = (module.create_rl_sampler, module.RayPPOTrainer)
+    module.create_rl_sampler, module.RayPPOTrainer = bots_rl_sampler, trainer_class()
     try:
         yield
     finally:
-        v0.create_rl_sampler, v0.RayPPOTrainer = saved
+        module.create_rl_sampler, module.RayPPOTrainer = saved
 
 
 def task_runner_class() -> Any:
-    """`BotsTaskRunner`: verl's legacy TaskRunner (a Ray actor), run inside
-    `bots_in_task_runner`."""
+    """`BotsTaskRunner`: verl's TaskRunner (a Ray actor), run inside `bots_in_task_runner`."""
     check_verl_version()
     import ray
-    from verl.trainer.main_ppo_v0 import TaskRunner
 
-    base: Any = TaskRunner.__ray_actor_class__  # the plain class behind the actor
+    runner = runner_module().TaskRunner
+    # 0.9 defines it as a Ray actor (the plain class is behind it), 0.7 as a plain class.
+    base: Any = getattr(runner, "__ray_actor_class__", runner)
 
     class BotsTaskRunner(base):
         def run(self, config: Any) -> Any:
