@@ -3,7 +3,8 @@
 The same config groups as the native loop drive it: `plan_steps` and `grpo_arguments` map
 `train.*` and `sampling.*` onto a GRPOConfig (the README's table), the domain's reward is TRL's
 reward function, and `BotsGRPOTrainer` (bots_cli/integrations/trl) does the selecting. The run
-directory gets the native records, written by process 0 only: `config.yaml`, `metrics.jsonl`
+directory gets the native records (trl_records.py), written by process 0 only: `config.yaml`,
+`metrics.jsonl`
 with the native key names (TRL's other metrics under `trl/*`), `selections.parquet`,
 `samples.jsonl`, `summary.json`, and TRL's checkpoints under `checkpoints/checkpoint-N/` with the
 selector's state (`bots evaluate run=...` reads them; `resume=<run>` continues from the latest).
@@ -57,13 +58,6 @@ LOSS_TYPES = {"token_mean": "dapo", "seq_mean_token_mean": "grpo",
 TRL_KEYS = ("steps_per_generation", "use_vllm", "vllm_mode", "vllm_server_base_url",
             "vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "deepspeed", "report_to",
             "args")
-# TRL's logged names -> the native loop's names (metrics.jsonl compares across trainers).
-RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl",
-           "grad_norm": "train/grad_norm", "clip_ratio/region_mean": "train/clip_frac",
-           "learning_rate": "train/lr", "completions/mean_length": "train/response_len",
-           "completions/clipped_ratio": "train/truncated_share"}
-
-
 @dataclass(frozen=True)
 class StepPlan:
     """How one bots step (one selected batch) is laid out over TRL's processes and steps."""
@@ -287,6 +281,8 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     from trl import GRPOConfig
 
     args = GRPOConfig(**grpo_arguments(cfg, s, plan, opts, run_dir / "checkpoints", on_gpu))
+    from bots_cli.train.trl_records import RunRecords
+
     records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan, resume_step=(
         latest[1] if latest is not None else None), main=state.is_main_process)
     trainer = _trainer_class()(
@@ -321,168 +317,3 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         records.display.message(f"run directory: {run_dir}")
     state.wait_for_everyone()
     return summary
-
-
-def _callback_base() -> Any:
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class RunRecords(_callback_base()):  # type: ignore[misc]
-    """The native run records, written from TRL's callbacks by process 0 (others only time
-    and evaluate nothing)."""
-
-    def __init__(self, cfg: Any, s: TrainSettings, run_dir: Path, pool: Any, dom: Any,
-                 tokenizer: Any, plan: StepPlan, resume_step: int | None, main: bool) -> None:
-        from omegaconf import OmegaConf
-
-        from bots_cli.train.command import wandb_names
-        from bots_cli.train.display import TrainDisplay
-        from bots_cli.train.runlog import RunLog
-
-        self.cfg, self.s, self.plan, self.main = cfg, s, plan, main
-        self.task_ids = [str(t) for t in pool["task_id"]]
-        self.resuming = resume_step is not None
-        self.start_step = resume_step or 0
-        self.trainer: Any = None
-        self.elapsed = 0.0
-        self._step_started = 0.0
-        self._step_seconds = 0.0
-        self._fed = 0  # feedback entries already recorded
-        self._pending: dict[str, Any] = {}  # this step's metrics until TRL logs
-        self.log: Any = None
-        self.display: Any = None
-        self.held_out: Any = None
-        if not main:
-            return
-        name, group = wandb_names(cfg)
-        config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
-        logger = {str(k): v for k, v in OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
-        self.log = RunLog(run_dir, logger=logger, run_name=name, group=group, config=config,
-                          resume_step=resume_step)
-        self.display = TrainDisplay(f"bots train · trl × {plan.processes} · {cfg.selector.name} "
-                                    f"· {cfg.model.name} on {cfg.domain.name} · {run_dir}",
-                                    self.start_step, s.steps, s.live, s.log_every)
-        if s.eval_every:
-            from bots_cli.evaluation import HeldOut
-
-            tasks = dom.load(cfg.domain, split="eval")
-            if s.eval_tasks is not None:
-                tasks = tasks.iloc[: s.eval_tasks]
-            self.held_out = HeldOut(dom, tasks, tokenizer)
-        self.dom = dom
-
-    def attach(self, trainer: Any) -> None:
-        self.trainer = trainer
-        if self.resuming and self.main:
-            # The run's elapsed training time so far, from its records.
-            import json
-
-            rows = [json.loads(line) for line in self.log.metrics_path.read_text().splitlines()]
-            self.elapsed = float(sum(r.get("time/step", 0.0) for r in rows))
-
-    def bots_step(self, global_step: int) -> int:
-        return global_step // self.plan.optimizer_steps
-
-    # -- evaluation ----------------------------------------------------------------------------
-
-    def _evaluate(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        """Held-out avg@k / pass@k of the current weights, on process 0, fixed seeds."""
-        from bots_cli.engines import SamplingParams
-        from bots_cli.engines.hf import HFEngine
-
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        was_training = model.training
-        model.eval()
-        try:
-            engine = HFEngine(model, self.trainer.processing_class,
-                              max_batch_tokens=self.cfg.engine.get("max_batch_tokens", 65536))
-            result = self.held_out.evaluate(engine, self.s.eval_n,
-                                            SamplingParams.from_config(self.cfg.sampling),
-                                            self.s.eval_seed)
-        finally:
-            model.train(was_training)
-        return result.metrics(), result.samples(self.s.eval_samples)
-
-    def _maybe_evaluate(self, step: int) -> None:
-        if not self.s.is_eval_step(step):
-            return
-        if self.main:
-            start = time.perf_counter()
-            import torch
-
-            with torch.random.fork_rng(devices=[]):  # evaluation leaves TRL's draws as they were
-                metrics, samples = self._evaluate()
-            self._pending.update(metrics, **{"time/eval": time.perf_counter() - start})
-            self.log.log_samples(step, samples)
-        self.trainer.accelerator.wait_for_everyone()
-
-    # -- TRL's callbacks -----------------------------------------------------------------------
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if not self.resuming and self.s.is_eval_step(0):
-            self._maybe_evaluate(0)
-            if self.main:
-                self.log.log(0, self._pending)
-                self.display.step(0, self._pending)
-            self._pending = {}
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        self._step_started = time.perf_counter()
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        from bots_cli.train.loop import gpu_memory
-
-        self._step_seconds += time.perf_counter() - self._step_started
-        if state.global_step % self.plan.optimizer_steps:
-            return  # inside a bots step (several optimizer steps per selected batch)
-        step = self.bots_step(state.global_step)
-        if step >= self.s.steps:
-            control.should_save = True  # the end is always a resume point, as natively
-        new = self.trainer.feedback[self._fed:]
-        self._fed = len(self.trainer.feedback)
-        phases = dict(self.trainer.phase_seconds)
-        self.trainer.phase_seconds.clear()
-        if self.main:
-            for fb in new:
-                self.log.add_selections(step, [self.task_ids[i] for i in fb.ids], fb.successes,
-                                        fb.trials)
-            select = sum(fb.select_seconds for fb in new)
-            update = sum(fb.update_seconds for fb in new)
-            inner = select + update + phases.get("rollout", 0.0) + phases.get("reward", 0.0)
-            self._pending.update({
-                "time/select": select, "time/rollout": phases.get("rollout", 0.0),
-                "time/reward": phases.get("reward", 0.0) - update,
-                "time/update": max(0.0, self._step_seconds - inner),
-                "time/selector_update": update, "time/step": self._step_seconds,
-                **gpu_memory(),
-            })
-            self.elapsed += self._step_seconds
-        self._step_seconds = 0.0
-        self._maybe_evaluate(step)
-        if self.main and control.should_save:
-            self.log.flush()  # the selections up to this checkpoint are on disk before it
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kw: Any) -> None:
-        if not self.main or logs is None or "train_runtime" in logs:
-            return
-        step = self.bots_step(state.global_step)
-        row: dict[str, Any] = {"train/kl": 0.0}
-        for key, value in logs.items():
-            if not isinstance(value, (int, float)) or key == "epoch":
-                continue
-            if key.startswith(("train/", "selector/")):
-                row[key] = value
-            else:
-                row[RENAMED.get(key, f"trl/{key}")] = value
-        row.update(self._pending)
-        self._pending = {}
-        self.log.log(step, row)
-        self.display.step(step, row)
-
-    def close(self) -> None:
-        if self.main:
-            self.display.close()
-            self.log.close()
