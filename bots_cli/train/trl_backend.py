@@ -4,10 +4,10 @@ The same config groups as the native loop drive it: `plan_steps` and `grpo_argum
 `train.*` and `sampling.*` onto a GRPOConfig (the README's table), the domain's reward is TRL's
 reward function, and `BotsGRPOTrainer` (bots_cli/integrations/trl) does the selecting. The run
 directory gets the native records (trl_records.py), written by process 0 only: `config.yaml`,
-`metrics.jsonl`
-with the native key names (TRL's other metrics under `trl/*`), `selections.parquet`,
-`samples.jsonl`, `summary.json`, and TRL's checkpoints under `checkpoints/checkpoint-N/` with the
-selector's state (`bots evaluate run=...` reads them; `resume=<run>` continues from the latest).
+`metrics.jsonl` with the native key names (TRL's other metrics under `trl/*`),
+`selections.parquet`, `samples.jsonl`, `summary.json`, and TRL's checkpoints under
+`checkpoints/checkpoint-N/` with the selector's state (`bots evaluate run=...` reads them;
+`resume=<run>` continues from the latest).
 
 One bots step is one generation batch (`train.batch_size` tasks × `train.group_size`
 completions); with `train.mini_batch_size` < `train.batch_size` or `train.ppo_epochs` > 1 it is
