@@ -107,8 +107,8 @@ COMMANDS = [
         target="bots_cli.export:export",
         summary="Write a domain's task tables for verl (parquet) or TRL (jsonl), with pass rates.",
         examples=[
-            "bots export domain=arith export.format=verl export.out_dir=exports/arith",
-            "bots export domain=logic export.format=trl export.out_dir=exports/logic",
+            "bots export domain=arith format=verl export.out_dir=exports/arith",
+            "bots export domain=logic format=trl export.out_dir=exports/logic",
         ],
     ),
     Command(

@@ -1,6 +1,6 @@
 """`bots export`: a domain's task tables in the formats other engines read.
 
-`export.format=verl` writes `<split>.parquet` for verl's `RLHFDataset`, one row per task:
+`format=verl` writes `<split>.parquet` for verl's `RLHFDataset`, one row per task:
 
 | column | what |
 | --- | --- |
@@ -13,7 +13,7 @@
 
 `extra_info.index` is the row's position in the train split: verl copies it into every batch as
 `index`, which is how `BotsSampler` knows which task a response answered (a row without it would
-silently be task 0). `export.format=trl` writes `<split>.jsonl` for `datasets.load_dataset("json")`:
+silently be task 0). `format=trl` writes `<split>.jsonl` for `datasets.load_dataset("json")`:
 `task_id`, `prompt` (chat messages), `answer`, `domain`, `level` and the pass rates.
 
 The reference pass rates come from the task table's own columns or from `bots profile-refs`
@@ -85,12 +85,12 @@ def trl_rows(dom: Any, tasks: Any, rates: tuple[Any, Any] | None) -> list[dict[s
 
 
 def export(cfg: Any) -> dict[str, Any]:
-    """The `bots export` command: write the domain's splits in `export.format`."""
+    """The `bots export` command: write the domain's splits in `format` (verl or trl)."""
     import pandas as pd
 
     from bots_cli.domains import load_domain
 
-    fmt = check_choice("export.format", cfg.export.format, FORMATS)
+    fmt = check_choice("format", cfg.format, FORMATS)
     if not cfg.export.get("out_dir"):
         raise UserError("export.out_dir is required: the directory to write the "
                         f"{fmt} files to, e.g. export.out_dir=exports/{cfg.domain.name}")

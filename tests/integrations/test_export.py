@@ -21,7 +21,7 @@ def export_args(world: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_verl_export_has_verls_columns_and_the_pass_rates(world: Path, tmp_path: Path) -> None:
-    out = run_bots(*export_args(world, tmp_path / "verl", "export.format=verl"), cwd=tmp_path,
+    out = run_bots(*export_args(world, tmp_path / "verl", "format=verl"), cwd=tmp_path,
                    timeout=600)
     assert out.returncode == 0, out.stderr
     train = pd.read_parquet(tmp_path / "verl" / "train.parquet")
@@ -45,7 +45,7 @@ def test_verl_export_has_verls_columns_and_the_pass_rates(world: Path, tmp_path:
 
 def test_trl_export_loads_with_datasets(world: Path, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    out = run_bots(*export_args(world, tmp_path / "trl", "export.format=trl",
+    out = run_bots(*export_args(world, tmp_path / "trl", "format=trl",
                                 "export.splits=[train]"), cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     ds = datasets.load_dataset("json", data_files=str(tmp_path / "trl" / "train.jsonl"),
@@ -57,8 +57,8 @@ def test_trl_export_loads_with_datasets(world: Path, tmp_path: Path) -> None:
 def test_export_refusals(world: Path, tmp_path: Path) -> None:
     out = run_bots("export", *domain(world), cwd=tmp_path)
     assert out.returncode == 2 and "export.out_dir is required" in out.stderr
-    out = run_bots(*export_args(world, tmp_path / "x", "export.format=csv"), cwd=tmp_path)
-    assert out.returncode == 2 and "export.format" in out.stderr
+    out = run_bots(*export_args(world, tmp_path / "x", "format=csv"), cwd=tmp_path)
+    assert out.returncode == 2 and "format must be one of verl, trl" in out.stderr
     out = run_bots(*export_args(world, tmp_path / "y", "export.references=required",
                                 "export.splits=[eval]"), cwd=tmp_path, timeout=600)
     assert out.returncode == 2 and "bots profile-refs domain=arith profile.split=eval" in \

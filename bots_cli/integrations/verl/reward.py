@@ -1,4 +1,4 @@
-"""verl's reward function for the tasks `bots export export.format=verl` writes.
+"""verl's reward function for the tasks `bots export format=verl` writes.
 
 Point verl at it with `custom_reward_function.path=<this file>` and
 `custom_reward_function.name=compute_score`. Each response is scored by the project's own

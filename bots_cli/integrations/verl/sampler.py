@@ -111,7 +111,7 @@ def dataset_task_index(dataset: Any) -> np.ndarray:
         if value is None:
             raise UserError(f"row {row} of the training data has no extra_info.index: verl would "
                             "count its responses as task 0; write the data with `bots export "
-                            "export.format=verl` or give every row extra_info.index")
+                            "format=verl` or give every row extra_info.index")
         index.append(int(value))
     out = np.asarray(index, dtype=np.int64)
     if np.unique(out).size != out.size:
