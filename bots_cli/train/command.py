@@ -42,6 +42,22 @@ def _resumed_config(cfg: Any, run_dir: Path) -> Any:
     return saved
 
 
+def open_run_log(cfg: Any, run_dir: Path, resume_step: int | None) -> Any:
+    """The run's records (`RunLog`), mirrored to the configured logger under the run's name."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.train.runlog import RunLog
+
+    def plain(node: Any) -> dict[str, Any]:
+        tree = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(tree, dict)
+        return {str(k): v for k, v in tree.items()}
+
+    name, group = wandb_names(cfg)
+    return RunLog(run_dir, logger=plain(cfg.logger), run_name=name, group=group,
+                  config=plain(cfg), resume_step=resume_step)
+
+
 def wandb_names(cfg: Any) -> tuple[str, str | None]:
     """(run name, group): a sweep's jobs are grouped by their multirun directory."""
     from hydra.core.hydra_config import HydraConfig
@@ -133,10 +149,7 @@ def train(cfg: Any) -> dict[str, Any]:
 
 def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     """The native loop (loop.py) with its records and display."""
-    from omegaconf import OmegaConf
-
     from bots_cli.train.display import TrainDisplay
-    from bots_cli.train.runlog import RunLog
 
     trainer = Trainer(cfg, run_dir, resuming)
     s = trainer.s
@@ -144,12 +157,7 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         trainer.close()
         raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
                         f"{trainer.step_done}); raise train.steps to train further")
-    name, group = wandb_names(cfg)
-    config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
-    logger_cfg = {str(k): v for k, v in
-                  OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
-    log = RunLog(run_dir, logger=logger_cfg, run_name=name, group=group, config=config,
-                 resume_step=trainer.step_done if resuming else None)
+    log = open_run_log(cfg, run_dir, trainer.step_done if resuming else None)
     display = TrainDisplay(f"bots train · {cfg.selector.name} · {cfg.model.name} on "
                            f"{cfg.domain.name} · {run_dir}", trainer.step_done, s.steps, s.live,
                            s.log_every)

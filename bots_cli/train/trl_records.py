@@ -23,7 +23,6 @@ RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl"
            "completions/clipped_ratio": "train/truncated_share"}
 
 
-
 def _callback_base() -> Any:
     from transformers import TrainerCallback
 
@@ -36,11 +35,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
 
     def __init__(self, cfg: Any, s: TrainSettings, run_dir: Path, pool: Any, dom: Any,
                  tokenizer: Any, plan: StepPlan, resume_step: int | None, main: bool) -> None:
-        from omegaconf import OmegaConf
-
-        from bots_cli.train.command import wandb_names
+        from bots_cli.train.command import open_run_log
         from bots_cli.train.display import TrainDisplay
-        from bots_cli.train.runlog import RunLog
 
         self.cfg, self.s, self.plan, self.main = cfg, s, plan, main
         self.task_ids = [str(t) for t in pool["task_id"]]
@@ -57,11 +53,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         self.held_out: Any = None
         if not main:
             return
-        name, group = wandb_names(cfg)
-        config = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
-        logger = {str(k): v for k, v in OmegaConf.to_container(cfg.logger, resolve=True).items()}  # type: ignore[union-attr]
-        self.log = RunLog(run_dir, logger=logger, run_name=name, group=group, config=config,
-                          resume_step=resume_step)
+        self.log = open_run_log(cfg, run_dir, resume_step)
         self.display = TrainDisplay(f"bots train · trl × {plan.processes} · {cfg.selector.name} "
                                     f"· {cfg.model.name} on {cfg.domain.name} · {run_dir}",
                                     self.start_step, s.steps, s.live, s.log_every)
