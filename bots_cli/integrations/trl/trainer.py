@@ -242,10 +242,10 @@ class BotsGRPOTrainer(GRPOTrainer):
         combined = (rewards_per_func * weights).nansum(dim=1)
         combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable
         local = torch.as_tensor(self._batch_tasks, device=rewards_per_func.device)
-        tasks = gather(local)  # aligned with the gathered rewards, process by process
-        ids, successes, trials = task_evidence(tasks.cpu().numpy().astype(np.int64),
-                                               combined.double().cpu().numpy(),
-                                               self.success_rule)  # in selection order
+        # Aligned with the gathered rewards, process by process.
+        order = gather(local).cpu().numpy().astype(np.int64)
+        flat = combined.double().cpu().numpy()
+        ids, successes, trials = task_evidence(order, flat, self.success_rule)  # selection order
         alpha = getattr(self.selector, "alpha", None)  # the belief the batch was chosen with
         chosen_mean = (None if alpha is None else
                        float(np.mean(alpha[ids] / (alpha[ids] + self.selector.beta[ids]))))
@@ -257,7 +257,6 @@ class BotsGRPOTrainer(GRPOTrainer):
                       select_seconds=self._select_seconds,
                       update_seconds=time.perf_counter() - start)
         self.feedback.append(fb)
-        flat, order = combined.double().cpu().numpy(), tasks.cpu().numpy()
         groups = [flat[(order == i) & ~np.isnan(flat)] for i in ids]
         self._log_selection_metrics(fb, chosen_mean, groups)
 
