@@ -142,7 +142,10 @@ def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: P
     v0 = runner_module()
 
     ds = rl_dataset(exported, tmp_path)
-    monkeypatch.setattr(RayPPOTrainer, "_update_actor", lambda self, batch: "actor metrics")
+    def actor_update(self: Any, batch: Any) -> DataProto:  # the GPU workers' part, stood in for
+        return DataProto.from_dict(tensors={}, meta_info={"metrics": {"actor/loss": 0.5}})
+
+    monkeypatch.setattr(RayPPOTrainer, "_update_actor", actor_update)
     with bots_in_task_runner():
         sampler = v0.create_rl_sampler(data_config(), ds)
         trainer_cls = v0.RayPPOTrainer
@@ -151,7 +154,9 @@ def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: P
     trainer = object.__new__(trainer_cls)  # its workers need GPUs: only the hook is used here
     trainer.train_dataloader = loader(ds, sampler)
     batch = verl_batch(next(iter(trainer.train_dataloader)), np.ones(B * N))
-    assert trainer._update_actor(batch) == "actor metrics"
+    metrics = trainer._update_actor(batch).meta_info["metrics"]
+    assert metrics["actor/loss"] == 0.5 and metrics["train/etr"] == 0.0  # every task solved
+    assert metrics["train/zero_variance_share"] == 1.0 and "selector/capability" in metrics
     after_one = sampler.selector.state_dict()
     sampler.update(batch)
     np.testing.assert_array_equal(sampler.selector.state_dict()["alpha"], after_one["alpha"])

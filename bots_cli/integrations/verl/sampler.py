@@ -100,6 +100,15 @@ def _rows_field(dataset: Any, key: str) -> list[Any] | None:
     return None
 
 
+def _pass_rates(dataset: Any, role: str) -> np.ndarray | None:
+    """The `role` reference's pass rate of every row, or None unless every row has one."""
+    values = _rows_field(dataset, f"{role}_pass_rate")
+    if values is None or any(v is None for v in values):
+        return None
+    rates = np.asarray(values, dtype=np.float64)
+    return None if np.isnan(rates).any() else rates
+
+
 def dataset_task_index(dataset: Any) -> np.ndarray:
     """Every row's `extra_info.index` (its task number), refusing a row without one."""
     frame = getattr(dataset, "dataframe", dataset)
@@ -171,13 +180,10 @@ class BotsSampler(_Base):
             raise UserError(f"data.train_batch_size ({self.batch_size}) is larger than the "
                             f"training data ({n} rows)")
         sel_cfg = selector_config(_get(cfg, "selector", "bots"))
-        weak, strong = (_rows_field(data_source, f"{r}_pass_rate") for r in ("weak", "strong"))
+        weak, strong = (_pass_rates(data_source, role) for role in ("weak", "strong"))
         group = _get(cfg, "group_size")
         self.selector = build_selector(
-            sel_cfg, n_tasks=n, seed=int(_get(cfg, "seed", 0) or 0),
-            weak=None if weak is None or any(v is None for v in weak) else np.asarray(weak, float),
-            strong=None if strong is None or any(v is None for v in strong)
-            else np.asarray(strong, float),
+            sel_cfg, n_tasks=n, seed=int(_get(cfg, "seed", 0) or 0), weak=weak, strong=strong,
             group_size=None if group is None else int(group), key="data.sampler.selector")
         threshold, span = _get(cfg, "success_threshold"), _get(cfg, "reward_range")
         self.success_rule = SuccessRule(
@@ -188,6 +194,7 @@ class BotsSampler(_Base):
         self.batches_per_epoch = n // self.batch_size
         self._last_fed: frozenset[str] | None = None  # uids of the batch fed back last
         self.last_feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.last_metrics: dict[str, float] = {}
 
     # -- the sampler ---------------------------------------------------------------------------
 
@@ -229,6 +236,20 @@ class BotsSampler(_Base):
         self.ever_selected[ids] = True
         self._last_fed = fed
         self.last_feedback = (ids, successes, trials)
+        self.last_metrics = self._metrics(ids, successes, trials, rows, scores)
+
+    def _metrics(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray,
+                 rows: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+        """The step's selection metrics, under the names `bots train` logs."""
+        from bots_cli.metrics import effective_task_ratio, zero_variance_share
+
+        out = {"train/etr": effective_task_ratio(successes, trials),
+               "train/zero_variance_share": zero_variance_share([scores[rows == i] for i in ids]),
+               "selector/explored_share": float(self.ever_selected.mean())}
+        capability = getattr(self.selector, "capability", None)
+        if capability is not None:
+            out["selector/capability"] = float(capability)
+        return out
 
     # -- state ---------------------------------------------------------------------------------
 

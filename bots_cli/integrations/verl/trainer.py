@@ -6,7 +6,9 @@ the `sampler.update(batch)` call. What remains is `RayPPOTrainer(..., train_samp
 
 - `BotsRayPPOTrainer` overrides one method, `_update_actor(batch)`: after the actor update it
   hands the step's batch (rewards scored, `uid` and `index` set) to the `BotsSampler`, before
-  `fit` saves the step's checkpoint, so a saved sampler state holds that step's feedback. (verl
+  `fit` saves the step's checkpoint, so a saved sampler state holds that step's feedback, and adds
+  `train/etr`, `train/zero_variance_share`, `selector/explored_share` and `selector/capability`
+  to the metrics verl logs for the step. (verl
   0.7's own hook calls `update` after saving: one update behind on resume; the sampler ignores
   that second delivery of a batch it already has.) Steps without an actor update (a critic
   warm-up, not used by GRPO) give no feedback.
@@ -70,6 +72,10 @@ def trainer_class() -> type:
             sampler = getattr(self.train_dataloader, "sampler", None)
             if isinstance(sampler, BotsSampler):
                 sampler.update(batch)
+                # verl logs the actor output's metrics: the selection's go with them.
+                metrics = getattr(output, "meta_info", {}).get("metrics")
+                if isinstance(metrics, dict):
+                    metrics.update(sampler.last_metrics)
             return output
 
     return BotsRayPPOTrainer
