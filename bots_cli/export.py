@@ -52,10 +52,6 @@ def _rates(cfg: Any, dom: Any, tasks: Any, split: str) -> tuple[Any, Any] | None
         return None
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def verl_rows(dom: Any, tasks: Any, split: str, rates: tuple[Any, Any] | None
               ) -> list[dict[str, Any]]:
     rows = []

@@ -64,7 +64,6 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
             if s.eval_tasks is not None:
                 tasks = tasks.iloc[: s.eval_tasks]
             self.held_out = HeldOut(dom, tasks, tokenizer)
-        self.dom = dom
 
     def attach(self, trainer: Any) -> None:
         self.trainer = trainer

@@ -53,11 +53,8 @@ _Base: Any = _base_class()
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, "get", lambda k, d=None: getattr(cfg, k, d))(key, default)
+    """`cfg[key]` of a dict or an OmegaConf config (both have `get`), or `default`."""
+    return default if cfg is None else cfg.get(key, default)
 
 
 def selector_config(spec: Any) -> dict[str, Any]:
