@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import write_text
+from bots_cli.checks import check_int, check_range
 from bots_cli.errors import UserError
 from bots_cli.evaluation import EvalResult, HeldOut
 from bots_cli.seeds import derive_seed
-from bots_cli.selection.checks import check_int, check_range
 
 COLUMNS = ["step", "task_id", "level", "n", "successes", "correct", "avg_at_k", "pass_at_k"]
 

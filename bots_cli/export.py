@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bots_cli.atomic import atomic_path
+from bots_cli.checks import check_choice
 from bots_cli.errors import UserError
-from bots_cli.selection.checks import check_choice
 
 FORMATS = ("verl", "trl")
 REFERENCES = ("auto", "required", "none")

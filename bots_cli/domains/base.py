@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bots_cli.checks import check_int
 from bots_cli.errors import InvalidValue, UserError
-from bots_cli.selection.checks import check_int
 
 SPLITS = ("train", "eval")
 _MAX_DRAWS = 200  # fresh draws per task before a level counts as exhausted (all tasks seen)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bots_cli.checks import check_choice
 from bots_cli.domains import load_domain
 from bots_cli.domains.base import as_dict
 from bots_cli.domains.table import load_task_table, write_task_table
-from bots_cli.selection.checks import check_choice
 
 
 def make_data(cfg: Any) -> dict[str, Any]:

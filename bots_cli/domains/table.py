@@ -142,7 +142,7 @@ def _check_level(v: Any, i: int, path: Path) -> int | None:
 def _check_rates(col: Any, name: str, source: str, path: Path) -> Any:
     import pandas as pd
 
-    from bots_cli.selection.checks import check_rates
+    from bots_cli.checks import check_rates
 
     values = pd.to_numeric(col, errors="coerce")
     bad = values.isna() & col.notna()

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bots_cli.checks import check_int, check_range
 from bots_cli.errors import InvalidValue
-from bots_cli.selection.checks import check_int, check_range
 
 
 @dataclass(frozen=True)

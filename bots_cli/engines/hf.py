@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
+from bots_cli.checks import check_int
 from bots_cli.engines.base import Completion, RolloutEngine, SamplingParams
-from bots_cli.selection.checks import check_int
 
 
 class HFEngine(RolloutEngine):

@@ -50,9 +50,9 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.engines.base import Completion, RolloutEngine, SamplingParams
 from bots_cli.errors import UserError
-from bots_cli.selection.checks import check_choice, check_int, check_range
 
 SUPPORTED_VLLM = (">=0.11.0", "<0.12")  # the vLLM versions this engine was written against
 INSTALL_HINT = ("engine=vllm needs vLLM, which is not installed here: install the extra with "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bots_cli.atomic import write_json
+from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
 from bots_cli.models.tiny import (
@@ -29,7 +30,6 @@ from bots_cli.models.tiny import (
     save_tokenizer,
     warm_start,
 )
-from bots_cli.selection.checks import check_choice, check_int, check_range
 
 CHECKPOINTS = ("weak", "strong")
 LOSS_WINDOW = 50  # steps averaged for the reported final loss

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import atomic_path, write_json, write_text
+from bots_cli.checks import check_choice, check_int
 from bots_cli.errors import UserError
 from bots_cli.profile.table import pass_rate_summary, profile_path, read_profile, write_profile
 from bots_cli.seeds import derive_seed
-from bots_cli.selection.checks import check_choice, check_int
 
 ROLES = ("weak", "strong")
 

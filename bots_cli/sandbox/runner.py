@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bots_cli.checks import check_int, check_range
 from bots_cli.errors import InvalidValue
 from bots_cli.sandbox.isolation import NOBODY, Launcher, find_launcher
-from bots_cli.selection.checks import check_int, check_range
 
 _HARNESS = (Path(__file__).parent / "harness.py").read_text()
 _MAX_RESULT_BYTES = 4 << 20  # a program returning more data than this per run is cut off

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_int
 from bots_cli.errors import InvalidValue
-from bots_cli.selection.checks import check_int
 
 
 class Selector(ABC):

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_range, check_rates
 from bots_cli.errors import InvalidValue
 from bots_cli.selection.base import Selector
-from bots_cli.selection.checks import check_range, check_rates
 
 
 class UniformSelector(Selector):

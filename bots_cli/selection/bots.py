@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_choice, check_range, check_rates
 from bots_cli.errors import InvalidValue
 from bots_cli.selection.base import Selector
-from bots_cli.selection.checks import check_choice, check_range, check_rates
 from bots_cli.selection.implicit import ImplicitEvidence, InterpolationEvidence
 from bots_cli.selection.posterior import posterior_mean, update_posterior
 from bots_cli.selection.topk import nearest_to_target, smallest_k, softmax_sample

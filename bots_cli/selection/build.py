@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_choice
 from bots_cli.errors import InvalidValue
 from bots_cli.selection.base import Selector
 from bots_cli.selection.baselines import Easy2HardSelector, OfflineBandSelector, UniformSelector
 from bots_cli.selection.bots import BotsSelector
-from bots_cli.selection.checks import check_choice
 
 _BOTS_KEYS = ("lam", "rho", "target", "m", "gamma", "prior", "mode", "tau")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_range, check_rates
 from bots_cli.errors import InvalidValue
-from bots_cli.selection.checks import check_range, check_rates
 
 EPS = 1e-6  # keeps the capability finite when the references agree on a batch
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.selection.checks import check_int, check_range
+from bots_cli.checks import check_int, check_range
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import atomic_path, write_text
+from bots_cli.checks import check_choice
 from bots_cli.errors import UserError
-from bots_cli.selection.checks import check_choice
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 

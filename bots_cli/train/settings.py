@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
-from bots_cli.selection.checks import check_choice, check_int, check_range
 from bots_cli.train.update import UpdateConfig
 
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
