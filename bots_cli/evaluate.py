@@ -145,9 +145,8 @@ def _tasks(cfg: Any, domain_cfg: Any) -> tuple[Any, Any]:
     from bots_cli.domains import load_domain
 
     dom = load_domain(str(domain_cfg.name), domain_cfg)
-    tasks = dom.load(domain_cfg, split=str(cfg.evaluate.split))
-    if cfg.evaluate.max_tasks is not None:
-        tasks = tasks.iloc[: int(cfg.evaluate.max_tasks)]
+    tasks = dom.load(domain_cfg, split=str(cfg.evaluate.split), max_tasks=cfg.evaluate.max_tasks,
+                     key="evaluate.max_tasks")
     return dom, tasks
 
 

@@ -51,8 +51,11 @@ def test_resume_drops_everything_after_the_checkpoint(tmp_path: Path) -> None:
 
 def test_wandb_mirrors_metrics_offline(tmp_path: Path) -> None:
     pytest.importorskip("wandb")
-    log = RunLog(tmp_path, logger={"name": "wandb", "mode": "offline", "project": "bots-test"},
-                 run_name="r", group="sweep-1", config={"lambda": 0.1})
+    logger = {"name": "wandb", "mode": "offline", "project": "bots-test", "entity": None,
+              "tags": ["ablation", "bots"]}
+    log = RunLog(tmp_path, logger=logger, run_name="r", group="sweep-1",
+                 config={"lambda": 0.1}, tags=["bots"])
+    assert tuple(log.wandb_run.tags) == ("bots", "ablation")  # the config's tags, no repeats
     log.log(1, {"train/loss": 0.5})
     log.close()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))

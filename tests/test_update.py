@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+from typing import Any
 
 import pytest
 import torch
@@ -48,12 +50,23 @@ def test_log_probs_of_a_padded_batch_equal_one_by_one() -> None:
             torch.testing.assert_close(together[i, :width][mask], alone[0][mask])
 
 
+def update_config(**changes: Any) -> UpdateConfig:
+    """conf/train.yaml's update settings (the one place holding their defaults), with changes."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+    from bots_cli.train.settings import TrainSettings
+
+    train = OmegaConf.load(config_dir() / "train.yaml").train
+    return dataclasses.replace(TrainSettings.from_config(train).update, **changes)
+
+
 def update_once(micro: int, agg: str = "token_mean") -> dict[str, torch.Tensor]:
     model = tiny_lm()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     packed = pack(PROMPTS, COMPLETIONS, pad_id=0)
     policy_update(model, opt, None, packed, torch.tensor([1.0, -0.5, 2.0]),
-                  UpdateConfig(micro_batch_size=micro, loss_agg=agg, max_grad_norm=1e9))
+                  update_config(micro_batch_size=micro, loss_agg=agg, max_grad_norm=1e9))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -71,7 +84,7 @@ def test_positive_advantage_raises_the_completion_log_prob() -> None:
     packed = pack([[1, 2]], [[5, 6, 7]], pad_id=0)
     with torch.no_grad():
         before = (sequence_log_probs(model, packed) * packed.completion_mask).sum()
-    stats = policy_update(model, opt, None, packed, torch.tensor([1.0]), UpdateConfig())
+    stats = policy_update(model, opt, None, packed, torch.tensor([1.0]), update_config())
     with torch.no_grad():
         after = (sequence_log_probs(model, packed) * packed.completion_mask).sum()
     assert after > before
@@ -86,7 +99,7 @@ def test_several_epochs_clip_and_kl_is_measured_against_the_reference() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
     packed = pack(PROMPTS, COMPLETIONS, pad_id=0)
     stats = policy_update(model, opt, None, packed, torch.tensor([1.0, 1.0, 1.0]),
-                          UpdateConfig(ppo_epochs=4, mini_batch_size=1, kl_coef=0.1),
+                          update_config(ppo_epochs=4, mini_batch_size=1, kl_coef=0.1),
                           ref_model=ref)
     assert stats["clip_frac"] > 0  # later epochs move the ratio past 1 + ε
     assert stats["kl"] > 0
@@ -101,7 +114,7 @@ def test_loss_scale_scales_the_sgd_step() -> None:
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         policy_update(model, opt, None, pack(PROMPTS, COMPLETIONS, pad_id=0),
                       torch.tensor([1.0, -0.5, 2.0]),
-                      UpdateConfig(max_grad_norm=1e9, loss_scale=scale))
+                      update_config(max_grad_norm=1e9, loss_scale=scale))
         steps[scale] = {k: v - start[k] for k, v in model.state_dict().items()}
     for key in start:
         torch.testing.assert_close(steps[0.25][key], 0.25 * steps[1.0][key], rtol=1e-4, atol=1e-7)

@@ -59,6 +59,28 @@ def default_config(name: str) -> dict[str, Any]:
     return as_dict(OmegaConf.load(config_dir() / "domain" / f"{name}.yaml"))
 
 
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, nested mappings merged key by key (other values replaced)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = (merge_config(out[k], v) if isinstance(v, Mapping)
+                  and isinstance(out.get(k), Mapping) else v)
+    return out
+
+
+def _keep_levels(df: Any, levels: Sequence[int], path: Path) -> Any:
+    """The rows of `df` whose level is in `levels`; every level asked for must have a task."""
+    if "level" not in df.columns:
+        raise UserError(f"{path} has no `level` column, so levels cannot be kept; map one in "
+                        "domain.columns.level or set the levels to null")
+    present = sorted({int(v) for v in df["level"].dropna()})
+    missing = [int(v) for v in levels if int(v) not in present]
+    if missing:
+        raise UserError(f"no task in {path} has level {', '.join(map(str, missing))}; its levels "
+                        f"are {', '.join(map(str, present)) or 'none'}")
+    return df[df["level"].isin([int(v) for v in levels])].reset_index(drop=True)
+
+
 def repo_data_dir() -> Path:
     """`data/` of the source checkout if there is one, else `./data`."""
     checkout = Path(__file__).resolve().parents[2] / "data"
@@ -83,38 +105,56 @@ class Domain:
     instruction: ClassVar[str] = ""  # appended to text prompts by `render_prompt`
 
     def __init__(self, cfg: Any = None) -> None:
-        self.cfg = as_dict(cfg) if cfg is not None else default_config(self.name)
-        self.reward_cfg = dict(self.cfg.get("reward") or {})
+        self.cfg = self.config(cfg)
+        self.reward_cfg = dict(self.cfg["reward"])
+
+    def config(self, cfg: Any = None) -> dict[str, Any]:
+        """`cfg` over the shipped conf/domain/<name>.yaml: the YAML holds every default, so a
+        partial config (from Python) reads the same values a composed Hydra config carries."""
+        return merge_config(default_config(self.name), as_dict(cfg))
 
     # ---- data -----------------------------------------------------------------------------
     def data_dir(self, cfg: Mapping[str, Any] | None = None) -> Path:
         cfg = self.cfg if cfg is None else cfg
-        root = cfg.get("data_dir")
+        root = cfg["data_dir"]
         return Path(root).expanduser() if root else repo_data_dir()
 
     def data_path(self, split: str = "train", cfg: Mapping[str, Any] | None = None) -> Path:
         """Where `split` lives: `data.<split>` resolved against `data_dir` (absolute: as is)."""
         cfg = self.cfg if cfg is None else cfg
-        data = cfg.get("data") or {}
+        data = cfg["data"] or {}
         if split not in data or not data[split]:
             raise UserError(f"domain.data.{split} is not set for domain {self.name}; "
                             f"known splits: {', '.join(data) or 'none'}")
         path = Path(str(data[split])).expanduser()
         return path if path.is_absolute() else self.data_dir(cfg) / path
 
-    def load(self, cfg: Any = None, split: str = "train") -> Any:
-        """The `split` task table of this domain as a validated DataFrame (DESIGN.md §4)."""
+    def load(self, cfg: Any = None, split: str = "train", *, levels: Sequence[int] | None = None,
+             max_tasks: int | None = None, key: str = "max_tasks") -> Any:
+        """The `split` task table of this domain as a validated DataFrame (DESIGN.md §4).
+
+        `levels` keeps the tasks of those levels (an error names the levels the table has when
+        none matches one of them); then `max_tasks` keeps the first that many. `key` is the
+        config key `max_tasks` came from, for the error message.
+        """
         from bots_cli.domains.table import load_task_table
 
-        conf = self.cfg if cfg is None else as_dict(cfg)
-        columns = conf.get("columns") or {c: c for c in ("task_id", "prompt", "answer")}
+        conf = self.cfg if cfg is None else self.config(cfg)
         path = self.data_path(split, conf)
-        df = load_task_table(path, columns, self.name)
+        df = self._loaded(load_task_table(path, conf["columns"], self.name), conf, path)
         for i, answer in enumerate(df["answer"]):
             problem = self.check_answer(answer)
             if problem:
                 raise UserError(f"{path}: row {i + 1} has an answer {self.name} cannot score: "
                                 f"{problem}")
+        if levels is not None:
+            df = _keep_levels(df, levels, path)
+        if max_tasks is not None:
+            df = df.iloc[: check_int(key, max_tasks, lo=1)].reset_index(drop=True)
+        return df
+
+    def _loaded(self, df: Any, conf: Mapping[str, Any], path: Path) -> Any:
+        """A domain's own step after loading a table (math: answers from `\\boxed{}`)."""
         return df
 
     def check_answer(self, answer: str) -> str | None:
@@ -162,8 +202,8 @@ class Domain:
 
     def make_splits(self, gen_cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The eval and train splits of `generate:` in the config, disjoint by prompt."""
-        g = dict(self.cfg.get("generate") or {}) if gen_cfg is None else dict(gen_cfg)
-        seed = check_int("domain.generate.seed", g.get("seed", 0), lo=0)
+        g = dict(self.cfg["generate"]) if gen_cfg is None else dict(gen_cfg)
+        seed = check_int("domain.generate.seed", g["seed"], lo=0)
         seen: set[str] = set()
         out = {}
         for split in ("eval", "train"):  # eval first: its tasks are reserved

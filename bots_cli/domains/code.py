@@ -92,7 +92,7 @@ class Code(Domain):
             if self._sandbox is None:
                 from bots_cli.sandbox import Sandbox, SandboxConfig
 
-                self._sandbox = Sandbox(SandboxConfig.from_config(self.cfg.get("sandbox")))
+                self._sandbox = Sandbox(SandboxConfig.from_config(self.cfg["sandbox"]))
             return self._sandbox
 
     def generate_task(self, rng: random.Random, level: int) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class Code(Domain):
         from bots_cli.sandbox import count_passed
 
         passed, total = count_passed(result, expected), len(expected)
-        graded = bool(self.reward_cfg.get("graded", False))
+        graded = bool(self.reward_cfg["graded"])
         reward = passed / total if graded else float(passed == total)
         return Score(reward, {"passed": passed, "tests": total, "status": result.status,
                               "isolated": result.isolated})

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Mapping
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from bots_cli.domains.base import Domain, Score, task_field
@@ -75,26 +77,22 @@ class Math(Domain):
     def checker(self) -> MathChecker:
         with self._lock:
             if self._checker is None:
-                self._checker = MathChecker(
-                    timeout_s=float(self.reward_cfg.get("timeout_s", 5.0)),
-                    workers=int(self.reward_cfg.get("workers", 2)))
+                self._checker = MathChecker(timeout_s=float(self.reward_cfg["timeout_s"]),
+                                            workers=int(self.reward_cfg["workers"]))
             return self._checker
 
-    def load(self, cfg: Any = None, split: str = "train") -> Any:
-        from bots_cli.domains.base import as_dict
-
-        conf = self.cfg if cfg is None else as_dict(cfg)
-        df = super().load(conf, split)
-        if conf.get("answer_from_boxed"):
-            answers = []
-            for i, text in enumerate(df["answer"]):
-                boxed = last_boxed(text)
-                if boxed is None:
-                    raise UserError(f"{self.data_path(split, conf)}: row {i + 1}'s answer has no "
-                                    f"\\boxed{{...}} (domain.answer_from_boxed is true); map "
-                                    f"domain.columns.answer to a column holding final answers")
-                answers.append(boxed)
-            df["answer"] = answers
+    def _loaded(self, df: Any, conf: Mapping[str, Any], path: Path) -> Any:
+        if not conf["answer_from_boxed"]:
+            return df
+        answers = []
+        for i, text in enumerate(df["answer"]):
+            boxed = last_boxed(text)
+            if boxed is None:
+                raise UserError(f"{path}: row {i + 1}'s answer has no \\boxed{{...}} "
+                                "(domain.answer_from_boxed is true); map domain.columns.answer "
+                                "to a column holding final answers")
+            answers.append(boxed)
+        df["answer"] = answers
         return df
 
     def generate_task(self, rng: random.Random, level: int) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def build_engine(
     the engine shares its GPU with a trainer, so vLLM's sleep mode (`engine.enable_sleep_mode`)
     is used; profiling and evaluation never sleep and leave it off.
     """
-    name = str(engine_cfg.get("name"))
+    name = str(engine_cfg.name)
     if name == "hf":
         from bots_cli.engines.hf import HFEngine
 
@@ -43,8 +43,7 @@ def build_engine(
             from bots_cli.models.loading import load_model_and_tokenizer
 
             model, tokenizer = load_model_and_tokenizer(model_cfg, checkpoint, domain_cfg)
-        return HFEngine(model, tokenizer, max_batch_tokens=engine_cfg.get("max_batch_tokens",
-                                                                          65536))
+        return HFEngine(model, tokenizer, max_batch_tokens=engine_cfg.max_batch_tokens)
     if name == "vllm":
         from bots_cli.engines.vllm_engine import VLLMEngine, import_vllm
 
@@ -60,10 +59,10 @@ def build_engine(
             seed=engine_cfg.seed,
             enable_sleep_mode=colocated and bool(engine_cfg.enable_sleep_mode),
             sleep_level=engine_cfg.sleep_level,
-            max_model_len=engine_cfg.get("max_model_len"),
-            enforce_eager=bool(engine_cfg.get("enforce_eager", False)),
-            max_num_batched_tokens=engine_cfg.get("max_num_batched_tokens"),
-            push_chunk_mb=engine_cfg.get("push_chunk_mb", 512),
+            max_model_len=engine_cfg.max_model_len,
+            enforce_eager=bool(engine_cfg.enforce_eager),
+            max_num_batched_tokens=engine_cfg.max_num_batched_tokens,
+            push_chunk_mb=engine_cfg.push_chunk_mb,
         )
     raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
 

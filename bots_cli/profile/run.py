@@ -223,9 +223,8 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
     check_chunked_job(cfg.profile, "profile")
     sampling = SamplingParams.from_config(cfg.sampling)
     dom = load_domain(str(cfg.domain.name), cfg.domain)
-    tasks = dom.load(cfg.domain, split=str(cfg.profile.split))
-    if cfg.profile.max_tasks is not None:
-        tasks = tasks.iloc[: int(cfg.profile.max_tasks)]
+    tasks = dom.load(cfg.domain, split=str(cfg.profile.split), max_tasks=cfg.profile.max_tasks,
+                     key="profile.max_tasks")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     out_dir = profiles_dir(cfg.profile.dir)

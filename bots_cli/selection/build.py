@@ -16,30 +16,41 @@ from bots_cli.selection.bots import BotsSelector
 _BOTS_KEYS = ("lam", "rho", "target", "m", "gamma", "prior", "mode", "tau")
 
 
+def _keys(cfg: Mapping[str, Any], *keys: str) -> list[Any]:
+    """The values of `keys` in a selector's config: conf/selector/ holds every default, so a
+    missing key is an error rather than a silent second default."""
+    missing = [k for k in keys if k not in cfg]
+    if missing:
+        raise InvalidValue(f"{missing[0]} is missing from the {cfg.get('name')} selector's config "
+                           f"(its keys: {', '.join(keys)}); start from conf/selector/")
+    return [cfg[k] for k in keys]
+
+
 def _bots(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
-    kwargs = {k: cfg[k] for k in _BOTS_KEYS if k in cfg}
-    kwargs["prior"] = tuple(kwargs.get("prior", (1.0, 1.0)))
+    kwargs = dict(zip(_BOTS_KEYS, _keys(cfg, *_BOTS_KEYS), strict=True))
+    kwargs["prior"] = tuple(kwargs["prior"])
     sel = BotsSelector(n, weak=weak, strong=strong, seed=seed, **kwargs)
     sel.name = str(cfg["name"])  # mopps / implicit_only are BOTS under another name
     return sel
 
 
 def _mopps(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
-    if float(cfg.get("rho", 0.0)) != 0.0:
+    if float(_keys(cfg, "rho")[0]) != 0.0:
         raise InvalidValue(f"rho: mopps is BOTS with rho = 0, got rho={cfg['rho']}; use "
                            "selector=bots to weight implicit evidence")
     return _bots(cfg, n, weak, strong, seed)
 
 
 def _implicit_only(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
-    if float(cfg.get("lam", 1.0)) != 1.0 or float(cfg.get("rho", 1.0)) != 1.0:
+    lam, rho = _keys(cfg, "lam", "rho")
+    if float(lam) != 1.0 or float(rho) != 1.0:
         raise InvalidValue(f"lam/rho: implicit_only is BOTS with lam = rho = 1, got "
-                           f"lam={cfg.get('lam')}, rho={cfg.get('rho')}; use selector=bots instead")
+                           f"lam={lam}, rho={rho}; use selector=bots instead")
     return _bots(cfg, n, weak, strong, seed)
 
 
 def _reference(cfg: Mapping[str, Any], weak: Any, strong: Any) -> Any:
-    which = check_choice("reference", cfg.get("reference", "weak"), ("weak", "strong"))
+    which = check_choice("reference", _keys(cfg, "reference")[0], ("weak", "strong"))
     rates = weak if which == "weak" else strong
     if rates is None:
         raise InvalidValue(f"reference: {cfg['name']} needs the {which} reference's pass rates, "
@@ -52,8 +63,8 @@ def _uniform(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) 
 
 
 def _offline_band(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
-    return OfflineBandSelector(n, _reference(cfg, weak, strong), lo=cfg.get("lo", 0.2),
-                               hi=cfg.get("hi", 0.8), seed=seed)
+    lo, hi = _keys(cfg, "lo", "hi")
+    return OfflineBandSelector(n, _reference(cfg, weak, strong), lo=lo, hi=hi, seed=seed)
 
 
 def _easy2hard(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
@@ -75,7 +86,7 @@ def needs_references(cfg: Mapping[str, Any]) -> bool:
     name = cfg.get("name")
     if name in ("offline_band", "easy2hard"):
         return True
-    return name in ("bots", "implicit_only") and float(cfg.get("rho", 0.0)) > 0.0
+    return name in ("bots", "implicit_only") and float(cfg["rho"]) > 0.0
 
 
 def build_selector(
@@ -96,7 +107,7 @@ def build_selector(
     """
     name = check_choice(f"{key}.name", cfg.get("name"), tuple(BUILDERS))
     resolved = dict(cfg)
-    if resolved.get("m", 0) is None:
+    if "m" in resolved and resolved["m"] is None:
         if group_size is None:
             raise InvalidValue(f"{key}.m is null (= the rollout group size) but no group size was "
                                "given; set m or pass group_size")

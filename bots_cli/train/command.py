@@ -55,7 +55,7 @@ def open_run_log(cfg: Any, run_dir: Path, resume_step: int | None) -> Any:
 
     name, group = wandb_names(cfg)
     return RunLog(run_dir, logger=plain(cfg.logger), run_name=name, group=group,
-                  config=plain(cfg), resume_step=resume_step)
+                  config=plain(cfg), resume_step=resume_step, tags=[str(cfg.selector.name)])
 
 
 def wandb_names(cfg: Any) -> tuple[str, str | None]:

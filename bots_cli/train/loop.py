@@ -123,9 +123,8 @@ class Trainer:
         self.step_done = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
 
-        eval_tasks = self.dom.load(cfg.domain, split="eval")
-        if self.s.eval_tasks is not None:
-            eval_tasks = eval_tasks.iloc[: self.s.eval_tasks]
+        eval_tasks = self.dom.load(cfg.domain, split="eval", max_tasks=self.s.eval_tasks,
+                                   key="train.eval_tasks")
         from bots_cli.evaluation import HeldOut
 
         self.held_out = HeldOut(self.dom, eval_tasks, self.tokenizer) if self.s.eval_every else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class RunLog:
         group: str | None = None,
         config: dict[str, Any] | None = None,
         resume_step: int | None = None,
+        tags: Sequence[str] = (),  # wandb tags besides the logger config's own `tags`
     ) -> None:
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -77,7 +79,8 @@ class RunLog:
         self.wandb_run: Any = None
         logger = logger or {"name": "none"}
         if logger.get("name") == "wandb":
-            self.wandb_run = self._start_wandb(logger, run_name, group, config, resume_step)
+            self.wandb_run = self._start_wandb(logger, run_name, group, config, resume_step,
+                                               [*tags, *logger["tags"]])
 
     def _truncate(self, step: int) -> None:
         for path in (self.metrics_path, self.samples_path):
@@ -92,7 +95,8 @@ class RunLog:
                                 for row in kept.to_dict("records")]
 
     def _start_wandb(self, cfg: dict[str, Any], name: str, group: str | None,
-                     config: dict[str, Any] | None, resume_step: int | None) -> Any:
+                     config: dict[str, Any] | None, resume_step: int | None,
+                     tags: list[str]) -> Any:
         import wandb
 
         id_file = self.run_dir / "wandb_id.txt"
@@ -102,13 +106,14 @@ class RunLog:
             run_id = uuid.uuid4().hex[:8]  # kept in the run dir: a resumed run continues it
             write_text(id_file, run_id + "\n")
         return wandb.init(
-            project=cfg.get("project", "bots"),
-            entity=cfg.get("entity"),
+            project=cfg["project"],
+            entity=cfg["entity"],
             dir=str(self.run_dir),
             name=name or None,
             group=group,
             config=config,
-            mode=wandb_mode(cfg.get("mode", "auto")),  # type: ignore[arg-type]
+            mode=wandb_mode(cfg["mode"]),  # type: ignore[arg-type]
+            tags=list(dict.fromkeys(str(t) for t in tags)) or None,
             id=run_id,
             resume="allow" if resume_step is not None else None,
         )

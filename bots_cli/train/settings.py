@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
+from bots_cli.train.grpo import LossAggregation
 from bots_cli.train.update import UpdateConfig
 
-LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
+LOSS_AGGREGATIONS: tuple[str, ...] = get_args(LossAggregation)
 PRECISIONS = ("auto", "fp32", "bf16-mixed", "bf16")
 
 
@@ -76,7 +77,7 @@ class TrainSettings:
             batch_size=batch,
             group_size=group,
             max_tasks=_optional_int("train.max_tasks", t.max_tasks, lo=1),
-            levels=None if t.get("levels") is None else tuple(
+            levels=None if t.levels is None else tuple(
                 check_int("train.levels[]", v) for v in t.levels),
             lr=lr,
             warmup_steps=check_int("train.warmup_steps", t.warmup_steps, lo=0),
@@ -97,10 +98,10 @@ class TrainSettings:
                                           lo_open=True),
             ),
             scale_by_std=bool(t.scale_by_std),
-            loss_norm=check_choice("train.loss_norm", t.get("loss_norm", "kept"),
+            loss_norm=check_choice("train.loss_norm", t.loss_norm,
                                    ("kept", "batch")),
             precision=check_choice("train.precision", t.precision, PRECISIONS),
-            gradient_checkpointing=bool(t.get("gradient_checkpointing", False)),
+            gradient_checkpointing=bool(t.gradient_checkpointing),
             eval_every=check_int("train.eval_every", t.eval_every, lo=0),
             eval_tasks=_optional_int("train.eval_tasks", t.eval_tasks, lo=1),
             eval_n=check_int("train.eval_n", t.eval_n, lo=1),

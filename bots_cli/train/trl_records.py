@@ -60,9 +60,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         if s.eval_every:
             from bots_cli.evaluation import HeldOut
 
-            tasks = dom.load(cfg.domain, split="eval")
-            if s.eval_tasks is not None:
-                tasks = tasks.iloc[: s.eval_tasks]
+            tasks = dom.load(cfg.domain, split="eval", max_tasks=s.eval_tasks,
+                             key="train.eval_tasks")
             self.held_out = HeldOut(dom, tasks, tokenizer)
 
     def attach(self, trainer: Any) -> None:
@@ -89,7 +88,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         model.eval()
         try:
             engine = HFEngine(model, self.trainer.processing_class,
-                              max_batch_tokens=self.cfg.engine.get("max_batch_tokens", 65536))
+                              max_batch_tokens=self.cfg.engine.max_batch_tokens)  # engine=hf
             result = self.held_out.evaluate(engine, self.s.eval_n,
                                             SamplingParams.from_config(self.cfg.sampling),
                                             self.s.eval_seed)

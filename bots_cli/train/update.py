@@ -61,14 +61,17 @@ def sequence_log_probs(model: Any, packed: Packed) -> torch.Tensor:  # (N, L-1)
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    ppo_epochs: int = 1  # passes over the batch
-    mini_batch_size: int = 0  # completions per optimizer step; 0 = the whole batch
-    micro_batch_size: int = 0  # completions per forward/backward (gradient accumulation); 0 = mini
-    clip_eps: float = 0.2
-    clip_eps_high: float | None = None
-    kl_coef: float = 0.0
-    loss_agg: LossAggregation = "token_mean"
-    max_grad_norm: float = 1.0
+    """The update's settings; their defaults live in conf/train.yaml (`TrainSettings` reads them),
+    only the two the loop derives per batch have one here."""
+
+    ppo_epochs: int  # passes over the batch
+    micro_batch_size: int  # completions per forward/backward (gradient accumulation); 0 = mini
+    clip_eps: float  # PPO clip range of the ratio
+    clip_eps_high: float | None  # upper clip range; None = clip_eps
+    kl_coef: float  # weight of the k3 KL penalty to the reference policy
+    loss_agg: LossAggregation  # how per-token losses become one number
+    max_grad_norm: float  # gradient clipping (global L2 norm)
+    mini_batch_size: int = 0  # completions per optimizer step; 0 = the whole batch (per batch)
     loss_scale: float = 1.0  # multiplies the loss (train.loss_norm=batch: kept share of the batch)
 
 
