@@ -27,8 +27,7 @@ import numpy as np
 from bots_cli.atomic import write_text
 from bots_cli.checks import check_int, check_range
 from bots_cli.errors import UserError
-from bots_cli.evaluation import EvalResult, HeldOut
-from bots_cli.seeds import derive_seed
+from bots_cli.evaluation import EvalResult, HeldOut, resume_table, score_in_chunks
 
 COLUMNS = ["step", "task_id", "level", "n", "successes", "correct", "avg_at_k", "pass_at_k"]
 
@@ -108,23 +107,21 @@ def eval_settings(cfg: Any, domain_cfg: Any, sampling: Any) -> dict[str, Any]:
             "stop": list(sampling.stop), "seed": int(cfg.evaluate.seed)}
 
 
-def _existing(path: Path, settings: dict[str, Any]) -> Any:
-    """The results already in `path` (made with these settings), or an empty table."""
-    import pandas as pd
+def _read(path: Path) -> tuple[Any, dict[str, Any]]:
     import pyarrow.parquet as pq
 
     from bots_cli.profile.table import settings_of
 
-    if not path.is_file():
-        return pd.DataFrame(columns=COLUMNS)
     table = pq.read_table(path)
-    saved = settings_of(table)
-    if saved != settings:
-        k = next((k for k in settings if saved.get(k) != settings[k]), "settings")
-        raise UserError(f"{path} was evaluated with other settings ({k}: {saved.get(k)!r} there, "
-                        f"{settings.get(k)!r} now); set evaluate.overwrite=true to start afresh, "
-                        "or use the same settings to resume")
-    return table.to_pandas()
+    return table.to_pandas(), settings_of(table)
+
+
+def _existing(path: Path, settings: dict[str, Any], overwrite: bool) -> Any:
+    """The results already in `path` (made with these settings), or an empty table."""
+    import pandas as pd
+
+    return resume_table(path, settings, _read, pd.DataFrame(columns=COLUMNS),
+                        "evaluate.overwrite", overwrite, made="evaluated")
 
 
 def _rows(step: int, result: EvalResult) -> Any:
@@ -155,28 +152,24 @@ def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg
     """Evaluate one model on one domain's held-out tasks, chunk by chunk; the full table."""
     import pandas as pd
 
-    from bots_cli.profile.run import TaskProgress
     from bots_cli.profile.table import write_with_settings
 
     dom, tasks = _tasks(cfg, domain_cfg)
     settings = eval_settings(cfg, domain_cfg, sampling)
-    table = _existing(path, settings)
-    done = set(table.loc[table["step"] == step, "task_id"].astype(str))
+    tables = [_existing(path, settings, bool(cfg.evaluate.overwrite))]
+    done = set(tables[0].loc[tables[0]["step"] == step, "task_id"].astype(str))
     held = HeldOut(dom, tasks, tokenizer)
-    size, k = settings["chunk_size"], settings["n"]
-    todo_total = sum(t not in done for t in held.task_ids)
-    with TaskProgress(f"step {step}: {dom.name}", todo_total) as advance:
-        for chunk, start in enumerate(range(0, len(held), size)):
-            todo = [i for i in range(start, min(start + size, len(held)))
-                    if held.task_ids[i] not in done]
-            if not todo:
-                continue
-            result = held.evaluate(engine, k, sampling, derive_seed(settings["seed"], chunk),
-                                   todo)
-            table = pd.concat([table, _rows(step, result)], ignore_index=True)
-            write_with_settings(path, table[COLUMNS], settings)  # the resume point
-            advance(len(todo))
-    return table
+
+    def score(idx: list[int], seed: int) -> Any:
+        return _rows(step, held.evaluate(engine, settings["n"], sampling, seed, idx))
+
+    def save(rows: Any) -> None:
+        tables[:] = [pd.concat([*tables, rows], ignore_index=True)]
+        write_with_settings(path, tables[0][COLUMNS], settings)
+
+    score_in_chunks(f"step {step}: {dom.name}", [t not in done for t in held.task_ids],
+                    settings["chunk_size"], settings["seed"], score, save, path)
+    return tables[0]
 
 
 def summarise(table: Any, domain: str, k: int) -> dict[int, dict[str, float]]:
@@ -212,7 +205,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from bots_cli.engines import SamplingParams, build_engine
-    from bots_cli.profile.run import check_chunked_job, engine_tokenizer
+    from bots_cli.evaluation import check_chunked_job
+    from bots_cli.profile.run import engine_tokenizer
 
     check_chunked_job(cfg.evaluate, "evaluate")
     run, saved, models = targets(cfg)
@@ -228,10 +222,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     k = int(cfg.evaluate.n)
     paths = {str(d.name): out_dir / "evaluations" / f"{d.name}.parquet" for d in doms}
     for domain_cfg in doms:  # settings are checked before any model is loaded
-        path = paths[str(domain_cfg.name)]
-        if cfg.evaluate.overwrite:
-            path.unlink(missing_ok=True)
-        _existing(path, eval_settings(cfg, domain_cfg, sampling))
+        _existing(paths[str(domain_cfg.name)], eval_settings(cfg, domain_cfg, sampling),
+                  bool(cfg.evaluate.overwrite))
     tables: dict[str, Any] = {}
     for step, model_cfg in models:
         with build_engine(engine_cfg, model_cfg, domain_cfg=doms[0]) as engine:

@@ -1,20 +1,32 @@
-"""Scoring a model on held-out tasks: k completions per task, avg@k, pass@k, per level.
+"""Scoring a model on a task set: k completions per task, avg@k, pass@k, per level.
 
-Used by `bots train` (its periodic `eval/*` metrics) and by `bots evaluate`. Every evaluation
-samples with the same seed, so two evaluations of the same weights draw the same completions and
-a difference between two checkpoints measures the weights, not the sampling noise.
+Used by `bots train` (its periodic `eval/*` metrics), `bots evaluate` and `bots profile-refs`.
+Every evaluation samples with the same seed, so two evaluations of the same weights draw the same
+completions and a difference between two checkpoints measures the weights, not the sampling noise.
+
+The two commands that score whole task sets (`evaluate`, `profile-refs`) share one resumable
+loop, `score_in_chunks`: chunk c of the tasks samples with a seed derived from (seed, c), and each
+chunk's rows are saved (atomically, with the settings in the file's metadata) before the next
+starts. A killed run resumes from its file (`resume_table` checks the settings are the same) and
+gives exactly the table an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_choice, check_int
+from bots_cli.errors import UserError
 from bots_cli.metrics import pass_at_k
+from bots_cli.seeds import derive_seed
 
 
 @dataclass
@@ -71,17 +83,118 @@ class HeldOut:
         return len(self.rows)
 
     def evaluate(self, engine: Any, k: int, sampling: Any, seed: int,
-                 subset: Sequence[int] | None = None) -> EvalResult:
-        """k completions of every task (or of `subset`) sampled with `seed`, and their rewards."""
+                 subset: Sequence[int] | None = None,
+                 timings: dict[str, float] | None = None) -> EvalResult:
+        """k completions of every task (or of `subset`) sampled with `seed`, and their rewards.
+
+        `timings`, if given, accumulates the seconds spent in `generate` and in `reward`.
+        """
         idx = list(range(len(self.rows))) if subset is None else list(subset)
         params = dataclasses.replace(sampling, seed=seed)
+        started = time.perf_counter()
         groups = engine.generate([self.prompts[i] for i in idx], k, params)
+        generated = time.perf_counter()
         texts = [[c.text for c in g] for g in groups]
         rewards = self.dom.rewards([t for g in texts for t in g],
                                    [self.rows[i] for i in idx for _ in range(k)])
+        if timings is not None:
+            timings["generate"] = timings.get("generate", 0.0) + generated - started
+            timings["reward"] = timings.get("reward", 0.0) + time.perf_counter() - generated
         return EvalResult(
             task_ids=[self.task_ids[i] for i in idx],
             levels=None if self.levels is None else self.levels[idx],
             rewards=np.asarray(rewards, dtype=np.float64).reshape(len(idx), k),
             texts=texts,
         )
+
+
+def check_chunked_job(section: Any, key: str) -> None:
+    """The options `profile-refs` and `evaluate` share: n, chunk_size, split, max_tasks."""
+    check_int(f"{key}.n", section.n, lo=1)
+    check_int(f"{key}.chunk_size", section.chunk_size, lo=1)
+    check_choice(f"{key}.split", section.split, ("train", "eval"))
+    if section.max_tasks is not None:
+        check_int(f"{key}.max_tasks", section.max_tasks, lo=1)
+
+
+def resume_table(path: Path, settings: dict[str, Any], read: Callable[[Path], tuple[Any, dict]],
+                 empty: Any, overwrite_key: str, overwrite: bool, made: str = "made") -> Any:
+    """The rows a killed run left in `path`, when they were made with `settings`.
+
+    `read(path)` gives (frame, its saved settings); no file gives `empty`. Rows made with other
+    settings are dropped when `overwrite`, else refused in one line naming the first setting that
+    differs and `overwrite_key` ("<path> was <made> with other settings ...").
+    """
+    if not path.is_file():
+        return empty
+    frame, saved = read(path)
+    if saved != settings and overwrite:
+        return empty
+    if saved != settings:
+        k = next((k for k in settings if saved.get(k) != settings[k]), "settings")
+        raise UserError(f"{path} was {made} with other settings ({k}: {saved.get(k)!r} there, "
+                        f"{settings.get(k)!r} now); set {overwrite_key}=true to start afresh, or "
+                        "use the same settings to resume")
+    return frame
+
+
+def score_in_chunks(label: str, pending: Sequence[bool], chunk_size: int, seed: int,
+                    score: Callable[[list[int], int], Any], save: Callable[[Any], None],
+                    where: Path) -> None:
+    """Score the pending tasks chunk by chunk: `score(indices, seed)` gives a chunk's rows,
+    `save(rows)` makes them durable (the resume point).
+
+    Chunks are fixed slices of the whole task list, so chunk c always has seed
+    derive_seed(seed, c) whichever of its tasks are still pending: a resumed run samples what an
+    uninterrupted one would. A resume and an interruption each say so in one line.
+    """
+    todo, total = int(sum(pending)), len(pending)
+    if todo < total:
+        print(f"{label}: resuming {where}: {total - todo} of {total} tasks already done",
+              file=sys.stderr)
+    done = 0
+    try:
+        with TaskProgress(label, todo) as advance:
+            for chunk, start in enumerate(range(0, total, chunk_size)):
+                idx = [i for i in range(start, min(start + chunk_size, total)) if pending[i]]
+                if idx:
+                    save(score(idx, derive_seed(seed, chunk)))
+                    done += len(idx)
+                    advance(len(idx))
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted; {total - todo + done} of {total} tasks are saved in "
+              f"{where}: run the same command to resume", file=sys.stderr)
+        raise
+
+
+class TaskProgress:
+    """A rich progress bar with throughput and ETA, advanced by tasks done."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+
+    def __enter__(self) -> Callable[[int], None]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=self.total, rate="")
+        self.started = time.perf_counter()
+        self.count = 0
+
+        def advance(k: int) -> None:
+            self.count += k
+            rate = self.count / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.update(self.task, advance=k, rate=f"{rate:.1f} tasks/s")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()

@@ -10,7 +10,6 @@ would.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,7 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import atomic_path, write_json, write_text
-from bots_cli.checks import check_choice, check_int
-from bots_cli.errors import UserError
 from bots_cli.profile.table import pass_rate_summary, profile_path, read_profile, write_profile
-from bots_cli.seeds import derive_seed
 
 ROLES = ("weak", "strong")
 
@@ -79,27 +75,6 @@ def profile_settings(cfg: Any, model_cfg: Any, sampling: Any) -> dict[str, Any]:
     }
 
 
-def _existing(path: Path, settings: dict[str, Any], overwrite: bool) -> Any:
-    """The rows already profiled with these settings (an empty frame if none)."""
-    import pandas as pd
-
-    empty = pd.DataFrame(columns=["task_id", "model", "n", "successes", "pass_rate"])
-    if not path.is_file():
-        return empty
-    frame, saved = read_profile(path)
-    if saved != settings:
-        if overwrite:
-            return empty
-        diff = [k for k in settings if saved.get(k) != settings[k]]
-        k = diff[0] if diff else "settings"
-        raise UserError(
-            f"{path} was profiled with other settings ({k}: {saved.get(k)!r} there, "
-            f"{settings.get(k)!r} now); set profile.overwrite=true to start afresh, or use the "
-            "same settings to resume"
-        )
-    return frame
-
-
 def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
                   out_dir: Path, timings: dict[str, float] | None = None) -> Any:
     """Profile one reference on `tasks`; returns its complete profile table.
@@ -111,51 +86,40 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
     import pandas as pd
 
     from bots_cli.engines import build_engine
-    from bots_cli.models.loading import render_prompt_for_model
+    from bots_cli.evaluation import HeldOut, resume_table, score_in_chunks
 
     model_cfg = cfg.refs[role]
     settings = profile_settings(cfg, model_cfg, sampling)
     path = profile_path(out_dir, settings["domain"], settings["model"], settings["split"])
-    done = _existing(path, settings, bool(cfg.profile.overwrite))
-    todo_mask = ~tasks["task_id"].isin(set(done["task_id"]))
-    if not todo_mask.any():
+    empty = pd.DataFrame(columns=["task_id", "model", "n", "successes", "pass_rate"])
+    done = resume_table(path, settings, read_profile, empty, "profile.overwrite",
+                        bool(cfg.profile.overwrite), made="profiled")
+    pending = (~tasks["task_id"].isin(set(done["task_id"]))).to_list()
+    if not any(pending):
         print(f"{settings['model']}: all {len(tasks)} tasks already profiled in {path}")
         return done
 
-    def clock(key: str, since: float) -> float:
-        now = time.perf_counter()
-        timings[key] = timings.get(key, 0.0) + now - since
-        return now
-
-    n, size = settings["n"], settings["chunk_size"]
+    n = settings["n"]
     frames = [done]
-    with build_engine(cfg.engine, model_cfg, domain_cfg=cfg.domain) as engine, \
-            TaskProgress(f"{role}: {settings['model']}", int(todo_mask.sum())) as advance:
-        tokenizer = engine_tokenizer(engine, model_cfg, cfg.domain)
-        for chunk, start in enumerate(range(0, len(tasks), size)):
-            part = tasks.iloc[start:start + size]
-            part = part[todo_mask.iloc[start:start + size].to_numpy()]
-            if part.empty:
-                continue
-            rows = [row for _, row in part.iterrows()]
-            prompts = [render_prompt_for_model(tokenizer, dom.render_messages(r)) for r in rows]
-            params = dataclasses.replace(sampling, seed=derive_seed(sampling.seed, chunk))
+    with build_engine(cfg.engine, model_cfg, domain_cfg=cfg.domain) as engine:
+        held = HeldOut(dom, tasks, engine_tokenizer(engine, model_cfg, cfg.domain))
+
+        def score(idx: list[int], seed: int) -> Any:
+            result = held.evaluate(engine, n, sampling, seed, idx, timings)
+            successes = result.rewards.sum(axis=1)
+            return pd.DataFrame({"task_id": tasks["task_id"].iloc[idx].to_numpy(),
+                                 "model": settings["model"], "n": n, "successes": successes,
+                                 "pass_rate": successes / n})
+
+        def save(rows: Any) -> None:
             t = time.perf_counter()
-            groups = engine.generate(prompts, n, params)
-            t = clock("generate", t)
-            rewards = dom.rewards([c.text for g in groups for c in g],
-                                  [r for r in rows for _ in range(n)])
-            t = clock("reward", t)
-            successes = np.asarray(rewards, dtype=np.float64).reshape(len(rows), n).sum(axis=1)
-            frames.append(pd.DataFrame({
-                "task_id": part["task_id"].to_numpy(), "model": settings["model"], "n": n,
-                "successes": successes, "pass_rate": successes / n,
-            }))
-            table = pd.concat(frames, ignore_index=True)
-            write_profile(path, table, settings)  # the resume point
-            clock("write", t)
-            advance(len(rows))
-    clock("total", started)
+            frames.append(rows)
+            write_profile(path, pd.concat(frames, ignore_index=True), settings)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t
+
+        score_in_chunks(f"{role}: {settings['model']}", pending, settings["chunk_size"],
+                        sampling.seed, score, save, path)
+    timings["total"] = timings.get("total", 0.0) + time.perf_counter() - started
     return pd.concat(frames, ignore_index=True)
 
 
@@ -169,49 +133,6 @@ def engine_tokenizer(engine: Any, model_cfg: Any, domain_cfg: Any) -> Any:
     return tokenizer
 
 
-class TaskProgress:
-    """A rich progress bar with throughput and ETA, advanced by tasks done."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-
-    def __enter__(self) -> Any:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"),
-                            TimeRemainingColumn())
-        self.bar.start()
-        self.task = self.bar.add_task(self.label, total=self.total, rate="")
-        self.started = time.perf_counter()
-        self.count = 0
-
-        def advance(k: int) -> None:
-            self.count += k
-            rate = self.count / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.update(self.task, advance=k, rate=f"{rate:.1f} tasks/s")
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-
-def check_chunked_job(section: Any, key: str) -> None:
-    """The options `profile-refs` and `evaluate` share: n, chunk_size, split, max_tasks."""
-    check_int(f"{key}.n", section.n, lo=1)
-    check_int(f"{key}.chunk_size", section.chunk_size, lo=1)
-    check_choice(f"{key}.split", section.split, ("train", "eval"))
-    if section.max_tasks is not None:
-        check_int(f"{key}.max_tasks", section.max_tasks, lo=1)
-
-
 def profile_refs(cfg: Any) -> dict[str, Any]:
     """Profile the weak and strong references of `cfg.refs` on the domain's tasks."""
     from hydra.core.hydra_config import HydraConfig
@@ -219,6 +140,7 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
 
     from bots_cli.domains import load_domain
     from bots_cli.engines import SamplingParams
+    from bots_cli.evaluation import check_chunked_job
 
     check_chunked_job(cfg.profile, "profile")
     sampling = SamplingParams.from_config(cfg.sampling)
