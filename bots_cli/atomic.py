@@ -1,9 +1,13 @@
-"""Atomic file writes: a reader (or a resumed run) never sees half a file."""
+"""Atomic writes: a reader (or a resumed run) never sees half a file or half a directory."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,3 +39,111 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a new empty directory beside `path`; it replaces `path` only if the block succeeds.
+
+    The temporary directory is `.<name>.tmp-<pid>-<random>`. It is removed when the block raises
+    and when the process gets SIGTERM meanwhile (the signal is then delivered as usual, once the
+    directory is gone). A process killed outright (SIGKILL) cannot clean up: the next
+    `atomic_dir` on the same `path` removes the temporary directories of processes that no longer
+    run. A directory cannot be renamed over a non-empty one, so an existing `path` is first moved
+    aside (`.<name>.old-<pid>`): a reader sees the old directory, then for an instant none, then
+    the new one, never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    with _sigterm_raises():  # outermost: the directory is removed before the signal ends us
+        tmp = _new_dir(path.parent, f".{path.name}.tmp-{os.getpid()}-")
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what `atomic_dir(path)` of a process that no longer runs left beside `path`, and
+    return it. A moved-aside old directory whose replacement never arrived is put back."""
+    path, removed = Path(path), []
+    for kind in ("old", "tmp"):
+        prefix = f".{path.name}.{kind}-"
+        for leftover in sorted(path.parent.glob(f"{prefix}*")):
+            pid = leftover.name[len(prefix):].split("-")[0]
+            if not pid.isdigit() or _running(int(pid)):
+                continue
+            if kind == "old" and not path.exists():
+                os.replace(leftover, path)  # killed between the two renames
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(leftover)
+    return removed
+
+
+def follow_umask(root: Path) -> None:
+    """Give `root` and everything under it the permissions the umask gives new files (0644 and
+    0755 under umask 022): some writers, safetensors among them, create their files 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for where, _, files in os.walk(root):
+        os.chmod(where, 0o777 & ~mask)
+        for name in files:
+            file = os.path.join(where, name)
+            executable = os.stat(file).st_mode & 0o100
+            os.chmod(file, (0o777 if executable else 0o666) & ~mask)
+
+
+def _new_dir(parent: Path, prefix: str) -> Path:
+    """A new directory `<parent>/<prefix><random>`, made with the umask (mkdtemp's is 0700)."""
+    while True:
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived inside `_sigterm_raises`: unwinds the block so its cleanup runs."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception for the duration of the block (main thread only: signal
+    handlers cannot be set elsewhere), then deliver it again with the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)  # the default handler ends the process here
+        raise SystemExit(128 + signal.SIGTERM) from None  # a handler that returned
+    finally:
+        signal.signal(signal.SIGTERM, previous)

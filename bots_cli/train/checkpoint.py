@@ -3,21 +3,22 @@
 Layout (DESIGN.md §4): `<run>/checkpoints/step_N/` holds `model/` (whatever `save_model` writes,
 e.g. `save_pretrained`) and `state.pt` (optimizer, scheduler, selector state, trainer state and
 the random states of Python, numpy and torch). A checkpoint directory is first written under a
-hidden temporary name and renamed into place when complete, so every `step_N` that exists is
-whole: a run killed mid-write resumes from the previous one.
+hidden temporary name and renamed into place when complete (`bots_cli.atomic.atomic_dir`), so
+every `step_N` that exists is whole: a run killed mid-write resumes from the previous one.
 """
 
 from __future__ import annotations
 
 import random
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from bots_cli.atomic import atomic_dir
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -54,19 +55,10 @@ def save_checkpoint(
 ) -> Path:
     """Write `state` (plus the current RNG states) and the model for `step`; return its dir."""
     final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}")
-    shutil.rmtree(tmp, ignore_errors=True)  # left over from a run killed while writing
-    tmp.mkdir(parents=True)
-    save_model(tmp / "model")
-    torch.save({**state, "rng": capture_rng_state(), "step": step}, tmp / "state.pt")
-    if final.exists():  # re-saving a step (a resumed run reaching it again): replace it whole
-        old = final.with_name(f".old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
+    # Re-saving a step (a resumed run reaching it again) replaces it whole.
+    with atomic_dir(final) as tmp:
+        save_model(tmp / "model")
+        torch.save({**state, "rng": capture_rng_state(), "step": step}, tmp / "state.pt")
     return final
 
 
