@@ -9,8 +9,10 @@ import torch
 
 from bots_cli.train.grpo import (
     aggregate_loss,
+    batch_loss_scale,
     clipped_surrogate,
     group_advantages,
+    kept_update_sizes,
     kl_k3,
     token_log_probs,
 )
@@ -77,3 +79,19 @@ def test_loss_aggregations_by_hand() -> None:
         pytest.approx((0.6 + 0.4) / 2)
     with pytest.raises(ValueError, match="unknown loss aggregation"):
         aggregate_loss(per_token, mask, "sum")  # type: ignore[arg-type]
+
+
+def test_kept_update_sizes_by_hand() -> None:
+    # batch 8 tasks in mini-batches of 2 tasks = 4 optimizer steps, whatever is kept
+    assert kept_update_sizes(kept=24, batch_size=8, mini_batch_size=2, micro_batch_size=0) == (6, 6)
+    assert kept_update_sizes(kept=10, batch_size=8, mini_batch_size=2, micro_batch_size=0) == (3, 3)
+    assert kept_update_sizes(kept=10, batch_size=8, mini_batch_size=2, micro_batch_size=2) == (3, 2)
+    assert kept_update_sizes(kept=10, batch_size=8, mini_batch_size=8, micro_batch_size=16) == \
+        (10, 10)  # one step; the micro-batch never exceeds the mini-batch
+
+
+def test_batch_loss_scale_by_hand() -> None:
+    kept, every = [3, 5], [3, 5, 2, 10]  # two of four completions kept: 8 of 20 tokens
+    assert batch_loss_scale(kept, every, "token_mean") == pytest.approx(8 / 20)
+    assert batch_loss_scale(kept, every, "seq_mean_token_mean") == pytest.approx(2 / 4)
+    assert batch_loss_scale(kept, every, "seq_mean_token_sum_norm") == pytest.approx(2 / 4)

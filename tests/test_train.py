@@ -61,6 +61,7 @@ def test_smoke_run_learns_records_and_checkpoints(world: Path, tmp_path: Path) -
     assert {s["step"] for s in samples} == {0, 3, 6} and "completion" in samples[0]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["eval_final"]["step"] == 6 and summary["selector"] == "bots"
+    assert summary["checkpoint_seconds"] > 0  # two checkpoints were written and timed
 
 
 def test_selector_was_told_exactly_each_batch(world: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ BUILD = {"weak_steps": 40, "strong_steps": 120, "batch_size": 32, "lr": 0.01, "w
          "max_positions": 64}
 STEP_KEYS = {
     "train/reward_mean", "train/etr", "train/zero_variance_share", "train/loss", "train/kl",
-    "train/grad_norm", "train/response_len", "selector/capability",
+    "train/grad_norm", "train/response_len", "train/reward_timeouts", "selector/capability",
     "selector/posterior_mean_of_selected", "selector/explored_share", "time/select",
     "time/rollout", "time/reward", "time/update", "time/selector_update",
 }

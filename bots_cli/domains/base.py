@@ -247,6 +247,13 @@ class Domain:
         """The reward of `completion` for `task`, in [0, 1]; 1.0 = fully correct."""
         return self.score(completion, task).reward
 
+    @property
+    def reward_timeouts(self) -> int:
+        """How many scorings so far ran out of verifier time and were scored 0 (math-verify's
+        timeout); 0 for domains whose verifier cannot time out. Logged as
+        `train/reward_timeouts`."""
+        return 0
+
     def rewards(self, completions: Sequence[str], tasks: Sequence[Any]) -> list[float]:
         """Rewards of many (completion, task) pairs; domains with slow verifiers parallelise."""
         if len(completions) != len(tasks):

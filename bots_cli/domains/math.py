@@ -81,6 +81,10 @@ class Math(Domain):
                                             workers=int(self.reward_cfg["workers"]))
             return self._checker
 
+    @property
+    def reward_timeouts(self) -> int:
+        return 0 if self._checker is None else self._checker.timeouts
+
     def _loaded(self, df: Any, conf: Mapping[str, Any], path: Path) -> Any:
         if not conf["answer_from_boxed"]:
             return df

@@ -98,6 +98,7 @@ class MathChecker:
         self._idle: queue.Queue[Any] = queue.Queue()
         self._started = 0
         self._lock = threading.Lock()
+        self.timeouts = 0  # comparisons that ran out of time (or whose worker died): scored 0
         # Idle workers are stopped when the checker is collected or the interpreter exits.
         weakref.finalize(self, _stop_idle, self._idle)
 
@@ -125,6 +126,7 @@ class MathChecker:
         _stop(worker)
         with self._lock:
             self._started -= 1
+            self.timeouts += 1
         return False
 
     def _acquire(self) -> Any:

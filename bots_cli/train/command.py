@@ -9,13 +9,12 @@ few overrides in `RESUMABLE_OVERRIDES` may change then.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from bots_cli.atomic import write_json, write_text
 from bots_cli.errors import UserError
-from bots_cli.train.loop import Trainer
+from bots_cli.train.loop import Phases, Trainer
 
 # Overrides a resumed run may change; anything else would make it a different run.
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.eval_every", "train.checkpoint_every",
@@ -163,6 +162,7 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
                            s.log_every)
     trainer.restore_rng()
     summary: dict[str, Any] = {}
+    saving = Phases()  # checkpoints are written after their step's record: timed in the summary
     try:
         if not resuming and s.is_eval_step(0):
             metrics, samples = trainer.evaluate()
@@ -174,16 +174,19 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
             trainer.elapsed += metrics["time/step"]
             log.add_selections(step, [trainer.task_ids[i] for i in ids], successes, trials)
             if s.is_eval_step(step):
-                t = time.perf_counter()
-                evals, samples = trainer.evaluate()
-                metrics.update(evals, **{"time/eval": time.perf_counter() - t})
+                evaluation = Phases()
+                with evaluation("eval"):
+                    evals, samples = trainer.evaluate()
+                metrics.update(evals, **evaluation.metrics())
                 log.log_samples(step, samples)
             log.log(step, metrics)
             display.step(step, metrics)
             if s.is_checkpoint_step(step):
                 log.flush()
-                trainer.save(step)
+                with saving("checkpoint"):
+                    trainer.save(step)
         summary = run_summary(run_dir, cfg, s.steps, trainer.elapsed)
+        summary["checkpoint_seconds"] = round(saving.seconds.get("checkpoint", 0.0), 3)
         write_json(run_dir / "summary.json", summary)
     finally:
         display.close()

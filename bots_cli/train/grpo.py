@@ -7,6 +7,8 @@ are natural logs; losses are to be minimised.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -93,3 +95,29 @@ def aggregate_loss(
     if mode == "seq_mean_token_sum_norm":
         return (masked.sum(dim=1) / float(max_len or per_token.shape[1])).mean()
     raise ValueError(f"unknown loss aggregation {mode!r}")
+
+
+def kept_update_sizes(kept: int, batch_size: int, mini_batch_size: int,
+                      micro_batch_size: int) -> tuple[int, int]:
+    """(completions per optimizer step, per forward/backward pass) when `kept` completions of a
+    batch remain after the equal-reward groups are dropped.
+
+    The update keeps a fixed number of optimizer steps, batch_size // mini_batch_size (in tasks),
+    whatever share of groups was kept, so the steps per update do not depend on the batch's luck:
+    the kept completions are split into that many mini-batches of ceil(kept / steps).
+    `micro_batch_size` 0 means the mini-batch; it never exceeds it.
+    """
+    mini = math.ceil(kept / (batch_size // mini_batch_size))
+    return mini, min(micro_batch_size or mini, mini)
+
+
+def batch_loss_scale(kept_lengths: Sequence[int], all_lengths: Sequence[int],
+                     mode: LossAggregation) -> float:
+    """The factor `train.loss_norm=batch` multiplies the kept groups' loss by: the loss is then
+    normalised as if the dropped groups' completions (advantage 0) were still in the batch.
+
+    token_mean: kept tokens / all tokens; the per-sequence modes: kept completions / all.
+    """
+    if mode == "token_mean":
+        return sum(kept_lengths) / max(1, sum(all_lengths))
+    return len(kept_lengths) / max(1, len(all_lengths))

@@ -1,6 +1,8 @@
 """The GRPO training loop behind `bots train`: a task selector chooses every batch.
 
-One training step (`Trainer.step`), in named and timed phases (`time/<phase>` in metrics.jsonl):
+One training step (`Trainer.step`), in named phases, each timed through `Phases` (`time/<phase>`
+in the step's row of metrics.jsonl; the checkpoint, written after that row, is timed in
+summary.json's `checkpoint_seconds`):
 
     select           the selector picks `batch_size` tasks from the train pool
     rollout          the engine samples `group_size` completions per task (current weights)
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -226,6 +227,7 @@ class Trainer:
             params = dataclasses.replace(self.sampling,
                                          seed=derive_seed(self.sampling.seed, step))
             groups = self.engine.generate([p for p, _ in prompts], G, params)
+        timeouts = self.dom.reward_timeouts
         with phases("reward"):
             flat = self.dom.rewards([c.text for g in groups for c in g],
                                     [r for r in rows for _ in range(G)])
@@ -252,6 +254,7 @@ class Trainer:
             "train/response_len": float(np.mean(lengths)),
             "train/truncated_share": float(np.mean([c.finish_reason == "length"
                                                     for g in groups for c in g])),
+            "train/reward_timeouts": self.dom.reward_timeouts - timeouts,
             "selector/explored_share": float(self.ever_selected.mean()),
         }
         capability = getattr(self.selector, "capability", None)
@@ -269,7 +272,7 @@ class Trainer:
         """Advantages, then the policy update on the groups that carry a signal."""
         import torch
 
-        from bots_cli.train.grpo import group_advantages
+        from bots_cli.train.grpo import batch_loss_scale, group_advantages, kept_update_sizes
         from bots_cli.train.update import pack, policy_update
 
         advantages = group_advantages(torch.tensor(rewards), self.s.scale_by_std)  # (B, G)
@@ -281,18 +284,15 @@ class Trainer:
         packed = pack([prompts[b][1] for b, _ in rows],
                       [groups[b][g].token_ids for b, g in rows], self.pad_id)
         adv = torch.stack([advantages[b, g] for b, g in rows]).float()
-        # A fixed number of optimizer steps per update, whatever share of groups was kept.
-        chunks = self.s.batch_size // self.s.mini_batch_size
-        mini = math.ceil(len(rows) / chunks)
+        mini, micro = kept_update_sizes(len(rows), self.s.batch_size, self.s.mini_batch_size,
+                                        self.s.update.micro_batch_size)
         scale = 1.0
-        if self.s.loss_norm == "batch":  # as if the dropped groups' tokens were still there
-            every = [len(c.token_ids) for g in groups for c in g]
-            kept_tokens = sum(len(groups[b][g].token_ids) for b, g in rows)
-            scale = (kept_tokens / max(1, sum(every)) if self.s.update.loss_agg == "token_mean"
-                     else len(rows) / len(every))
-        cfg = dataclasses.replace(self.s.update, mini_batch_size=mini, loss_scale=scale,
-                                  micro_batch_size=min(self.s.update.micro_batch_size or mini,
-                                                       mini))
+        if self.s.loss_norm == "batch":
+            scale = batch_loss_scale([len(groups[b][g].token_ids) for b, g in rows],
+                                     [len(c.token_ids) for g in groups for c in g],
+                                     self.s.update.loss_agg)
+        cfg = dataclasses.replace(self.s.update, mini_batch_size=mini, micro_batch_size=micro,
+                                  loss_scale=scale)
         device = next(self.model.parameters()).device
         packed = type(packed)(packed.input_ids.to(device), packed.attention_mask.to(device),
                               packed.completion_mask.to(device))

@@ -47,6 +47,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         self._step_started = 0.0
         self._step_seconds = 0.0
         self._fed = 0  # feedback entries already recorded
+        self.dom = dom
+        self._timeouts = 0  # the domain's reward timeouts already counted (training only)
         self._pending: dict[str, Any] = {}  # this step's metrics until TRL logs
         self.log: Any = None
         self.display: Any = None
@@ -147,11 +149,14 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
                 "time/reward": phases.get("reward", 0.0) - update,
                 "time/update": max(0.0, self._step_seconds - inner),
                 "time/selector_update": update, "time/step": self._step_seconds,
+                # this process's scoring (each process scores its own share of the batch)
+                "train/reward_timeouts": self.dom.reward_timeouts - self._timeouts,
                 **gpu_memory(),
             })
             self.elapsed += self._step_seconds
         self._step_seconds = 0.0
         self._maybe_evaluate(step)
+        self._timeouts = self.dom.reward_timeouts  # an evaluation's timeouts are not training's
         if self.main and control.should_save:
             self.log.flush()  # the selections up to this checkpoint are on disk before it
 

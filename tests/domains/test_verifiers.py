@@ -137,6 +137,7 @@ def test_math_pathological_answer_is_cut_off_and_threads_are_safe() -> None:
         for t in threads:
             t.join(60)
         assert results == {"bomb": False, "ok": True, "no": False}
+        assert checker.timeouts == 1  # the bomb: scored 0 and counted (train/reward_timeouts)
         assert time.monotonic() - started < 30  # bounded: the bomb's worker was killed
         assert checker.equivalent("\\frac{1}{3}", "1/3")  # and the checker still works
     finally:
