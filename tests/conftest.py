@@ -24,8 +24,9 @@ SMALL = ["simulate.steps=30", "simulate.seeds=1", "world.n_tasks=100", "world.n_
          "simulate.plot=false"]
 
 
-def run_bots(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+def run_bots(*args: str, cwd: Path, timeout: float = 120,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "", **(env or {})}
     env.pop("HYDRA_FULL_ERROR")
     return subprocess.run([str(BOTS), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)

@@ -61,3 +61,15 @@ def test_bots_beats_uniform_on_time_to_baseline(scratch: Path) -> None:
     assert (per_run["min"] == 0).all() and (per_run["max"] == 200).all()
     assert (per_run["count"] == 201).all()
     assert (run / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_table_fits_an_80_column_terminal(scratch: Path) -> None:
+    out = run_bots("simulate", "simulate.seeds=2", "simulate.steps=40", "world.n_tasks=200",
+                   "world.n_eval=200", cwd=scratch, env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines()
+             if not line.startswith("run directory:")]  # a path is printed whole
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    assert "…" not in out.stdout  # split in two halves, never squeezed
+    assert sum("selector" in line and "final acc" in line for line in lines) == 1
+    assert sum("selector" in line and "BSF100" in line for line in lines) == 1

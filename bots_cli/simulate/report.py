@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bots_cli.atomic import atomic_path, write_json
 from bots_cli.comparison import (
@@ -15,24 +15,25 @@ from bots_cli.comparison import (
     plot_curves,
 )
 
-if TYPE_CHECKING:
-    from bots_cli.simulate.run import SimParams
+COLUMNS = {  # header -> (summary key, digits)
+    "final acc": ("final_accuracy", 3), "TTB25": ("ttb_25", 2), "TTB50": ("ttb_50", 2),
+    "TTB100": ("ttb_100", 2), "BSF100": ("bsf_100", 2), "ETR": ("etr", 2),
+    "explored": ("explored_share", 2), "ms": ("selector_ms_per_step", 2),
+}
 
 
-
-def summarise(
-    curves: dict[str, dict[int, Curve]], rows: list[dict[str, Any]], sim: SimParams
-) -> dict[str, Any]:
-    base = curves[sim.baseline]
+def summarise(curves: dict[str, dict[int, Curve]], rows: list[dict[str, Any]], *,
+              baseline: str, steps: int, seeds: int) -> dict[str, Any]:
+    """Every selector's metrics over seeds, each seed paired with the baseline's same seed."""
+    base = curves[baseline]
     selectors: dict[str, Any] = {}
     for name, by_seed in curves.items():
         per_seed = []
         for seed, curve in by_seed.items():
             run_rows = [r for r in rows if r["selector"] == name and r["seed"] == seed]
-            per_seed.append(per_seed_metrics(curve, base[seed], run_rows, sim.steps))
+            per_seed.append(per_seed_metrics(curve, base[seed], run_rows, steps))
         selectors[name] = {key: aggregate([m[key] for m in per_seed]) for key in per_seed[0]}
-    return {"baseline": sim.baseline, "budget": sim.steps, "seeds": sim.seeds,
-            "selectors": selectors}
+    return {"baseline": baseline, "budget": steps, "seeds": seeds, "selectors": selectors}
 
 
 def write_outputs(
@@ -61,32 +62,34 @@ def write_outputs(
 
 
 def print_table(summary: dict[str, Any], run_dir: Path) -> None:
+    """The comparison table; on a terminal too narrow for it, in two halves (never squeezed)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     base = summary["baseline"]
-    table = Table(
-        title=f"{summary['budget']} steps, {summary['seeds']} seed(s), mean±std over seeds",
-        caption=f"* baseline. TTBx: steps to reach {base}'s best score of the first x% of the "
-        f"budget, relative to {base} (lower is better). BSF: best score relative to {base}. "
-        "ETR: share of selected tasks with 0 < successes < trials. ms: selector time per step.",
-    )
-    for col in ("selector", "final acc", "TTB25", "TTB50", "TTB100", "BSF100", "ETR",
-                "explored", "ms"):
-        table.add_column(col, justify="left" if col == "selector" else "right", no_wrap=True)
-    for name, m in summary["selectors"].items():
-        table.add_row(
-            name + ("*" if name == base else ""),
-            format_metric(m["final_accuracy"], 3),
-            format_metric(m["ttb_25"]),
-            format_metric(m["ttb_50"]),
-            format_metric(m["ttb_100"]),
-            format_metric(m["bsf_100"]),
-            format_metric(m["etr"]),
-            format_metric(m["explored_share"]),
-            format_metric(m["selector_ms_per_step"], 2),
-        )
     console = Console()
-    console.width = max(console.width, 130)  # the table's natural width: never squeeze the numbers
-    console.print(table)
-    console.print(f"run directory: {run_dir}")
+
+    def table(headers: list[str], title: str | None) -> Table:
+        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ["selector", *headers]:
+            t.add_column(col, justify="left" if col == "selector" else "right", no_wrap=True)
+        for name, m in summary["selectors"].items():
+            t.add_row(name + ("*" if name == base else ""),
+                      *(format_metric(m[COLUMNS[h][0]], COLUMNS[h][1]) for h in headers))
+        return t
+
+    title = f"{summary['budget']} steps, {summary['seeds']} seed(s), mean±std over seeds"
+    whole = table(list(COLUMNS), title)
+    natural = console.measure(whole, options=console.options.update_width(10_000)).maximum
+    if natural <= console.width:
+        console.print(whole)
+    else:
+        headers = list(COLUMNS)
+        console.print(table(headers[:4], title))
+        console.print(table(headers[4:], None))
+    console.print(f"* baseline. TTBx: steps to reach {base}'s best score of the first x% of the "
+                  f"budget, relative to {base} (lower is better). BSF: best score relative to "
+                  f"{base}. ETR: share of selected tasks with 0 < successes < trials. ms: "
+                  "selector time per step.", highlight=False)
+    console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)

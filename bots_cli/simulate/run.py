@@ -137,7 +137,8 @@ def simulate(cfg: Any) -> dict[str, Any]:
             run_rows, curve = run_one(world, selector, sim, seed)
             rows += [{"selector": name, "seed": seed, **r} for r in run_rows]
             curves[name][seed] = curve
-    summary = report.summarise(curves, rows, sim)
+    summary = report.summarise(curves, rows, baseline=sim.baseline, steps=sim.steps,
+                               seeds=sim.seeds)
     summary["wall_time_s"] = time.perf_counter() - started
     report.write_outputs(run_dir, rows, curves, summary, plot=sim.plot)
     report.print_table(summary, run_dir)
