@@ -8,13 +8,15 @@ few overrides in `RESUMABLE_OVERRIDES` may change then.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from bots_cli.atomic import write_json, write_text
 from bots_cli.errors import UserError
+from bots_cli.launch import resume_run_dir
 from bots_cli.train.loop import Phases, Trainer
+from bots_cli.train.processes import distributed_state, processes
+from bots_cli.train.runlog import open_run_log, run_summary
 
 # Overrides a resumed run may change; anything else would make it a different run.
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.eval_every", "train.checkpoint_every",
@@ -27,9 +29,6 @@ def _resumed_config(cfg: Any, run_dir: Path) -> Any:
     from omegaconf import OmegaConf
 
     saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise UserError(f"resume={run_dir}: no config.yaml there; is it a `bots train` run "
-                        "directory?")
     saved = OmegaConf.load(saved_path)
     for override in HydraConfig.get().overrides.task:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -41,35 +40,6 @@ def _resumed_config(cfg: Any, run_dir: Path) -> Any:
     return saved
 
 
-def open_run_log(cfg: Any, run_dir: Path, resume_step: int | None) -> Any:
-    """The run's records (`RunLog`), mirrored to the configured logger under the run's name."""
-    from omegaconf import OmegaConf
-
-    from bots_cli.train.runlog import RunLog
-
-    def plain(node: Any) -> dict[str, Any]:
-        tree = OmegaConf.to_container(node, resolve=True)
-        assert isinstance(tree, dict)
-        return {str(k): v for k, v in tree.items()}
-
-    name, group = wandb_names(cfg)
-    return RunLog(run_dir, logger=plain(cfg.logger), run_name=name, group=group,
-                  config=plain(cfg), resume_step=resume_step, tags=[str(cfg.selector.name)])
-
-
-def wandb_names(cfg: Any) -> tuple[str, str | None]:
-    """(run name, group): a sweep's jobs are grouped by their multirun directory."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hc = HydraConfig.get()
-    name = hc.job.override_dirname or str(cfg.selector.name)
-    group = None
-    if hc.mode == RunMode.MULTIRUN:
-        group = Path(hc.sweep.dir).name
-    return name, group
-
-
 def start_run(cfg: Any) -> tuple[Path, Any, bool]:
     """(run directory, the run's config, whether it resumes); a new run's config.yaml is
     written here, a resumed run's config is read back."""
@@ -79,9 +49,7 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resuming = cfg.get("resume") is not None
     if resuming:
-        run_dir = Path(str(cfg.resume)).expanduser()
-        if not run_dir.is_dir():
-            raise UserError(f"resume={cfg.resume}: no such run directory")
+        run_dir = resume_run_dir(cfg.resume)
         cfg = _resumed_config(cfg, run_dir)
     else:
         if (run_dir / "metrics.jsonl").exists():
@@ -89,21 +57,6 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
                             f"resume={run_dir}, or choose another run directory")
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return run_dir, cfg, resuming
-
-
-def processes() -> int:
-    """How many processes a distributed launcher (torchrun, accelerate launch) started."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def distributed_state() -> Any:
-    """accelerate's view of the processes a launcher started (joins their process group).
-
-    Without a GPU, accelerate sees the launcher's processes only when asked for the CPU."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def start_run_everywhere(cfg: Any) -> tuple[Path, Any, bool]:
@@ -194,19 +147,3 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         trainer.close()
     display.message(f"run directory: {run_dir}")
     return summary
-
-
-def run_summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:
-    """First, final and best held-out accuracy of the run, read back from metrics.jsonl."""
-    import json
-
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    evals = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
-    out: dict[str, Any] = {"selector": str(cfg.selector.name), "steps": steps,
-                           "train_seconds": round(elapsed, 3)}
-    if evals:
-        best = max(evals, key=lambda e: e[1])
-        out.update(eval_first={"step": evals[0][0], "accuracy": evals[0][1]},
-                   eval_final={"step": evals[-1][0], "accuracy": evals[-1][1]},
-                   eval_best={"step": best[0], "accuracy": best[1]})
-    return out

@@ -161,3 +161,46 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+def open_run_log(cfg: Any, run_dir: Path, resume_step: int | None) -> RunLog:
+    """The run's records (`RunLog`), mirrored to the configured logger under the run's name."""
+    from omegaconf import OmegaConf
+
+    def plain(node: Any) -> dict[str, Any]:
+        tree = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(tree, dict)
+        return {str(k): v for k, v in tree.items()}
+
+    name, group = wandb_names(cfg)
+    return RunLog(run_dir, logger=plain(cfg.logger), run_name=name, group=group,
+                  config=plain(cfg), resume_step=resume_step, tags=[str(cfg.selector.name)])
+
+
+def wandb_names(cfg: Any) -> tuple[str, str | None]:
+    """(run name, group): a sweep's jobs are grouped by their multirun directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    name = hc.job.override_dirname or str(cfg.selector.name)
+    group = None
+    if hc.mode == RunMode.MULTIRUN:
+        group = Path(hc.sweep.dir).name
+    return name, group
+
+
+def run_summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:
+    """First, final and best held-out accuracy of the run, read back from metrics.jsonl."""
+    import json
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r]
+    out: dict[str, Any] = {"selector": str(cfg.selector.name), "steps": steps,
+                           "train_seconds": round(elapsed, 3)}
+    if evals:
+        best = max(evals, key=lambda e: e[1])
+        out.update(eval_first={"step": evals[0][0], "accuracy": evals[0][1]},
+                   eval_final={"step": evals[-1][0], "accuracy": evals[-1][1]},
+                   eval_best={"step": best[0], "accuracy": best[1]})
+    return out

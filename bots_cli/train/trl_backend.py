@@ -240,8 +240,8 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
 
     from bots_cli.domains import load_domain
     from bots_cli.models.loading import load_tokenizer, model_dir
-    from bots_cli.train.command import distributed_state
     from bots_cli.train.pool import pool_selector, training_pool
+    from bots_cli.train.processes import distributed_state
 
     # TRL 1.16 still calls transformers' gradient_checkpointing names that transformers 5 has
     # deprecated; the warning is TRL's to fix, not the user's, and it repeats every step.
@@ -283,7 +283,8 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     args = GRPOConfig(**grpo_arguments(cfg, s, plan, opts, run_dir / "checkpoints", on_gpu))
     from bots_cli.train.trl_records import RunRecords
 
-    records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan, resume_step=(
+    records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan.processes,
+                         plan.optimizer_steps, resume_step=(
         latest[1] if latest is not None else None), main=state.is_main_process)
     trainer = _trainer_class()(
         model=str(where), reward_funcs=domain_reward(dom, pool), args=args,
@@ -309,7 +310,7 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if state.is_main_process:
         from bots_cli.atomic import write_json
-        from bots_cli.train.command import run_summary
+        from bots_cli.train.runlog import run_summary
 
         summary = run_summary(run_dir, cfg, s.steps, records.elapsed)
         summary.update(trainer="trl", processes=state.num_processes)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from bots_cli.train.settings import TrainSettings
-from bots_cli.train.trl_backend import StepPlan
 
 # TRL's logged names -> the native loop's names (metrics.jsonl compares across trainers).
 RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl",
@@ -34,11 +33,13 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
     and evaluate nothing)."""
 
     def __init__(self, cfg: Any, s: TrainSettings, run_dir: Path, pool: Any, dom: Any,
-                 tokenizer: Any, plan: StepPlan, resume_step: int | None, main: bool) -> None:
-        from bots_cli.train.command import open_run_log
+                 tokenizer: Any, processes: int, optimizer_steps: int, resume_step: int | None,
+                 main: bool) -> None:
         from bots_cli.train.display import TrainDisplay
+        from bots_cli.train.runlog import open_run_log
 
-        self.cfg, self.s, self.plan, self.main = cfg, s, plan, main
+        self.cfg, self.s, self.main = cfg, s, main
+        self.optimizer_steps = optimizer_steps  # TRL optimizer steps per bots step
         self.task_ids = [str(t) for t in pool["task_id"]]
         self.resuming = resume_step is not None
         self.start_step = resume_step or 0
@@ -56,7 +57,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         if not main:
             return
         self.log = open_run_log(cfg, run_dir, resume_step)
-        self.display = TrainDisplay(f"bots train · trl × {plan.processes} · {cfg.selector.name} "
+        self.display = TrainDisplay(f"bots train · trl × {processes} · {cfg.selector.name} "
                                     f"· {cfg.model.name} on {cfg.domain.name} · {run_dir}",
                                     self.start_step, s.steps, s.live, s.log_every)
         if s.eval_every:
@@ -76,7 +77,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
             self.elapsed = float(sum(r.get("time/step", 0.0) for r in rows))
 
     def bots_step(self, global_step: int) -> int:
-        return global_step // self.plan.optimizer_steps
+        return global_step // self.optimizer_steps
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         from bots_cli.train.loop import gpu_memory
 
         self._step_seconds += time.perf_counter() - self._step_started
-        if state.global_step % self.plan.optimizer_steps:
+        if state.global_step % self.optimizer_steps:
             return  # inside a bots step (several optimizer steps per selected batch)
         step = self.bots_step(state.global_step)
         if step >= self.s.steps:

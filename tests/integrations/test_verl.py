@@ -30,9 +30,9 @@ from bots_cli.integrations.verl.sampler import BotsSampler
 from bots_cli.integrations.verl.trainer import (
     bots_in_task_runner,
     check_config,
-    check_verl_version,
     task_runner_class,
 )
+from bots_cli.integrations.verl.version import check_verl_version
 from bots_cli.models.tiny import build_tokenizer
 from tests.conftest import REPO, run_bots
 from tests.trainworld import build, domain

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bots_cli.errors import UserError
-from bots_cli.integrations.verl.trainer import check_config, check_verl_version, task_runner_class
+from bots_cli.integrations.verl.trainer import check_config, task_runner_class
+from bots_cli.integrations.verl.version import check_verl_version
 
 
 def main() -> None:

@@ -159,7 +159,7 @@ class BotsSampler(_Base):
     """verl's train sampler; its selector is `self.selector` (any `bots_cli.selection` one)."""
 
     def __init__(self, data_source: Any, data_config: Any) -> None:
-        from bots_cli.integrations.verl.trainer import check_verl_version
+        from bots_cli.integrations.verl.version import check_verl_version
         from bots_cli.selection.build import build_selector
 
         check_verl_version()
