@@ -1,16 +1,17 @@
 """Sample efficiency of selectors in the tiny world: real GRPO runs, compared as the paper does.
 
-Runs `bots train` for every selector and seed as one Hydra multirun (the same budget, pool and
-seeds for all), then compares them with `bots report`'s functions against uniform: TTB(100%),
-BSF(100%), ETR and zero-variance share, mean ± std over seeds, and the per-seed TTB values.
+Runs conf/experiment/sample_efficiency.yaml as one Hydra multirun (`bots train -m
+experiment=sample_efficiency`: every selector and seed with the same budget and pool), then
+compares the runs with `bots report`'s functions against uniform: TTB(100%), BSF(100%), ETR and
+zero-variance share, mean ± std over seeds, and the per-seed TTB values.
 
-    python benchmarks/sample_efficiency.py [--selectors bots uniform mopps implicit_only
-        offline_band] [--seeds 0 1 2] [--steps 400] [--out outputs/bench/sample_efficiency]
+    python benchmarks/sample_efficiency.py [--selectors bots uniform] [--seeds 0 1]
+        [--steps 200] [--out outputs/bench/sample_efficiency]
         [-- extra overrides for every run, e.g. train.max_tasks=400 train.lr=5e-5]
 
-Needs the tiny references' profiles (`bots profile-refs domain=arith`); builds the tiny world
-first when it is not cached. When --out already holds runs, they are only compared again (delete
-the directory to train afresh).
+--selectors, --seeds and --steps replace the experiment file's values when given. Needs the tiny
+references' profiles (shipped in data/profiles/arith). When --out already holds runs, they are
+only compared again (delete the directory to train afresh).
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ from bots_cli.report import compare, find_runs, group_runs
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--selectors", nargs="+",
-                        default=["bots", "uniform", "mopps", "implicit_only", "offline_band"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--selectors", nargs="+", help="default: the experiment file's")
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: the experiment file's")
+    parser.add_argument("--steps", type=int, help="default: the experiment file's")
     parser.add_argument("--out", default="outputs/bench/sample_efficiency")
     parser.add_argument("--metric", default="eval/accuracy")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
@@ -42,18 +42,23 @@ def main() -> None:
     started = time.perf_counter()
     if not list(out.rglob("summary.json")):
         bots = Path(sys.executable).with_name("bots")
-        cmd = [str(bots), "train", "-m", f"selector={','.join(args.selectors)}",
-               f"seed={','.join(str(s) for s in args.seeds)}", f"train.steps={args.steps}",
-               "train.live=false", "train.log_every=100", f"hydra.sweep.dir={out}",
-               *args.overrides]
+        cmd = [str(bots), "train", "-m", "experiment=sample_efficiency", f"hydra.sweep.dir={out}"]
+        if args.selectors:
+            cmd.append(f"selector={','.join(args.selectors)}")
+        if args.seeds:
+            cmd.append(f"seed={','.join(str(s) for s in args.seeds)}")
+        if args.steps:
+            cmd.append(f"train.steps={args.steps}")
+        cmd += args.overrides
         print("$ bots " + " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
     minutes = (time.perf_counter() - started) / 60
 
     runs = find_runs([str(out)], args.metric)
     summary = compare(group_runs(runs), "uniform")
-    print(f"\n{len(runs)} runs, {args.steps} steps each, seeds {args.seeds}; "
-          f"{minutes:.1f} min of training here. Baseline: uniform. Mean ± std over seeds.\n")
+    seeds = sorted({r.seed for r in runs})
+    print(f"\n{len(runs)} runs in {out}, seeds {seeds}; {minutes:.1f} min of training here. "
+          "Baseline: uniform. Mean ± std over seeds.\n")
     print("| selector | final acc | best acc | TTB(100%) | TTB per seed | BSF(100%) | ETR | "
           "zero-var |")
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")

@@ -39,6 +39,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "sampling/*": ("engines",),
     "selector/*": ("selection",),
     "trainer/*": ("train",),
+    "experiment/*": ("train", "launch.py", "seeds.py"),
 }
 HYDRA_READS = ("hydra",)  # top-level sections Hydra itself reads
 # Keys read under a computed name: the pattern the owner's code uses instead.

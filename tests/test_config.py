@@ -42,7 +42,8 @@ def test_every_primary_config_composes(primary: str) -> None:
     assert "lambda" in cfg and "seed" in cfg
 
 
-CASES = [(p, g, o) for p in PRIMARY for g, o in GROUP_OPTIONS if g in groups_used_by(p)]
+CASES = [(p, g, o) for p in PRIMARY for g, o in GROUP_OPTIONS
+         if g in groups_used_by(p) and g != "experiment"]  # experiments: test_experiments.py
 
 
 @pytest.mark.parametrize(("primary", "group", "option"), CASES)
