@@ -38,29 +38,34 @@ _GRACE_S = 0.5  # after the program exits, how long to wait for its pipes to clo
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """The `sandbox` section of a domain config (values and meanings: conf/domain/code.yaml)."""
+    """The `sandbox` section of a domain config. Its defaults and their meanings live in one
+    place, conf/domain/code.yaml: `from_config` reads a partial section over them."""
 
-    use_bwrap: bool = True
-    require_isolation: bool = False
-    bwrap_path: str | None = None
-    python: str | None = None
-    workers: int = 2
-    cpu_seconds: float = 2.0
-    wall_seconds: float = 5.0
-    memory_mb: int = 512
-    max_processes: int = 16
-    max_file_mb: int = 8
-    max_output_kb: int = 64
+    use_bwrap: bool
+    require_isolation: bool
+    bwrap_path: str | None
+    python: str | None
+    workers: int
+    cpu_seconds: float
+    wall_seconds: float
+    memory_mb: int
+    max_processes: int
+    max_file_mb: int
+    max_output_kb: int
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> SandboxConfig:
-        """Validated config; unknown keys are an error (a typo must not silently do nothing)."""
-        cfg = dict(cfg or {})
+    def from_config(cls, cfg: Mapping[str, Any] | None = None) -> SandboxConfig:
+        """Validated config: `cfg` over conf/domain/code.yaml's `sandbox` section; unknown keys
+        are an error (a typo must not silently do nothing)."""
+        from bots_cli.domains.base import default_config
+
+        given = dict(cfg or {})
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known)
+        unknown = sorted(set(given) - known)
         if unknown:
             raise InvalidValue(f"unknown sandbox setting(s) {', '.join(unknown)}; known: "
                                f"{', '.join(sorted(known))}")
+        cfg = {**default_config("code")["sandbox"], **given}
         c = cls(**cfg)
         check_int("sandbox.workers", c.workers, lo=1)
         check_range("sandbox.cpu_seconds", c.cpu_seconds, 0, lo_open=True)
@@ -115,7 +120,7 @@ class Sandbox:
     """Runs programs under the limits of `config`; probes the isolation once, at creation."""
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
-        self.config = config or SandboxConfig()
+        self.config = config or SandboxConfig.from_config()
         self.launcher: Launcher = find_launcher(
             use_bwrap=self.config.use_bwrap,
             require_isolation=self.config.require_isolation,

@@ -15,7 +15,7 @@ LIMITS = dict(cpu_seconds=1, wall_seconds=2.0, memory_mb=256, max_processes=12, 
 def bwrap_sandbox() -> Sandbox:
     """The bubblewrap sandbox; the test skips (saying why) where isolation is unavailable."""
     try:
-        return Sandbox(SandboxConfig(require_isolation=True, **LIMITS))
+        return Sandbox(SandboxConfig.from_config({"require_isolation": True, **LIMITS}))
     except UserError as err:
         pytest.skip(f"bubblewrap isolation unavailable here: {err}")
 
@@ -23,7 +23,7 @@ def bwrap_sandbox() -> Sandbox:
 @pytest.fixture(scope="session")
 def rlimits_sandbox() -> Sandbox:
     """The fallback: resource limits only (runs everywhere)."""
-    return Sandbox(SandboxConfig(use_bwrap=False, **LIMITS))
+    return Sandbox(SandboxConfig.from_config({"use_bwrap": False, **LIMITS}))
 
 
 @pytest.fixture(params=["bwrap", "rlimits"])

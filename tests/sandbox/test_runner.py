@@ -83,7 +83,8 @@ def test_config_validation_names_the_setting() -> None:
 
 
 def test_require_isolation_refuses_without_bubblewrap() -> None:
-    cfg = SandboxConfig(require_isolation=True, bwrap_path="/nonexistent/bwrap")
+    cfg = SandboxConfig.from_config({"require_isolation": True,
+                                     "bwrap_path": "/nonexistent/bwrap"})
     with pytest.raises(UserError, match="require_isolation is true but bubblewrap isolation is "
                                         "unavailable"):
         Sandbox(cfg)
@@ -91,7 +92,7 @@ def test_require_isolation_refuses_without_bubblewrap() -> None:
 
 def test_fallback_warns_that_isolation_is_off(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="bots.sandbox"):
-        sb = Sandbox(SandboxConfig(bwrap_path="/nonexistent/bwrap"))
+        sb = Sandbox(SandboxConfig.from_config({"bwrap_path": "/nonexistent/bwrap"}))
     assert not sb.isolated
     assert "isolation are OFF" in caplog.text and "require_isolation" in caplog.text
     assert count_passed(sb.run(ADD, "add", [[2, 2]]), [4]) == 1
