@@ -87,9 +87,10 @@ bench: setup
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py
 
-# The whole pipeline on the tiny world (CPU): build the world, profile its references, train BOTS
-# and uniform with the same budget and seed, evaluate the checkpoints, compare. The DEMO_*
-# variables pass extra overrides to each step (the tests run the same recipe on a miniature).
+# The whole pipeline on the tiny world (CPU): check the tiny model (it ships in data/models/tiny;
+# built only when its recipe changed), profile its references (shipped too: nothing left to do),
+# train BOTS and uniform with the same budget and seed, evaluate the checkpoints, compare. The
+# DEMO_* variables pass extra overrides to each step (the tests run the same recipe on a miniature).
 ifndef DEMO_DIR
 DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif

@@ -113,7 +113,7 @@ COMMANDS = [
     ),
     Command(
         name="build-tiny",
-        target="bots_cli.models.build:build_tiny_command",
+        target="bots_cli.models.build_command:build_tiny_command",
         summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",
         examples=[
             "bots build-tiny",

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
+import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerFast
 
+from bots_cli.atomic import atomic_dir
 from bots_cli.errors import UserError
+from bots_cli.models import build as tiny_build
 from bots_cli.models import checkpoints
-from bots_cli.models.build import TinySettings, domain_pairs, fresh_tasks
+from bots_cli.models.build import TinySettings, domain_pairs, ensure_tiny, fresh_tasks, recipe_key
 from bots_cli.models.loading import (
     load_model_and_tokenizer,
     load_tokenizer,
@@ -163,7 +170,7 @@ def test_an_interrupted_build_leaves_the_previous_one_intact(tmp_path: Path) -> 
     build_dir = tmp_path / "m"
     build_miniature(build_dir)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    with pytest.raises(KeyboardInterrupt), checkpoints.atomic_build(build_dir) as tmp:
+    with pytest.raises(KeyboardInterrupt), atomic_dir(build_dir) as tmp:
         (tmp / "weak").mkdir()
         (tmp / "weak" / "partial").write_text("half")
         raise KeyboardInterrupt
@@ -283,3 +290,197 @@ def test_build_tiny_command_refuses_models_it_cannot_build(scratch: Path) -> Non
     assert out.returncode == 2
     assert out.stderr.strip() == ("error: model=qwen1_5b has no `build` section: only the tiny "
                                   "model is built locally (use model=tiny)")
+
+
+# -- recipe builds: what the shared tiny model depends on ---------------------------------------
+
+# A recipe that builds in about a second: 16 fresh arith tasks, 4 steps of a 1-layer model.
+SMALL_RECIPE = {"weak_steps": 2, "strong_steps": 4, "batch_size": 4, "warmup_steps": 1,
+                "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                "max_positions": 64}
+
+
+def recipe(build_dir: Path, **build: Any) -> Any:
+    """conf/model/tiny.yaml with a small recipe, building under `build_dir`."""
+    cfg = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
+    cfg.build = OmegaConf.merge(cfg.build, {**SMALL_RECIPE, "dir": str(build_dir), **build})
+    return cfg
+
+
+def arith_with(**data: str) -> Any:
+    cfg = OmegaConf.load(REPO / "conf" / "domain" / "arith.yaml")
+    cfg.data = OmegaConf.merge(cfg.data, data)
+    return cfg
+
+
+def no_task_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("checking the cache generated or loaded warm-start tasks")
+
+    monkeypatch.setattr(tiny_build, "fresh_tasks", refuse)
+    monkeypatch.setattr(tiny_build, "domain_pairs", refuse)
+
+
+def test_the_cache_check_needs_no_task_and_ignores_the_commands_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(tiny_build, "_NOTED", set())
+    cfg = recipe(tmp_path / "models")
+    first = ensure_tiny(cfg, progress=False)
+    assert not first.reused
+    capsys.readouterr()
+    no_task_generation(monkeypatch)
+    mine = tmp_path / "my.jsonl"
+    for domain_cfg in (None, arith_with(), OmegaConf.load(REPO / "conf" / "domain" / "logic.yaml")):
+        assert ensure_tiny(cfg, domain_cfg).reused  # the shipped splits, or another domain: silent
+    assert capsys.readouterr().err == ""
+    for _ in ("weak", "strong"):  # a command loads both checkpoints: one line all the same
+        assert ensure_tiny(cfg, arith_with(train=str(mine))).reused
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"note: the tiny model was warm-started with the shipped arith splits held out, "
+                   f"not domain.data.train={mine}: its warm-start tasks may include some of yours"]
+    key = recipe_key(TinySettings.from_config(cfg))
+    assert key["splits"]["generate"] == OmegaConf.to_container(
+        OmegaConf.load(REPO / "conf" / "domain" / "arith.yaml").generate)
+    assert key == recipe_key(TinySettings.from_config(recipe(tmp_path / "elsewhere")))
+    assert key != recipe_key(TinySettings.from_config(recipe(tmp_path / "models", seed=1)))
+
+
+def test_a_recipe_change_rebuilds_and_a_forced_rebuild_is_bit_for_bit(tmp_path: Path) -> None:
+    cfg = recipe(tmp_path / "models")
+    first = ensure_tiny(cfg, progress=False)
+    before = checkpoints.weights_sha256(first.build_dir, ("weak", "strong"))
+    assert first.results["weights_sha256"] == before
+    assert not ensure_tiny(recipe(tmp_path / "models", strong_steps=5), progress=False).reused
+    again = ensure_tiny(cfg, force=True, progress=False)
+    assert not again.reused
+    assert checkpoints.weights_sha256(again.build_dir, ("weak", "strong")) == before
+
+
+def test_the_fingerprint_is_a_hash_of_the_weights(tmp_path: Path) -> None:
+    build = ensure_tiny(recipe(tmp_path / "models"), progress=False)
+    fingerprint = checkpoints.build_fingerprint(build.build_dir)
+    manifest = json.loads((build.build_dir / "manifest.json").read_text())
+    manifest["key"]["format"] = "another key, the same weights"
+    (build.build_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert checkpoints.build_fingerprint(build.build_dir) == fingerprint
+    weights_file = build.checkpoint("strong") / "model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    data[-1] ^= 1
+    weights_file.write_bytes(bytes(data))
+    assert checkpoints.build_fingerprint(build.build_dir) != fingerprint
+    assert checkpoints.build_fingerprint(tmp_path / "none") == "unbuilt"
+
+
+def test_the_shipped_build_matches_its_recipe_and_the_shipped_profiles() -> None:
+    """The tiny model ships in data/models/tiny/arith: the default recipe must find it (no
+    rebuild on first use), and the shipped profiles were measured on exactly these weights."""
+    from bots_cli.profile.table import read_profile
+
+    shipped = REPO / "data" / "models" / "tiny" / "arith"
+    settings = TinySettings.from_config(OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml"))
+    assert checkpoints.matching_build(shipped, recipe_key(settings), ("weak", "strong"))
+    fingerprint = checkpoints.build_fingerprint(shipped)
+    profiles = sorted((REPO / "data" / "profiles" / "arith").glob("tiny-*.parquet"))
+    assert len(profiles) == 4
+    for path in profiles:
+        assert read_profile(path)[1]["model_source"] == f"tiny build {fingerprint}", path
+
+
+def test_build_files_follow_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        build = ensure_tiny(recipe(tmp_path / "models"), progress=False)
+    finally:
+        os.umask(previous)
+    paths = [build.build_dir, *build.build_dir.rglob("*")]
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in paths if p.is_file()}
+    assert "model.safetensors" in {p.name for p in paths}
+    assert modes == {0o644}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths if p.is_dir()} == {0o755}
+
+
+KILLABLE = ("import sys\nfrom omegaconf import OmegaConf\n"
+            "from bots_cli.models.build import ensure_tiny\n"
+            "ensure_tiny(OmegaConf.load(sys.argv[1]), progress=False)\n")
+
+
+def start_long_build(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A build that runs for minutes (the train split, cycled), once its temporary directory
+    exists. Returns the process and the directory builds go to."""
+    models = tmp_path / "models"
+    cfg = recipe(models, data="train", weak_steps=100_000, strong_steps=200_000)
+    OmegaConf.save(cfg, tmp_path / "model.yaml")
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(tmp_path / "model.yaml")],
+                            cwd=REPO, text=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300  # not a timing threshold: a hang guard
+    while not list(models.glob(".arith.tmp-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.1)
+    return proc, models
+
+
+def test_a_sigterm_mid_build_leaves_no_temporary_directory(tmp_path: Path) -> None:
+    proc, models = start_long_build(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == -signal.SIGTERM
+    assert list(models.iterdir()) == []
+
+
+def test_a_build_killed_outright_is_cleaned_up_by_the_next_build(tmp_path: Path) -> None:
+    proc, models = start_long_build(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=120)
+    [left] = list(models.glob(".arith.tmp-*"))  # SIGKILL cannot be caught
+    build = ensure_tiny(recipe(models), progress=False)
+    assert sorted(p.name for p in models.iterdir()) == ["arith"] and not left.exists()
+    assert build.checkpoint("strong").joinpath("model.safetensors").is_file()
+
+
+def imports_of(module: str) -> set[str]:
+    """Every bots_cli module `module` imports, at the top or inside a function."""
+    path = REPO / Path(*module.split("."))
+    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.startswith("bots_cli.") and (
+        (REPO / Path(*m.split("."))).is_dir() or (REPO / Path(*m.split("."))).with_suffix(".py")
+        .is_file())}
+
+
+def test_the_build_does_not_import_the_engines() -> None:
+    """engines -> models.loading -> models.build must not lead back to the engines: the greedy
+    check of `bots build-tiny` lives in models.build_command."""
+    seen, todo = set(), ["bots_cli.models.build", "bots_cli.models.loading"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(imports_of(module))
+    assert not {m for m in seen if m.startswith("bots_cli.engines")}, sorted(seen)
+    assert "bots_cli.engines" in imports_of("bots_cli.models.build_command")
+    code = "import sys, bots_cli.engines.hf; print('bots_cli.models.build' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_build_tiny_verify_rebuilds_and_compares_the_weights(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    args = [f"model.build.{k}={v}" for k, v in {**SMALL_RECIPE, "dir": models}.items()]
+    assert run_bots("build-tiny", *args, "build.eval_pairs=0", cwd=tmp_path).returncode == 0
+    out = run_bots("build-tiny", *args, "build.verify=true", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "weak bit-for-bit the same" in out.stdout and "strong bit-for-bit the same" in out.stdout
+    weights_file = models / "arith" / "weak" / "model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    data[-1] ^= 1
+    weights_file.write_bytes(bytes(data))
+    out = run_bots("build-tiny", *args, "build.verify=true", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith(f"error: the rebuilt weak weights differ from {models}")
+    assert sorted(p.name for p in models.iterdir()) == ["arith"]  # the installed build untouched

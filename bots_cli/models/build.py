@@ -1,20 +1,27 @@
-"""Building the tiny world's checkpoints: `build_tiny` and the `bots build-tiny` command.
+"""Building the tiny world's checkpoints: `build_tiny` and `ensure_tiny`.
 
 One warm-start run from a seeded random init yields two checkpoints: `weak` after `weak_steps`
 (the policy's starting point and the weak reference) and `strong` after `strong_steps` in total
 (the same run, trained further: the strong reference). Both are saved under
 `<model.build.dir>/<model.build.name>/` with a manifest, and reused while the manifest matches.
+
+The build depends on its recipe only: the `model.build` section, the `generate:` settings of the
+warm-start domain's own conf/domain/<domain>.yaml (the recipe of the shipped splits, whose prompts
+the warm start holds out) and `FORMAT`. The manifest is keyed on these, so checking the cache
+generates no task, and a command's own domain data never rebuilds the shared model. The
+`bots build-tiny` command is in `bots_cli.models.build_command`.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bots_cli.atomic import write_json
+from bots_cli.atomic import atomic_dir, follow_umask
 from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
@@ -33,6 +40,9 @@ from bots_cli.models.tiny import (
 
 CHECKPOINTS = ("weak", "strong")
 LOSS_WINDOW = 50  # steps averaged for the reported final loss
+# Version of what a recipe trains on: bump it when a code change (task generation, rendering,
+# the warm start) changes the weights of an unchanged recipe, so old builds are not reused.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,15 @@ class TinySettings:
     strong_steps: int
     arch: TinyArch
     warm: WarmStart
+
+    def recipe(self) -> dict[str, Any]:
+        """Every setting the weights depend on (not where they are saved)."""
+        return {
+            "domain": self.domain, "data": "fresh" if self.fresh_data else "train",
+            "level_weights": None if self.level_weights is None else list(self.level_weights),
+            "seed": self.seed, "weak_steps": self.weak_steps, "strong_steps": self.strong_steps,
+            "arch": self.arch.__dict__, "warm_start": self.warm.to_dict(),
+        }
 
     @classmethod
     def from_config(cls, model_cfg: Any) -> TinySettings:
@@ -132,21 +151,34 @@ def build_tiny(
 ) -> TinyBuild:
     """Warm-start a seeded tiny model on `pairs`; save `weak` and `strong` under `out_dir`.
 
-    `pairs` are already rendered `(prompt text, answer text)`. The same arguments always give
-    the same weights, so a build in `out_dir` whose manifest matches is returned as is.
+    `pairs` are already rendered `(prompt text, answer text)`; the manifest holds their hash. The
+    same arguments always give the same weights, so a build in `out_dir` whose manifest matches
+    is returned as is. (`ensure_tiny` builds from a recipe instead, keyed on the recipe.)
     """
-    arch, warm, out = arch or TinyArch(), warm or WarmStart(), Path(out_dir)
-    if strong_steps <= weak_steps:
-        raise ValueError(f"strong_steps ({strong_steps}) must exceed weak_steps ({weak_steps})")
+    arch, warm = arch or TinyArch(), warm or WarmStart()
     key = {
-        "format": 1, "arch": arch.__dict__, "warm_start": warm.to_dict(), "seed": seed,
+        "format": FORMAT, "arch": arch.__dict__, "warm_start": warm.to_dict(), "seed": seed,
         "weak_steps": weak_steps, "strong_steps": strong_steps,
         "data_sha256": checkpoints.hash_pairs(pairs), "n_pairs": len(pairs),
     }
+    out = Path(out_dir)
     if not force and checkpoints.matching_build(out, key, CHECKPOINTS):
-        manifest = checkpoints.read_manifest(out) or {}
-        return TinyBuild(out, reused=True, results=manifest.get("results", {}))
+        return _cached(out)
+    return _train_build(pairs, out, key, weak_steps, strong_steps, seed, arch, warm, progress)
 
+
+def _cached(out: Path) -> TinyBuild:
+    manifest = checkpoints.read_manifest(out) or {}
+    return TinyBuild(out, reused=True, results=manifest.get("results", {}))
+
+
+def _train_build(pairs: Sequence[tuple[str, str]], out: Path, key: dict[str, Any],
+                 weak_steps: int, strong_steps: int, seed: int, arch: TinyArch,
+                 warm: WarmStart, progress: bool) -> TinyBuild:
+    """The warm start itself, written into a temporary directory that replaces `out` when whole
+    (a killed build leaves nothing behind: see `atomic_dir`)."""
+    if strong_steps <= weak_steps:
+        raise ValueError(f"strong_steps ({strong_steps}) must exceed weak_steps ({weak_steps})")
     tokenizer = build_tokenizer()
     model = init_model(arch, tokenizer, seed)
     batches = PairBatches(pairs, tokenizer, seed)
@@ -156,8 +188,8 @@ def build_tiny(
                         f"tiny model's max_positions ({arch.max_positions}): raise "
                         "model.build.max_positions")
     optimizer = make_optimizer(model, warm, strong_steps)
-    results: dict[str, Any] = {"parameters": count_parameters(model)}
-    with checkpoints.atomic_build(out) as tmp, _progress(progress, strong_steps) as on_step:
+    results: dict[str, Any] = {"parameters": count_parameters(model), "pairs": len(pairs)}
+    with atomic_dir(out) as tmp, _progress(progress, strong_steps) as on_step:
         done, started = 0, time.perf_counter()
         for name, until in (("weak", weak_steps), ("strong", strong_steps)):
             losses = warm_start(model, batches, until - done, warm, optimizer, on_step=on_step)
@@ -170,7 +202,9 @@ def build_tiny(
             }
             model.save_pretrained(tmp / name)
             save_tokenizer(tokenizer, tmp / name)
+        results["weights_sha256"] = checkpoints.weights_sha256(tmp, CHECKPOINTS)
         checkpoints.write_manifest(tmp, key, results)
+        follow_umask(tmp)  # shared by every user of the checkout, like the rest of data/
     return TinyBuild(out, reused=False, results=results)
 
 
@@ -290,104 +324,71 @@ def fresh_tasks(dom: Any, n: int, seed: int, held: set[str],
     return tasks
 
 
-def _domain_config(settings: TinySettings, domain_cfg: Any) -> Any:
-    """The config of the warm-start domain: the command's own when it is that domain, else the
-    domain's file under conf/ (the tiny model depends on its data, not on the command's domain)."""
-    if domain_cfg is not None and domain_cfg.get("name") == settings.domain:
-        return domain_cfg
-    from omegaconf import OmegaConf
+def recipe_key(settings: TinySettings) -> dict[str, Any]:
+    """The manifest key of a recipe build: what its weights depend on, read from the configs
+    alone (no task is generated)."""
+    from bots_cli.domains.base import default_config
 
-    from bots_cli.launch import config_dir
+    try:
+        generate = default_config(settings.domain).get("generate")
+    except OSError:
+        raise UserError(f"model.build.domain={settings.domain}: no conf/domain/"
+                        f"{settings.domain}.yaml") from None
+    return {"format": FORMAT, "build": settings.recipe(),
+            "splits": {"domain": settings.domain, "generate": generate}}
 
-    path = config_dir() / "domain" / f"{settings.domain}.yaml"
-    if not path.is_file():
-        raise UserError(f"model.build.domain={settings.domain}: no config {path}")
-    return OmegaConf.load(path)
 
-
-def warm_start_pairs(settings: TinySettings, domain_cfg: Any) -> list[tuple[str, str]]:
+def warm_start_pairs(settings: TinySettings) -> list[tuple[str, str]]:
     """What the warm start trains on. Fresh data: one new task per warm-start sample (a single
-    pass over a generated stream, levels weighted by `level_weights`); otherwise the train
-    split, cycled."""
+    pass over a generated stream, levels weighted by `level_weights`), none of them a prompt of
+    the domain's shipped train or eval split; otherwise the shipped train split, cycled."""
     fresh = settings.warm.batch_size * settings.strong_steps if settings.fresh_data else 0
-    return domain_pairs(settings.domain, _domain_config(settings, domain_cfg), build_tokenizer(),
-                        fresh=fresh, seed=settings.seed, level_weights=settings.level_weights)
+    return domain_pairs(settings.domain, None, build_tokenizer(), fresh=fresh,
+                        seed=settings.seed, level_weights=settings.level_weights)
 
 
-# Builds already checked in this process: checking one regenerates its warm-start data (seconds
-# for 640,000 fresh tasks), and a command may load several checkpoints of the same build.
-_CHECKED: dict[str, TinyBuild] = {}
+_NOTED: set[str] = set()  # notes already printed by this process (a command loads weak and strong)
 
 
 def ensure_tiny(model_cfg: Any, domain_cfg: Any = None, *, force: bool = False,
-                progress: bool = True) -> TinyBuild:
-    """The tiny build described by `model_cfg`, from the cache when it matches, else built now."""
+                progress: bool = True, out_dir: Path | None = None) -> TinyBuild:
+    """The tiny build described by `model_cfg`, from the cache when it matches, else built now.
+
+    `domain_cfg` (the command's domain) never changes the build; when it is the warm-start domain
+    with data other than the shipped splits, one line on stderr says what the model held out.
+    `out_dir` builds somewhere else than `model.build.dir` (`bots build-tiny build.verify=true`).
+    """
     settings = TinySettings.from_config(model_cfg)
-    memo = f"{settings!r}|{domain_cfg!s}"
-    known = _CHECKED.get(memo)
-    if not force and known is not None and checkpoints.read_manifest(known.build_dir):
-        return known
-    pairs = warm_start_pairs(settings, domain_cfg)
-    build = build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
-                       settings.seed, arch=settings.arch, warm=settings.warm, force=force,
-                       progress=progress)
-    _CHECKED[memo] = build
-    return build
+    out = settings.build_dir if out_dir is None else Path(out_dir)
+    key = recipe_key(settings)
+    _note_other_data(settings, domain_cfg)
+    if not force and checkpoints.matching_build(out, key, CHECKPOINTS):
+        return _cached(out)
+    if out_dir is None and not force:
+        _note(f"building the tiny model in {out} from its recipe (minutes on a CPU, once per "
+              "recipe)")
+    return _train_build(warm_start_pairs(settings), out, key, settings.weak_steps,
+                        settings.strong_steps, settings.seed, settings.arch, settings.warm,
+                        progress)
 
 
-def exact_match_rate(engine_cfg: Any, model_cfg: Any, pairs: Sequence[tuple[str, str]],
-                     max_new_tokens: int) -> float:
-    """Share of `pairs` whose greedy completion equals the answer (a sanity check of a build)."""
-    from bots_cli.engines import SamplingParams, build_engine
+def _note_other_data(settings: TinySettings, domain_cfg: Any) -> None:
+    """One line when the command's splits of the warm-start domain are not the shipped ones."""
+    if domain_cfg is None or domain_cfg.get("name") != settings.domain:
+        return
+    from bots_cli.domains import load_domain
+    from bots_cli.domains.base import SPLITS
 
-    with build_engine(engine_cfg, model_cfg) as engine:
-        outs = engine.generate([p for p, _ in pairs], 1,
-                               SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
-    hits = [o[0].text.strip() == a.strip() for o, (_, a) in zip(outs, pairs, strict=True)]
-    return sum(hits) / max(1, len(hits))
+    shipped, yours = load_domain(settings.domain), load_domain(settings.domain, domain_cfg)
+    differ = [f"domain.data.{s}={yours.data_path(s)}" for s in SPLITS
+              if (yours.cfg.get("data") or {}).get(s)
+              and yours.data_path(s).resolve() != shipped.data_path(s).resolve()]
+    if differ:
+        _note(f"the tiny model was warm-started with the shipped {settings.domain} splits held "
+              f"out, not {', '.join(differ)}: its warm-start tasks may include some of yours")
 
 
-def build_tiny_command(cfg: Any) -> dict[str, Any]:
-    """`bots build-tiny`: build (or find cached) the tiny world's weak and strong checkpoints."""
-    import random
-
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-    from rich.console import Console
-    from rich.table import Table
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-file save/load bars would bury the warm-start bar
-    settings = TinySettings.from_config(cfg.model)
-    n_eval = check_int("build.eval_pairs", cfg.build.eval_pairs, lo=0)
-    pairs = warm_start_pairs(settings, cfg.get("domain"))
-    build = build_tiny(pairs, settings.build_dir, settings.weak_steps, settings.strong_steps,
-                       settings.seed, arch=settings.arch, warm=settings.warm,
-                       force=bool(cfg.build.force), progress=True)
-    # The check runs on held-out tasks: the eval split, which the warm start never saw.
-    held_out = domain_pairs(settings.domain, _domain_config(settings, cfg.get("domain")),
-                            build_tokenizer(), split="eval")
-    sample = random.Random(settings.seed).sample(held_out, min(n_eval, len(held_out)))
-    longest = max((len(a.encode()) for _, a in sample), default=1) + 1
-    table = Table(title=f"tiny world ({build.results.get('parameters', 0):,} parameters, "
-                        f"{len(pairs):,} {settings.domain} pairs)"
-                        + (" - cached build" if build.reused else ""))
-    for col in ("checkpoint", "steps", "final loss", f"greedy exact match ({len(sample)} eval)",
-                "directory"):
-        table.add_column(col, justify="left" if col in ("checkpoint", "directory") else "right")
-    summary: dict[str, Any] = {"build_dir": str(build.build_dir), "reused": build.reused,
-                               "checkpoints": {}}
-    for name in CHECKPOINTS:
-        res = build.results.get(name, {})
-        acc = None
-        if sample:  # the checkpoint as a plain model directory, on the configured engine
-            ckpt_cfg = OmegaConf.merge(cfg.model, {"path": str(build.checkpoint(name))})
-            acc = exact_match_rate(cfg.engine, ckpt_cfg, sample, longest)
-        summary["checkpoints"][name] = {**res, "greedy_exact_match": acc}
-        loss = res.get("final_loss")
-        table.add_row(name, str(res.get("steps", "?")), "-" if loss is None else f"{loss:.3f}",
-                      "-" if acc is None else f"{acc:.3f}", str(build.checkpoint(name)))
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    write_json(run_dir / "summary.json", summary)
-    Console().print(table)
-    return summary
+def _note(line: str) -> None:
+    if line not in _NOTED:
+        _NOTED.add(line)
+        print(f"note: {line}", file=sys.stderr)

@@ -1,23 +1,21 @@
 """Cached model builds: written atomically, reused only when their manifest matches.
 
 A build is a directory holding one sub-directory per checkpoint (a Hugging Face model directory:
-`config.json`, weights, tokenizer files) and `manifest.json`, which records everything the weights
-depend on (architecture, training settings, seed, step counts, a hash of the training data). A
-build is reused only when the manifest asked for equals the one on disk; anything else rebuilds.
+`config.json`, weights, tokenizer files) and `manifest.json`, whose key records everything the
+weights depend on (architecture, training settings, seed, step counts, the recipe or a hash of
+the training data). A build is reused only when the key asked for equals the one on disk;
+anything else rebuilds.
 
-Writes go to a temporary sibling directory that is renamed into place at the end, so an
-interrupted build never leaves a half-written directory where a reader would trust it.
+Builds are written with `bots_cli.atomic.atomic_dir`, so an interrupted build never leaves a
+half-written directory where a reader would trust it. A build's fingerprint is a hash of its
+weights, so whatever was measured on a build (reference profiles) stays tied to those weights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,38 +49,34 @@ def matching_build(build_dir: Path, key: dict[str, Any], checkpoints: Iterable[s
     return all((build_dir / name / "config.json").is_file() for name in checkpoints)
 
 
-@contextmanager
-def atomic_build(build_dir: Path) -> Iterator[Path]:
-    """Yield a temporary directory to write a build into; on success it replaces `build_dir`.
-
-    On an exception the temporary directory is removed and `build_dir` is left as it was.
-    """
-    build_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.tmp-", dir=build_dir.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = build_dir.with_name(f".{build_dir.name}.old-{os.getpid()}")
-    if build_dir.exists():
-        os.replace(build_dir, old)  # a directory cannot be replaced in one rename when non-empty
-    os.replace(tmp, build_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_manifest(tmp_dir: Path, key: dict[str, Any], results: dict[str, Any]) -> None:
     """Write the manifest last: a build directory without one is never reused."""
     manifest = {"key": _canonical(key), "results": results}
     (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(build_dir: Path, checkpoints: Iterable[str]) -> dict[str, str]:
+    """SHA-256 of each checkpoint's `model.safetensors`."""
+    return {name: file_sha256(Path(build_dir) / name / "model.safetensors")
+            for name in checkpoints}
+
+
 def build_fingerprint(build_dir: Path) -> str:
-    """A short hash of a finished build's manifest key: what its weights were made from."""
-    manifest = read_manifest(build_dir)
-    if manifest is None:
+    """A short hash of a finished build's weights (every checkpoint's safetensors, by name): a
+    rebuild that is bit-for-bit the same keeps it, other weights never share it."""
+    if read_manifest(build_dir) is None:
         return "unbuilt"
-    return hashlib.sha256(json.dumps(manifest["key"], sort_keys=True).encode()).hexdigest()[:12]
+    names = sorted(p.parent.name for p in Path(build_dir).glob("*/model.safetensors"))
+    listing = "".join(f"{n} {h}\n" for n, h in weights_sha256(build_dir, names).items())
+    return hashlib.sha256(listing.encode()).hexdigest()[:12]
 
 
 def _canonical(key: dict[str, Any]) -> Any:

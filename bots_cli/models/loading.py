@@ -4,8 +4,9 @@ Where the weights come from, in order:
 1. `model.path`: any local Hugging Face model directory (config.json, weights, tokenizer).
 2. `model.hub_id`: the user's Hugging Face cache (`local_files_only` first); only when it is not
    cached is the hub tried, and when that fails too, one line says how to fix it.
-3. The tiny model (`model.build` present): its cached build under `model.build.dir`, built on
-   first use (`bots build-tiny` builds it explicitly, with a progress bar).
+3. The tiny model (`model.build` present): its build under `model.build.dir` (the default one
+   ships in git), built on first use when its recipe changed (`bots build-tiny` builds it
+   explicitly, with a progress bar). The command's own domain data never changes it.
 
 Precision follows the device unless set: bf16 on a GPU, fp32 on a CPU (bf16 matmuls on a CPU
 are slow and fp16 there is lossy).
