@@ -3,6 +3,13 @@
 The CLI hands each command's overrides here; Hydra's own `main` does the rest, so every Hydra
 feature (multirun sweeps, launchers such as submitit, `--cfg`, `hydra.*` overrides) works as
 documented by Hydra. A `UserError` raised by a command becomes one line on stderr and exit code 2.
+
+Before Hydra runs, the overrides are composed here once (`overrides.check_overrides`): a bad
+group option, an unknown key or an unparsable override is one line and exit 2, and nothing is
+written. The run directory (or a sweep's directory) is then fixed and created here, so that a
+start refused with a `UserError` removes what it created and leaves nothing behind; a directory
+that existed before (`hydra.run.dir=...`, `resume=...`) is never removed. The job log is opened
+on its first record only, so a command that logs nothing leaves no empty `<command>.log`.
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bots_cli.errors import UserError
 
 USER_ERROR_EXIT = 2
+# What a start writes into a run directory; a refused start that wrote nothing else is removed.
+_START_FILES = (".hydra", "config.yaml")
 
 
 def config_dir() -> Path:
@@ -31,15 +41,110 @@ def _secondary_process() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0"
 
 
-def run_command_function(target: str, cfg: Any) -> Any:
-    """Import `module:function` and call it with the composed config, reporting user errors."""
+# Commands that write into an existing training run named by a key (`bots train resume=<run>`,
+# `bots evaluate run=<run>`): Hydra's run directory is that run, not a new one.
+INTO_RUN = {"train": "resume", "evaluate": "run"}
+
+
+def train_run_dir(key: str, value: Any) -> Path:
+    """The training run `<key>=<dir>` names, or a one-line error when it is not one."""
+    run_dir = Path(str(value)).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"{key}={value}: no such run directory")
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"{key}={value}: no config.yaml there; is it a `bots train` run "
+                        "directory?")
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(saved.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{key}={value}: cannot read {saved} ({type(err).__name__})") from None
+    if not isinstance(cfg, dict) or not {"train", "selector"} <= set(cfg):
+        raise UserError(f"{key}={value}: {saved} is not the config of a `bots train` run")
+    return run_dir
+
+
+def fail(err: UserError) -> None:
+    """Report a user error as one line and exit with USER_ERROR_EXIT."""
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(USER_ERROR_EXIT) from None
+
+
+@dataclass
+class RunDirs:
+    """The directory this launch writes to, and what of it existed before the launch."""
+
+    root: Path | None = None  # the run directory, or the sweep directory with -m
+    created: list[Path] = field(default_factory=list)  # directories made here, outermost first
+    existing: set[str] = field(default_factory=set)  # entries of `root` before the launch
+
+    def create(self, root: Path, what: str) -> None:
+        """Make `root` (and its missing parents), or a one-line error naming `what` set it."""
+        root = Path(os.path.abspath(root))
+        missing = [p for p in [root, *root.parents] if not p.exists()][::-1]
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create the run directory {root} ({what}): "
+                            f"{err.strerror or err}") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write to the run directory {root} ({what})")
+        self.root, self.created = root, missing
+        self.existing = set() if missing else {p.name for p in root.iterdir()}
+
+    def discard_job(self, job_dir: Path) -> None:
+        """Remove a refused job's directory when this launch created it and it holds only what
+        a start writes (a directory with results, or one that existed before, is kept)."""
+        if self.root is None:
+            return
+        job_dir = Path(os.path.abspath(job_dir))
+        if job_dir == self.root:
+            new = bool(self.created)
+        elif job_dir.parent == self.root:
+            new = bool(self.created) or job_dir.name not in self.existing
+        else:
+            return
+        if new and job_dir.is_dir() and all(
+            p.name in _START_FILES or (p.suffix == ".log" and p.stat().st_size == 0)
+            for p in job_dir.iterdir()
+        ):
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+    def discard_empty(self) -> None:
+        """After a failed launch: remove the directories made here that are left empty (a
+        sweep's directory counts as empty when only Hydra's multirun.yaml is in it)."""
+        for d in reversed(self.created):
+            if not d.is_dir():
+                continue
+            entries = [p.name for p in d.iterdir()]
+            if d == self.root and entries == ["multirun.yaml"]:
+                (d / "multirun.yaml").unlink()
+                entries = []
+            if entries:
+                return
+            d.rmdir()
+
+
+def run_command_function(target: str, cfg: Any, dirs: RunDirs | None = None) -> Any:
+    """Import `module:function` and call it with the composed config, reporting user errors;
+    a refused start's new run directory is removed."""
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     try:
         return func(cfg)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(USER_ERROR_EXIT) from None
+        if dirs is not None:
+            from hydra.core.hydra_config import HydraConfig
+
+            dirs.discard_job(Path(HydraConfig.get().runtime.output_dir))
+        fail(err)
+
+
+def _quote(value: str) -> str:
+    """A value as a Hydra override literal: single-quoted, with \\ and ' escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def launch(
@@ -54,39 +159,70 @@ def launch(
     extra_config_dir: str | None = None,
 ) -> None:
     """Compose `conf/<config_name>.yaml` with `overrides` and run `target` (or a sweep of it)."""
-    import hydra
+    from bots_cli.overrides import check_overrides, file_logging, resolved_dir
+
+    name = config_name or command.replace("-", "_")
+    extra = None
+    if extra_config_dir:
+        extra = Path(extra_config_dir).expanduser().resolve()
+        if not extra.is_dir():
+            fail(UserError(f"--config-dir {extra_config_dir}: no such directory"))
+    try:
+        composed = check_overrides(command, name, overrides, multirun=multirun, extra_dir=extra)
+    except UserError as err:
+        fail(err)
 
     argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
-    resume = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
-    if _secondary_process() and not multirun:
-        # Under torchrun / accelerate launch, process 0 owns the run directory and tells the
-        # others where it is; their own Hydra output goes to a scratch directory, removed at exit.
-        scratch = tempfile.mkdtemp(prefix=f"bots-rank{os.environ.get('RANK')}-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
-    elif resume and resume[-1] not in ("", "null") and not multirun:
-        # A resumed run continues in its own directory rather than starting a new one.
-        argv.append(f"hydra.run.dir={resume[-1]}")
+    key = INTO_RUN.get(command)
+    into = composed.get(key) if key and composed is not None else None
+    dirs = RunDirs()
+    writes = cfg_part is None
+    try:
+        if _secondary_process() and not multirun:
+            # Under torchrun / accelerate launch, process 0 owns the run directory and tells the
+            # others where it is; their own Hydra output goes to a scratch directory, removed
+            # at exit.
+            scratch = tempfile.mkdtemp(prefix=f"bots-rank{os.environ.get('RANK')}-")
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+            argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
+        elif into not in (None, "") and not multirun:
+            # A resumed (or evaluated) run is written in its own directory rather than a new
+            # one; its .hydra/ files stay those of its start (a refused resume changes nothing).
+            run_dir = train_run_dir(str(key), into)
+            argv += [f"hydra.run.dir={_quote(str(run_dir))}", "hydra.output_subdir=null"]
+        elif writes:
+            dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+            root = resolved_dir(composed, dir_key)
+            if root is not None:
+                # Fixed here (the timestamp resolved once), so this launch knows what it made.
+                dirs.create(Path(root), dir_key)
+                argv.append(f"{dir_key}={_quote(str(dirs.root))}")
+    except UserError as err:
+        fail(err)
+    if file_logging(composed):
+        argv.append("++hydra.job_logging.handlers.file.delay=true")  # no empty <command>.log
     if multirun:
         argv.append("--multirun")
     if cfg_part:
         argv += ["--cfg", cfg_part]
         if resolve:
             argv.append("--resolve")
-    if extra_config_dir:
-        argv += ["--config-dir", str(Path(extra_config_dir).resolve())]
+    if extra is not None:
+        argv += ["--config-dir", str(extra)]
 
-    @hydra.main(
-        config_path=str(config_dir()),
-        config_name=config_name or command.replace("-", "_"),
-        version_base="1.3",
-    )
+    import hydra
+
+    @hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")
     def _task(cfg: Any) -> Any:
-        return run_command_function(target, cfg)
+        return run_command_function(target, cfg, dirs)
 
     saved = sys.argv
     sys.argv = argv
+    ok = False
     try:
         _task()
+        ok = True
     finally:
         sys.argv = saved
+        if not ok:
+            dirs.discard_empty()

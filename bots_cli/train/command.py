@@ -13,7 +13,7 @@ from typing import Any
 
 from bots_cli.atomic import write_json, write_text
 from bots_cli.errors import UserError
-from bots_cli.launch import resume_run_dir
+from bots_cli.launch import train_run_dir
 from bots_cli.train.loop import Phases, Trainer
 from bots_cli.train.processes import distributed_state, processes
 from bots_cli.train.runlog import open_run_log, run_summary
@@ -49,8 +49,14 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resuming = cfg.get("resume") is not None
     if resuming:
-        run_dir = resume_run_dir(cfg.resume)
+        from bots_cli.train.checkpoint import latest_checkpoint, trl_checkpoints
+
+        run_dir = train_run_dir("resume", cfg.resume)
         cfg = _resumed_config(cfg, run_dir)
+        if latest_checkpoint(run_dir) is None and not trl_checkpoints(run_dir):
+            # Refused here, before the pool, the references or a model are loaded.
+            raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
+                            "new run")
     else:
         if (run_dir / "metrics.jsonl").exists():
             raise UserError(f"{run_dir} already holds a training run; continue it with "
@@ -105,6 +111,11 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
 
     trainer = Trainer(cfg, run_dir, resuming)
     s = trainer.s
+    try:
+        check_trainer_prompts(trainer)
+    except UserError:
+        trainer.close()
+        raise
     if resuming and trainer.step_done >= s.steps:
         trainer.close()
         raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
@@ -147,3 +158,16 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         trainer.close()
     display.message(f"run directory: {run_dir}")
     return summary
+
+
+def check_trainer_prompts(trainer: Trainer) -> None:
+    """Refuse, before the first step, a training or held-out prompt too long for the model."""
+    from bots_cli.train.pool import check_prompt_lengths, context_length
+
+    context = context_length(trainer.model)
+    new_tokens = trainer.sampling.max_new_tokens
+    check_prompt_lengths(trainer.task_ids, [trainer.prompt(i)[0] for i in range(len(trainer.pool))],
+                         trainer.tokenizer, context, new_tokens, "train")
+    if trainer.held_out is not None:
+        check_prompt_lengths(trainer.held_out.task_ids, trainer.held_out.prompts,
+                             trainer.tokenizer, context, new_tokens, "eval")

@@ -19,6 +19,12 @@ def training_pool(cfg: Any, s: TrainSettings, dom: Any) -> Any:
         if "level" not in pool.columns:
             raise UserError("train.levels needs a `level` column in the task table; map one "
                             "in domain.columns or set train.levels=null")
+        have = sorted({int(v) for v in pool["level"].dropna()})
+        absent = [lv for lv in s.levels if lv not in have]
+        if absent:
+            raise UserError(f"train.levels: no task of the train split has level "
+                            f"{', '.join(map(str, absent))} (its levels: "
+                            f"{', '.join(map(str, have)) or 'none'})")
         pool = pool[pool["level"].isin(s.levels)].reset_index(drop=True)
     if s.max_tasks is not None:
         pool = pool.iloc[: s.max_tasks].reset_index(drop=True)
@@ -54,3 +60,29 @@ def pool_selector(cfg: Any, s: TrainSettings, pool: Any, dom: Any) -> Any:
     weak, strong = reference_rates(cfg, pool, dom)
     return build_selector(cfg.selector, n_tasks=len(pool), weak=weak, strong=strong,
                           seed=int(cfg.seed), group_size=s.group_size)
+
+
+def context_length(model: Any) -> int | None:
+    """The longest prompt + completion the model takes, in tokens (its config's
+    max_position_embeddings: the tiny model's model.build.max_positions); None if unknown."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def check_prompt_lengths(task_ids: list[str], prompts: list[str], tokenizer: Any,
+                         context: int | None, max_new_tokens: int, split: str) -> None:
+    """Every rendered prompt leaves room for `max_new_tokens` in the model's context, or one
+    line naming the first task that does not (a longer prompt would fail mid-run)."""
+    if context is None or not prompts:
+        return
+    room = context - max_new_tokens
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    over = [i for i, n in enumerate(lengths) if n > room]
+    if not over:
+        return
+    i = over[0]
+    more = f" ({len(over) - 1} more {split} tasks are too long too)" if len(over) > 1 else ""
+    raise UserError(f"task {task_ids[i]!r} ({split} split): its prompt is {lengths[i]} tokens, "
+                    f"but the model's context of {context} tokens leaves {max(room, 0)} for it "
+                    f"after sampling.max_new_tokens={max_new_tokens}{more}; shorten or drop the "
+                    "task, or lower sampling.max_new_tokens")

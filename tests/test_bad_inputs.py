@@ -1,0 +1,185 @@
+"""Bad inputs as users typed them: one line on stderr, exit code 2, no traceback, and nothing
+written where the user did not ask (no run directory, no empty log, no rewritten .hydra files).
+
+Every case here fails before a model is loaded, so each is a subprocess of about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SMALL, run_bots
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.exists() else set()
+
+
+def one_line_error(out, start: str) -> str:
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: {start}"), out.stderr
+    return out.stderr.strip()
+
+
+def fake_run(scratch: Path) -> Path:
+    """A directory that looks like a `bots train` run: config.yaml and Hydra's .hydra/."""
+    run = scratch / "run"
+    (run / ".hydra").mkdir(parents=True)
+    out = run_bots("train", "--cfg", "job", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    (run / "config.yaml").write_text(out.stdout)
+    (run / ".hydra" / "overrides.yaml").write_text("- selector=bots\n")
+    return run
+
+
+# -- item 2: nothing is written where the user did not ask ------------------------------------
+
+def test_a_rejected_value_leaves_no_run_directory(scratch: Path) -> None:
+    out = run_bots("simulate", "lambda=2", cwd=scratch)
+    one_line_error(out, "lambda (forgetting factor) must be in [0, 1], got 2")
+    assert not (scratch / "outputs").exists()
+
+
+def test_a_refused_start_in_an_existing_directory_keeps_it(scratch: Path) -> None:
+    mine = scratch / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    out = run_bots("simulate", "lambda=2", f"hydra.run.dir={mine}", cwd=scratch)
+    one_line_error(out, "lambda (forgetting factor)")
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_a_successful_run_leaves_no_empty_log(scratch: Path) -> None:
+    out = run_bots("simulate", *SMALL, cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert list(scratch.rglob("summary.json"))
+    assert not [p for p in scratch.rglob("*.log") if p.stat().st_size == 0]
+
+
+def test_a_sweep_keeps_its_finished_jobs_and_drops_the_refused_one(scratch: Path) -> None:
+    out = run_bots("simulate", "-m", "lambda=0.1,2", *SMALL, cwd=scratch)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().endswith("error: lambda (forgetting factor) must be in [0, 1], "
+                                       "got 2")
+    [sweep] = list((scratch / "outputs" / "multirun" / "simulate").glob("*/*"))
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
+    assert (sweep / "0" / "summary.json").is_file()
+    refused = run_bots("simulate", "-m", "lambda=2,0.1", *SMALL, cwd=scratch)
+    assert refused.returncode == 2
+    assert [p.parent.name for p in scratch.rglob("multirun.yaml")] == [sweep.name]
+
+
+def test_resume_of_a_missing_directory_creates_nothing(scratch: Path) -> None:
+    missing = scratch / "nonexistent"
+    out = run_bots("train", f"resume={missing}", cwd=scratch)
+    one_line_error(out, f"resume={missing}: no such run directory")
+    assert not missing.exists() and not (scratch / "outputs").exists()
+
+
+def test_resume_of_a_folder_that_is_not_a_run_writes_nothing_into_it(scratch: Path) -> None:
+    folder = scratch / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"x")
+    out = run_bots("train", f"resume={folder}", cwd=scratch)
+    one_line_error(out, f"resume={folder}: no config.yaml there")
+    (folder / "config.yaml").write_text("lambda: 0.1\nsimulate: {steps: 3}\n")
+    out = run_bots("train", f"resume={folder}", cwd=scratch)
+    one_line_error(out, f"resume={folder}: {folder / 'config.yaml'} is not the config of a "
+                        "`bots train` run")
+    assert files_under(folder) == {"a.jpg", "config.yaml"}
+
+
+def test_a_refused_resume_leaves_the_run_as_it_was(scratch: Path) -> None:
+    run = fake_run(scratch)
+    before = {p: (run / p).read_bytes() for p in files_under(run) if (run / p).is_file()}
+    out = run_bots("train", f"resume={run}", "selector=uniform", cwd=scratch)
+    one_line_error(out, "selector cannot change when resuming")
+    out = run_bots("train", f"resume={run}", cwd=scratch)  # no checkpoint: refused early
+    one_line_error(out, f"{run} has no complete checkpoint to resume from")
+    after = {p: (run / p).read_bytes() for p in files_under(run) if (run / p).is_file()}
+    assert after == before  # .hydra/overrides.yaml not rewritten, no train.log
+    assert not (scratch / "outputs").exists()
+
+
+def test_evaluate_of_a_run_writes_no_directory_of_its_own(scratch: Path) -> None:
+    run = fake_run(scratch)
+    out = run_bots("evaluate", f"run={run}", "evaluate.steps=[100]", cwd=scratch)
+    one_line_error(out, f"run {run} has no checkpoint at step 100")
+    assert not (scratch / "outputs").exists()
+    assert files_under(run) == {".hydra", ".hydra/overrides.yaml", "config.yaml"}
+    out = run_bots("evaluate", f"run={scratch / 'nope'}", cwd=scratch)
+    one_line_error(out, f"run={scratch / 'nope'}: no such run directory")
+    assert not (scratch / "nope").exists()
+
+
+# -- item 3: every bad input is one line, exit code 2 ------------------------------------------
+
+@pytest.mark.parametrize(("command", "override", "message"), [
+    ("train", "selector=bogus", "selector=bogus: no such option of selector (did you mean "
+                                "bots?); options: bots, easy2hard, implicit_only, mopps, "
+                                "offline_band, uniform"),
+    ("train", "domain=bogus", "domain=bogus: no such option of domain; options: arith, code, "
+                              "logic, math"),
+    ("train", "model=bogus", "model=bogus: no such option of model; options: "),
+    ("train", "train.bogus=1", "train.bogus is not a setting of bots train; `bots train --cfg "
+                               "job` prints them all"),
+    ("train", "train.stpes=5", "train.stpes is not a setting of bots train (did you mean "
+                               "train.steps?)"),
+    ("train", "selecter=bots", "selecter is not a setting of bots train (did you mean "
+                               "selector?)"),
+    ("train", "+train.bogus=1", "+train.bogus=1: train.bogus is not a setting of bots train"),
+    ("train", "+selector.rhoo=0.2", "+selector.rhoo=0.2: selector.rhoo is not a setting of "
+                                    "bots train (did you mean selector.rho?)"),
+    ("train", "+train.steps=3", "+train.steps: train.steps is a setting already; set it "
+                                "without the + (train.steps=...)"),
+    ("profile-refs", "logger=none", "logger is not a config group of bots profile-refs; its "
+                                    "groups: domain, engine, refs, sampling"),
+    ("simulate", "lambda=0,1", "lambda=0,1: a comma makes a sweep; add -m"),
+    ("simulate", "simulate.steps", "cannot read the override 'simulate.steps'"),
+    ("simulate", "hydra.run.dir=/proc/x", "cannot create the run directory /proc/x "
+                                          "(hydra.run.dir)"),
+])
+def test_bad_overrides_are_one_line(scratch: Path, command: str, override: str,
+                                    message: str) -> None:
+    one_line_error(run_bots(command, override, cwd=scratch), message)
+    assert not (scratch / "outputs").exists()
+
+
+def test_bad_overrides_are_refused_with_cfg_too(scratch: Path) -> None:
+    one_line_error(run_bots("train", "+train.bogus=1", "--cfg", "job", cwd=scratch),
+                   "+train.bogus=1: train.bogus is not a setting")
+    one_line_error(run_bots("simulate", "-m", "selector=bots,bogus", "--cfg", "job",
+                            cwd=scratch), "selector=bogus: no such option of selector")
+
+
+def test_plus_keys_pass_through_free_form_sections(scratch: Path) -> None:
+    out = run_bots("train", "trainer=trl", "+trainer.trl.args.mask_truncated_completions=true",
+                   "+domain.columns.source=origin", "--cfg", "job", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    cfg = yaml.safe_load(out.stdout)
+    assert cfg["trainer"]["trl"]["args"] == {"mask_truncated_completions": True}
+    assert cfg["domain"]["columns"]["source"] == "origin"
+
+
+def test_a_config_group_added_with_plus_is_no_unknown_key(scratch: Path) -> None:
+    exp = scratch / "myconf" / "experiment"
+    exp.mkdir(parents=True)
+    (exp / "short.yaml").write_text("# @package _global_\nsimulate:\n  steps: 7  # shorter\n")
+    out = run_bots("simulate", "--config-dir", "myconf", "+experiment=short", "--cfg", "job",
+                   cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert yaml.safe_load(out.stdout)["simulate"]["steps"] == 7
+
+
+def test_make_data_into_a_file_is_one_line(scratch: Path) -> None:
+    (scratch / "afile").write_text("")
+    out = run_bots("make-data", "make_data.out_dir=afile", cwd=scratch)
+    one_line_error(out, "make_data.out_dir=afile is a file, not a directory")
+    out = run_bots("make-data", "make_data.out_dir=/proc/x", cwd=scratch)
+    one_line_error(out, "make_data.out_dir=/proc/x: cannot create it")
+    assert files_under(scratch) == {"afile"}
