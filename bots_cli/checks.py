@@ -14,13 +14,21 @@ import numpy as np
 from bots_cli.errors import InvalidValue
 
 
+def shown(value: Any) -> str:
+    """`value` as a message shows it: repr of the plain Python value, so a numpy scalar reads
+    1.5 rather than np.float64(1.5) (text stays quoted: 'abc')."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 def as_number(name: str, value: Any) -> float:
     """`value` as a finite float, or an error naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidValue(f"{name} must be a number, got {value!r}")
+        raise InvalidValue(f"{name} must be a number, got {shown(value)}")
     out = float(value)
     if not math.isfinite(out):
-        raise InvalidValue(f"{name} must be a finite number, got {value!r}")
+        raise InvalidValue(f"{name} must be a finite number, got {shown(value)}")
     return out
 
 
@@ -38,21 +46,22 @@ def check_range(
     too_low = lo is not None and (x <= lo if lo_open else x < lo)
     too_high = hi is not None and (x >= hi if hi_open else x > hi)
     if too_low or too_high:
-        raise InvalidValue(f"{name} must be {_describe(lo, hi, lo_open, hi_open)}, got {value!r}")
+        raise InvalidValue(f"{name} must be {_describe(lo, hi, lo_open, hi_open)}, got "
+                           f"{shown(value)}")
     return x
 
 
 def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
     """Check that `value` is an integer in [lo, hi] and return it."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidValue(f"{name} must be an integer, got {value!r}")
+        raise InvalidValue(f"{name} must be an integer, got {shown(value)}")
     check_range(name, value, lo, hi)
     return int(value)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
     if value not in choices:
-        raise InvalidValue(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise InvalidValue(f"{name} must be one of {', '.join(choices)}, got {shown(value)}")
     return str(value)
 
 
@@ -68,7 +77,7 @@ def check_rates(name: str, values: Any, n: int) -> np.ndarray:
     bad = (arr < 0) | (arr > 1)
     if bad.any():
         raise InvalidValue(
-            f"{name} has {int(bad.sum())} pass rates outside [0, 1] (e.g. {arr[bad][0]!r})"
+            f"{name} has {int(bad.sum())} pass rates outside [0, 1] (e.g. {shown(arr[bad][0])})"
         )
     return arr
 

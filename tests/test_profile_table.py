@@ -42,6 +42,13 @@ def test_round_trip_keeps_rows_and_settings(tmp_path: Path) -> None:
         (lambda p: frame(["a"], [1]).drop(columns="n").to_parquet(p), "lacks the columns n"),
         (lambda p: frame(["a"], [5]).to_parquet(p), r"outside \[0, 1\]"),
         (lambda p: frame(["a", "a"], [1, 2]).to_parquet(p), "lists a task twice"),
+        # pass_rate looks fine, but the counts are impossible
+        (lambda p: frame(["a", "b"], [1, 2]).assign(successes=[1, 6]).to_parquet(p),
+         r"task 'b' has 6 successes out of n = 4 rollouts; every row needs 0 ≤ successes ≤ n "
+         r"and n ≥ 1 \(1 rows do not\)"),
+        (lambda p: frame(["a"], [1]).assign(successes=[-1.5]).to_parquet(p),
+         "has -1.5 successes out of n = 4"),
+        (lambda p: frame(["a"], [0]).assign(n=[0]).to_parquet(p), "out of n = 0 rollouts"),
     ],
 )
 def test_bad_profiles_give_one_line(tmp_path: Path, setup, match) -> None:

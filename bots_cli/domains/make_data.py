@@ -15,6 +15,7 @@ from bots_cli.checks import check_choice
 from bots_cli.domains import load_domain
 from bots_cli.domains.base import as_dict
 from bots_cli.domains.table import load_task_table, write_task_table
+from bots_cli.errors import UserError
 
 
 def make_data(cfg: Any) -> dict[str, Any]:
@@ -24,13 +25,30 @@ def make_data(cfg: Any) -> dict[str, Any]:
     opts = as_dict(cfg.get("make_data"))
     fmt = check_choice("make_data.format", opts.get("format", "jsonl"), ("jsonl", "parquet"))
     out_dir = opts.get("out_dir")
+    if out_dir:
+        _check_out_dir(Path(str(out_dir)))
     splits = dom.make_splits()
     summary: dict[str, Any] = {}
     for split, df in splits.items():
         path = Path(out_dir) / f"{split}.{fmt}" if out_dir else dom.data_path(split)
-        write_task_table(df, path)
+        try:
+            write_task_table(df, path)
+        except OSError as err:
+            raise UserError(f"cannot write {path}: {err.strerror or err}") from None
         columns = {c: c for c in df.columns}
         rows = len(load_task_table(path, columns, dom.name))
         summary[split] = {"path": str(path), "rows": rows}
         print(f"{dom.name} {split}: {rows} tasks -> {path}")
     return summary
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """make_data.out_dir is a directory (made here if missing), or a one-line error."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"make_data.out_dir={out_dir} is a file, not a directory; choose a "
+                        "directory for the task tables")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"make_data.out_dir={out_dir}: cannot create it "
+                        f"({err.strerror or err})") from None

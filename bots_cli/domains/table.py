@@ -18,10 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bots_cli.checks import shown
 from bots_cli.errors import InvalidValue, UserError
 
 REQUIRED = ("task_id", "prompt", "answer")
 PASS_RATES = ("weak_pass_rate", "strong_pass_rate")  # reference pass rates a selector may read
+ROLES = ("system", "user", "assistant", "tool")  # chat-message roles chat templates know
 _LEVEL_TEXT = re.compile(r"^\s*(?:level\s*)?(\d+)\s*$", re.IGNORECASE)
 
 
@@ -44,11 +46,30 @@ def read_table(path: Path) -> Any:
     except UserError:
         raise
     except Exception as err:  # pyarrow and pandas raise many types for a corrupt file
+        if suffix in (".jsonl", ".json"):
+            _raise_bad_json_line(path)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot read task file {path}: {first}") from None
     if len(df) == 0:
         raise UserError(f"task file {path} has no rows")
     return df
+
+
+def _raise_bad_json_line(path: Path) -> None:
+    """Name the first line of a jsonl file that is not one JSON object (`file:line`)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{number}: not valid JSON ({err.msg} at column "
+                                f"{err.colno}); each line must hold one task as a JSON object") \
+                    from None
+            if not isinstance(value, dict):
+                raise UserError(f"{path}:{number}: a {type(value).__name__}, not a JSON object; "
+                                "each line must hold one task as a JSON object")
 
 
 def _pick(df: Any, source: str, path: Path, target: str) -> Any | None:
@@ -81,7 +102,7 @@ def _check_task_ids(values: list[Any], path: Path) -> list[str]:
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (str, int)):
             raise UserError(f"{path}: task_id must be text or an integer, {_row(i)} has "
-                            f"{v!r} ({type(v).__name__})")
+                            f"{shown(v)} ({type(v).__name__})")
         s = str(v).strip()
         if not s:
             raise UserError(f"{path}: {_row(i)} has an empty task_id; every task needs an id")
@@ -106,6 +127,10 @@ def _check_prompt(v: Any, i: int, path: Path) -> Any:
         isinstance(m, Mapping) and isinstance(m.get("role"), str)
         and isinstance(m.get("content"), str) for m in v
     ):
+        bad = next((m["role"] for m in v if m["role"] not in ROLES), None)
+        if bad is not None:
+            raise UserError(f"{path}: {_row(i)} has a chat message with role {bad!r}; a role "
+                            f"is one of {', '.join(ROLES)}")
         return [{"role": m["role"], "content": m["content"]} for m in v]
     raise UserError(f"{path}: prompt must be text or a list of chat messages "
                     f"({{'role': ..., 'content': ...}}), {_row(i)} has {type(v).__name__}")
@@ -118,7 +143,7 @@ def _check_answer(v: Any, i: int, path: Path) -> str:
         return str(v)
     if hasattr(v, "item") and isinstance(v.item(), int):  # numpy integers
         return str(v.item())
-    raise UserError(f"{path}: answer must be text, {_row(i)} has {v!r} ({type(v).__name__})")
+    raise UserError(f"{path}: answer must be text, {_row(i)} has {shown(v)} ({type(v).__name__})")
 
 
 def _check_level(v: Any, i: int, path: Path) -> int | None:
@@ -136,7 +161,7 @@ def _check_level(v: Any, i: int, path: Path) -> int | None:
         if hasattr(v, "item") and float(v.item()).is_integer():
             return int(v.item())
     raise UserError(f"{path}: level must be an integer (or text like 'Level 3'), {_row(i)} has "
-                    f"{v!r}")
+                    f"{shown(v)}")
 
 
 def _check_rates(col: Any, name: str, source: str, path: Path) -> Any:
@@ -149,7 +174,7 @@ def _check_rates(col: Any, name: str, source: str, path: Path) -> Any:
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise UserError(f"{path}: {name} (column {source!r}) must be numeric, {_row(i)} has "
-                        f"{col.iloc[i]!r}")
+                        f"{shown(col.iloc[i])}")
     try:
         return check_rates(f"{path}: {name} (column {source!r})", values.to_numpy(float),
                            len(values))

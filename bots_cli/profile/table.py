@@ -77,10 +77,24 @@ def read_profile(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     rates = frame["pass_rate"].to_numpy(dtype=np.float64)
     if np.isnan(rates).any() or (rates < 0).any() or (rates > 1).any():
         raise UserError(f"profile {path} has pass rates outside [0, 1] or NaN")
+    n = frame["n"].to_numpy(dtype=np.float64)
+    successes = frame["successes"].to_numpy(dtype=np.float64)
+    bad = np.isnan(n) | np.isnan(successes) | (n < 1) | (successes < 0) | (successes > n)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"profile {path}: task {frame['task_id'].iloc[i]!r} has "
+                        f"{_plain(successes[i])} successes out of n = {_plain(n[i])} rollouts; "
+                        f"every row needs 0 ≤ successes ≤ n and n ≥ 1 ({int(bad.sum())} rows "
+                        "do not)")
     if frame["task_id"].duplicated().any():
         raise UserError(f"profile {path} lists a task twice "
                         f"({frame['task_id'][frame['task_id'].duplicated()].iloc[0]!r})")
     return frame, settings_of(table)
+
+
+def _plain(x: float) -> str:
+    """A number as a reader writes it: 8 rather than 8.0 or np.float64(8.0)."""
+    return str(int(x)) if float(x).is_integer() else f"{float(x):g}"
 
 
 def align_pass_rates(task_ids: pd.Series, frame: pd.DataFrame, source: str, fix: str) -> np.ndarray:

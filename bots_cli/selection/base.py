@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.checks import check_int
+from bots_cli.checks import check_int, shown
 from bots_cli.errors import InvalidValue
 
 
@@ -112,13 +112,14 @@ class Selector(ABC):
             if np.isnan(arr).any() or np.isinf(arr).any():
                 raise InvalidValue(f"{name} must be finite, got NaN or inf")
         if (n <= 0).any():
-            raise InvalidValue(f"trials must be > 0 for every task, got {n[n <= 0][0]!r}")
+            raise InvalidValue(f"trials must be > 0 for every task, got {shown(n[n <= 0][0])}")
         if (s < 0).any():
-            raise InvalidValue(f"successes must be ≥ 0, got {s[s < 0][0]!r}")
+            raise InvalidValue(f"successes must be ≥ 0, got {shown(s[s < 0][0])}")
         over = s > n
         if over.any():
             i = int(np.flatnonzero(over)[0])
             raise InvalidValue(
-                f"successes must be ≤ trials, got {s[i]!r} > {n[i]!r} for task {ids_a[i]}"
+                f"successes must be ≤ trials, got {shown(s[i])} > {shown(n[i])} for task "
+                f"{ids_a[i]}"
             )
         return ids_a, s, n

@@ -120,8 +120,34 @@ def test_missing_empty_unreadable_and_wrong_format_files(tmp_path: Path) -> None
             load_task_table(path, COLS, "arith")
         assert "\n" not in str(err.value)
     (tmp_path / "broken.jsonl").write_text('{"task_id": "a", "prompt": \n')
-    with pytest.raises(UserError, match="cannot read task file"):
+    with pytest.raises(UserError, match=r"broken\.jsonl:1: not valid JSON"):
         load_task_table(tmp_path / "broken.jsonl", COLS, "arith")
+
+
+def test_bad_json_is_reported_by_file_and_line(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "t.jsonl", _good(5))
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3][:-1]  # a missing closing brace on line 4
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as err:
+        load_task_table(path, COLS, "arith")
+    assert str(err.value).startswith(f"{path}:4: not valid JSON")
+    assert "position" not in str(err.value) and "\n" not in str(err.value)
+    path.write_text("\n".join([*lines[:3], "[1, 2]"]) + "\n")
+    with pytest.raises(UserError, match=r"t.jsonl:4: a list, not a JSON object"):
+        load_task_table(path, COLS, "arith")
+
+
+def test_chat_messages_with_an_unknown_role_are_refused(tmp_path: Path) -> None:
+    ok = [{"role": r, "content": "hi"} for r in ("system", "user", "assistant")]
+    rows = [{"task_id": "a", "prompt": ok, "answer": "1"},
+            {"task_id": "b", "prompt": [{"role": "wizard", "content": "hi"}], "answer": "1"}]
+    with pytest.raises(UserError) as err:
+        load_task_table(_jsonl(tmp_path / "chat.jsonl", rows), COLS, "arith")
+    assert "row 2 has a chat message with role 'wizard'" in str(err.value)
+    assert "system, user, assistant, tool" in str(err.value)
+    df = load_task_table(_jsonl(tmp_path / "ok.jsonl", rows[:1]), COLS, "arith")
+    assert [m["role"] for m in df["prompt"][0]] == ["system", "user", "assistant"]
 
 
 def test_data_paths_resolve_against_data_dir(tmp_path: Path) -> None:

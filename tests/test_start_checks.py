@@ -1,0 +1,90 @@
+"""What `bots train` refuses before its first step: a level no task has, a prompt longer than the
+model's context; and how numbers read in the messages (1.5, never np.float64(1.5))."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bots_cli.checks import check_int, check_range, check_rates, shown
+from bots_cli.errors import UserError
+from bots_cli.train.pool import check_prompt_lengths, context_length, training_pool
+
+
+class Pool:
+    """A domain whose train split is `rows`."""
+
+    name = "arith"
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def load(self, cfg, split):
+        return pd.DataFrame(self.rows)
+
+
+CFG = SimpleNamespace(domain=None)
+TASKS = [{"task_id": f"t{i}", "prompt": "1+1=", "answer": "2", "level": 1 + i % 3}
+         for i in range(12)]
+
+
+def settings(levels=None, batch_size=2):
+    return SimpleNamespace(levels=levels, max_tasks=None, batch_size=batch_size)
+
+
+def test_a_level_no_task_has_is_named_with_the_levels_there() -> None:
+    with pytest.raises(UserError) as err:
+        training_pool(CFG, settings(levels=(9,)), Pool(TASKS))
+    assert str(err.value) == ("train.levels: no task of the train split has level 9 (its "
+                              "levels: 1, 2, 3)")
+    with pytest.raises(UserError, match="has level 4, 9 "):
+        training_pool(CFG, settings(levels=(2, 4, 9)), Pool(TASKS))
+    pool = training_pool(CFG, settings(levels=(2, 3)), Pool(TASKS))
+    assert sorted(set(pool["level"])) == [2, 3] and len(pool) == 8
+    with pytest.raises(UserError, match=r"batch_size \(9\) exceeds the training pool \(4 tasks"):
+        training_pool(CFG, settings(levels=(1,), batch_size=9), Pool(TASKS))
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_training() -> None:
+    pytest.importorskip("transformers")
+    from bots_cli.models.tiny import TinyArch, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = TinyArch(hidden_size=8, num_layers=1, num_heads=1, intermediate_size=8,
+                      max_positions=64).to_config(tokenizer)
+    context = context_length(SimpleNamespace(config=config))
+    assert context == 64
+    ids = ["a", "huge", "b", "long"]
+    prompts = ["1+2=", "9" * 10_000, "3+4=", "5" * 49]
+    with pytest.raises(UserError) as err:
+        check_prompt_lengths(ids, prompts, tokenizer, context, 16, "train")
+    message = str(err.value)
+    assert message.startswith("task 'huge' (train split): its prompt is 10000 tokens, but the "
+                              "model's context of 64 tokens leaves 48 for it after "
+                              "sampling.max_new_tokens=16 (1 more train tasks are too long")
+    assert "\n" not in message
+    check_prompt_lengths(ids[::2], prompts[::2], tokenizer, context, 16, "train")  # fits
+    check_prompt_lengths(["x"], ["5" * 48], tokenizer, context, 16, "eval")  # exactly fits
+    check_prompt_lengths(ids, prompts, tokenizer, None, 16, "train")  # context unknown
+    assert context_length(SimpleNamespace(config=SimpleNamespace())) is None
+
+
+@pytest.mark.parametrize(("check", "message"), [
+    (lambda: check_range("lambda", np.float64(1.5), 0, 1), "lambda must be in [0, 1], got 1.5"),
+    (lambda: check_int("steps", np.float32(2.5), 1), "steps must be an integer, got 2.5"),
+    (lambda: check_range("x", np.float64("nan")), "x must be a finite number, got nan"),
+    (lambda: check_rates("weak", np.array([0.5, 1.5]), 2),
+     "weak has 1 pass rates outside [0, 1] (e.g. 1.5)"),
+])
+def test_numbers_read_plainly_in_messages(check, message) -> None:
+    with pytest.raises(ValueError) as err:
+        check()
+    assert str(err.value) == message
+    assert "np." not in str(err.value)
+
+
+def test_shown_keeps_text_quoted_and_numbers_plain() -> None:
+    assert shown(np.int64(3)) == "3" and shown("abc") == "'abc'" and shown(1.5) == "1.5"
