@@ -76,29 +76,67 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in read_jsonl_upto(path, math.inf)]
 
 
-def load_run(path: Path, metric: str) -> Run | None:
-    """A finished or partial training run; None when it has no training step or no eval yet."""
-    from omegaconf import OmegaConf
+class SkippedRun(Exception):
+    """A run directory `bots report` cannot use, and why (reported as one warning line)."""
 
-    cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+
+def _selector_label(path: Path, cfg: dict[str, Any]) -> str:
+    """The selector's config-group choice (`selector=my_bots`, from the run's .hydra/hydra.yaml),
+    or its `name` when the run was not made from a differently named option."""
+    import yaml
+
+    name = str(cfg["selector"]["name"])
+    try:
+        saved = yaml.safe_load((path / ".hydra" / "hydra.yaml").read_text())
+        choice = saved["hydra"]["runtime"]["choices"].get("selector")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return name
+    return str(choice) if choice else name
+
+
+def load_run(path: Path, metric: str) -> Run | None:
+    """A finished or partial training run; None when the directory is not a training run (a
+    report, a simulation); `SkippedRun` when it is one that cannot be compared yet or is torn."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SkippedRun(f"config.yaml is not valid YAML ({getattr(err, 'problem', None) or err}"
+                         f"{where})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SkippedRun(f"config.yaml cannot be read ({err})") from None
     if not isinstance(cfg, dict) or "train" not in cfg or "selector" not in cfg:
         return None
-    rows = _jsonl(path / "metrics.jsonl")
-    scores = {int(r["step"]): float(r[metric]) for r in rows if metric in r}
-    # `bots evaluate` appends its own rows; they complete (or refine) the training-time ones.
-    scores.update({int(r["step"]): float(r[metric])
-                   for r in _jsonl(path / "evaluations.jsonl") if metric in r})
-    train_rows = [r for r in rows if "train/etr" in r]
-    if not train_rows or not scores:
-        return None
-    flat = _flatten(cfg)
-    return Run(path=path, selector=str(cfg["selector"]["name"]), seed=int(cfg.get("seed", 0)),
-               budget=int(cfg["train"]["steps"]), settings=_compared(flat), rows=train_rows,
-               curve=sorted(scores.items()))
+    if not (path / "metrics.jsonl").is_file():
+        raise SkippedRun("no metrics.jsonl (the run never finished a step)")
+    try:
+        rows = _jsonl(path / "metrics.jsonl")
+        evaluated = _jsonl(path / "evaluations.jsonl")
+        scores = {int(r["step"]): float(r[metric]) for r in rows if metric in r}
+        # `bots evaluate` appends its own rows; they complete (or refine) the training-time ones.
+        scores.update({int(r["step"]): float(r[metric]) for r in evaluated if metric in r})
+        train_rows = [r for r in rows if "train/etr" in r]
+        budget = int(cfg["train"]["steps"])
+        selector = _selector_label(path, cfg)
+    except UserError as err:
+        raise SkippedRun(str(err)) from None
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError) as err:
+        raise SkippedRun(f"a damaged record ({type(err).__name__}: {err})") from None
+    if not train_rows:
+        raise SkippedRun("no training step in metrics.jsonl yet")
+    if not scores:
+        raise SkippedRun(f"no `{metric}` values (set report.metric, or run `bots evaluate "
+                         f"run={path}`)")
+    return Run(path=path, selector=selector, seed=int(cfg.get("seed", 0)), budget=budget,
+               settings=_compared(_flatten(cfg)), rows=train_rows, curve=sorted(scores.items()))
 
 
 def find_runs(paths: list[str], metric: str) -> list[Run]:
-    """Every training run at or under `paths` (directories holding config.yaml + metrics.jsonl)."""
+    """Every training run at or under `paths` (directories holding a training config.yaml); a
+    training run that cannot be used is skipped with one warning line naming it and why."""
     if not paths:
         raise UserError("no runs given: bots report <run or multirun directory> ...")
     runs = []
@@ -106,9 +144,16 @@ def find_runs(paths: list[str], metric: str) -> list[Run]:
         root = Path(given).expanduser()
         if not root.is_dir():
             raise UserError(f"{given}: no such directory")
-        dirs = sorted({p.parent for p in root.rglob("metrics.jsonl")
-                       if (p.parent / "config.yaml").is_file()})
-        found = [r for d in dirs if (r := load_run(d, metric)) is not None]
+        dirs = sorted({p.parent for p in root.rglob("config.yaml") if p.parent.name != ".hydra"})
+        found = []
+        for d in dirs:
+            try:
+                run = load_run(d, metric)
+            except SkippedRun as why:
+                print(f"warning: skipping {d}: {why}", file=sys.stderr)
+                continue
+            if run is not None:
+                found.append(run)
         if not found:
             raise UserError(f"{given}: no training run with `{metric}` values under it (a run "
                             "directory holds config.yaml and metrics.jsonl)")
@@ -188,11 +233,16 @@ def _caption(summary: dict[str, Any]) -> str:
     base = summary["baseline"]
     if base is None:
         return "No baseline run: TTB and BSF are n/a (set report.baseline)."
-    return (f"* baseline. Mean±std over seeds. TTBx: steps to reach {base}'s best score of the "
+    seeds = {len(g["seeds"]) for g in summary["groups"].values()}
+    spread = ("1 seed per group: single values, no spread." if seeds == {1} else
+              "Mean±std over seeds (a group of 1 seed: its single value).")
+    return (f"* baseline. {spread} TTBx: steps to reach {base}'s best score of the "
             f"first x% of the {summary['budget']}-step budget, relative to {base} (lower is "
             f"better; 'never (k/n)': k of n seeds never reached it). BSFx: best score in the "
-            f"first x% relative to {base}. ETR: share of selected tasks with 0 < successes < "
-            "trials. selector time: share of step time spent selecting and updating the selector.")
+            f"first x% relative to {base}. n/a: undefined ({base} did not improve on its "
+            "step-0 score within x%, or has no eval there; selector time: the runs do not record "
+            "step times). ETR: share of selected tasks with 0 < successes < trials. selector "
+            "time: share of step time spent selecting and updating the selector.")
 
 
 def _markdown(summary: dict[str, Any], metric: str, plots: list[str]) -> str:

@@ -133,3 +133,85 @@ def test_groups_split_by_settings_that_vary_within_a_selector() -> None:
     groups = group_runs(runs)
     assert sorted(groups) == ["bots lam=0.1", "bots lam=0.3", "uniform"]
     assert len(groups["bots lam=0.1"]) == 2
+
+
+def _write_run(path: Path, selector: str = "uniform", choice: str | None = None,
+               seed: int = 0) -> Path:
+    """A hand-made training run directory: config.yaml, metrics.jsonl, and Hydra's choices."""
+    import yaml
+
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": seed, "train": {"steps": 30}, "selector": {"name": selector}}))
+    rows = [{"step": 0, "eval/accuracy": 0.1}]
+    rows += [{"step": s, "train/etr": 0.5, "train/zero_variance_share": 0.5,
+              "selector/explored_share": 1.0, "time/select": 0.01, "time/selector_update": 0.01,
+              "time/step": 1.0, "eval/accuracy": 0.1 + s / 100} for s in (10, 20, 30)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if choice is not None:
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
+            {"hydra": {"runtime": {"choices": {"selector": choice, "model": "tiny"}}}}))
+    return path
+
+
+def test_report_warns_once_for_each_run_it_skips(tmp_path: Path, capsys) -> None:
+    from bots_cli.report import find_runs
+
+    good = _write_run(tmp_path / "sweep" / "0")
+    no_metrics = _write_run(tmp_path / "sweep" / "1")
+    (no_metrics / "metrics.jsonl").unlink()
+    corrupt = _write_run(tmp_path / "sweep" / "2")
+    (corrupt / "config.yaml").write_text("train: [steps: 30\n")
+    damaged = _write_run(tmp_path / "sweep" / "3")
+    lines = (damaged / "metrics.jsonl").read_text().splitlines()
+    (damaged / "metrics.jsonl").write_text("\n".join([lines[0], "{torn", *lines[1:]]) + "\n")
+    no_eval = _write_run(tmp_path / "sweep" / "4")
+    (no_eval / "metrics.jsonl").write_text(json.dumps({"step": 1, "train/etr": 0.5}) + "\n")
+    report_dir = tmp_path / "sweep" / "report"  # not a training run: no word about it
+    report_dir.mkdir()
+    (report_dir / "config.yaml").write_text("report: {runs: []}\n")
+
+    runs = find_runs([str(tmp_path / "sweep")], "eval/accuracy")
+    assert [r.path for r in runs] == [good]
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert warnings == [
+        f"warning: skipping {no_metrics}: no metrics.jsonl (the run never finished a step)",
+        f"warning: skipping {corrupt}: config.yaml is not valid YAML (expected ',' or ']', "
+        "but got '<stream end>' at line 2)",
+        f"warning: skipping {damaged}: {damaged / 'metrics.jsonl'} line 2 is not JSON: the "
+        "run's records are damaged; restore the file or start a new run",
+        f"warning: skipping {no_eval}: no `eval/accuracy` values (set report.metric, or run "
+        f"`bots evaluate run={no_eval}`)",
+    ]
+
+
+def test_a_selector_variant_is_named_by_its_config_choice(tmp_path: Path) -> None:
+    from bots_cli.report import find_runs
+
+    _write_run(tmp_path / "a", selector="bots", choice="my_bots")
+    _write_run(tmp_path / "b", selector="bots", choice="bots")
+    _write_run(tmp_path / "c", selector="uniform")  # no .hydra/: its name
+    runs = find_runs([str(tmp_path)], "eval/accuracy")
+    assert [r.selector for r in runs] == ["my_bots", "bots", "uniform"]
+    assert set(group_runs(runs)) == {"my_bots", "bots", "uniform"}
+
+
+def test_one_seed_prints_single_values_and_the_caption_says_so() -> None:
+    from bots_cli.report import _caption
+
+    one = compare(group_runs([_run("uniform", 0, [0.1, 0.2, 0.3, 0.4]),
+                              _run("bots", 0, [0.1, 0.4, 0.5, 0.5])]), "uniform")
+    header, rows = _cells(one)
+    assert not any("±" in cell for row in rows for cell in row)
+    assert rows[1][header.index("TTB100")] == "0.33"
+    caption = _caption(one)
+    assert "1 seed per group: single values" in caption and "Mean±std" not in caption
+    assert "n/a: undefined (uniform did not improve on its step-0 score" in caption
+    two = compare(group_runs([_run("uniform", 0, [0.1, 0.2, 0.3, 0.4]),
+                              _run("uniform", 1, [0.1, 0.2, 0.3, 0.4])]), "uniform")
+    assert "Mean±std over seeds" in _caption(two)
+    flat = compare(group_runs([_run("uniform", 0, [0.4, 0.3, 0.3, 0.3]),
+                               _run("bots", 0, [0.1, 0.4, 0.5, 0.5])]), "uniform")
+    _, rows = _cells(flat)
+    assert rows[1][header.index("TTB100")] == "n/a"  # uniform was best at step 0
