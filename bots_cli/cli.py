@@ -52,8 +52,10 @@ COMMANDS = [
         target="bots_cli.domains.make_data:make_data",
         summary="Generate a domain's train/eval task tables (seeded; rewrites data/<domain>/).",
         examples=[
-            "bots make-data domain=logic",
-            "bots make-data domain=arith domain.generate.n_train=20000 make_data.out_dir=mydata",
+            "bots make-data domain=logic make_data.out_dir=mydata/logic",
+            "bots make-data domain=arith domain.generate.n_train=20000 "
+            "make_data.out_dir=mydata/arith",
+            "bots make-data domain=arith",
         ],
     ),
     Command(
@@ -151,14 +153,20 @@ class CfgPart(str, Enum):
     all = "all"
 
 
+OVERRIDES_HELP = "Hydra overrides: key=value, group=option, +key=value, ~key."
+
+
 def _register(app: typer.Typer, cmd: Command) -> None:
     epilog = _block("Examples:", cmd.examples) + "\n\n" + _groups_help()
+    arguments = OVERRIDES_HELP
+    if cmd.paths_key:
+        arguments = (f"Run directories, or directories above runs such as a sweep (bare "
+                     f"arguments, no '='; they fill {cmd.paths_key}), then {OVERRIDES_HELP}")
 
     def run(
         overrides: Annotated[
             list[str] | None,
-            typer.Argument(help="Hydra overrides: key=value, group=option, +key=value, ~key.",
-                           show_default=False),
+            typer.Argument(help=OVERRIDES_HELP, show_default=False),
         ] = None,
         multirun: Annotated[
             bool, typer.Option("--multirun", "-m", help="Sweep: one job per combination of "
@@ -188,6 +196,10 @@ def _register(app: typer.Typer, cmd: Command) -> None:
             extra_config_dir=config_dir_,
         )
 
+    # The annotations are strings (postponed evaluation) read in this module's globals, so the
+    # command's own argument help is set as an evaluated annotation.
+    run.__annotations__["overrides"] = Annotated[
+        list[str] | None, typer.Argument(help=arguments, show_default=False)]
     app.command(cmd.name, help=cmd.summary, epilog=epilog)(run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ def test_run_directory_layout_and_lambda_reaching_the_selector(scratch: Path) ->
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["selector"]["lam"] == 0.37 and cfg["compare"]["mopps"]["lam"] == 0.37
     assert {"summary.json", "curves.parquet"} <= {p.name for p in run.iterdir()}
+    assert not list(scratch.rglob("*.log"))  # simulate logs nothing: no empty simulate.log
     assert "bots" in out.stdout and "uniform" in out.stdout  # the comparison table
 
 
@@ -76,13 +78,20 @@ def test_bad_values_exit_with_one_line_and_no_traceback(scratch, override, messa
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr + out.stdout
     assert not list(scratch.rglob("summary.json"))  # rejected before any work
+    assert not (scratch / "outputs").exists()  # and its run directory removed
 
 
-@pytest.mark.parametrize("override", ["lamda=0.3", "selector=best", "simulate.steps"])
-def test_unknown_keys_and_options_fail_without_traceback(scratch, override) -> None:
+@pytest.mark.parametrize(("override", "message"), [
+    ("lamda=0.3", "error: lamda is not a setting of bots simulate (did you mean lambda?)"),
+    ("selector=best", "error: selector=best: no such option of selector"),
+    ("simulate.steps", "error: cannot read the override 'simulate.steps'"),
+])
+def test_unknown_keys_and_options_fail_without_traceback(scratch, override, message) -> None:
     out = run_bots("simulate", override, cwd=scratch)
-    assert out.returncode != 0
+    assert out.returncode == 2
+    assert out.stderr.startswith(message) and len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr + out.stdout
+    assert not (scratch / "outputs").exists()
 
 
 def test_multirun_makes_one_directory_per_value(scratch: Path) -> None:
@@ -118,6 +127,40 @@ def test_extra_config_dir_adds_experiment_files(scratch: Path) -> None:
                    cwd=scratch)
     assert out.returncode == 0, out.stderr
     assert yaml.safe_load(out.stdout)["selector"]["mode"] == "greedy"
+
+
+def example_cases() -> list[tuple[str, list[str], bool]]:
+    from bots_cli.cli import COMMANDS, paths_override
+
+    cases = []
+    for cmd in COMMANDS:
+        for example in cmd.examples:
+            words = shlex.split(example)
+            words = words[words.index(cmd.name) + 1:]  # torchrun ... -m bots_cli train ...
+            multirun = "-m" in words
+            words = [w for w in words if w not in ("-m", "--cfg", "job")]
+            words = [w.replace("<date>", "2025-01-01").replace("<time>", "12-00-00")
+                     .replace("<run a>", "a").replace("<run b>", "b") for w in words]
+            args = paths_override(cmd.paths_key, words) if cmd.paths_key else words
+            cases.append((cmd.name, args, multirun))
+    return cases
+
+
+@pytest.mark.parametrize(("command", "overrides", "multirun"), example_cases(),
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_every_help_example_composes(command: str, overrides: list[str], multirun: bool) -> None:
+    from bots_cli.overrides import check_overrides
+
+    assert check_overrides(command, command.replace("-", "_"), overrides,
+                           multirun=multirun) is not None
+
+
+def test_report_help_calls_its_arguments_run_directories(scratch: Path) -> None:
+    out = run_bots("report", "--help", cwd=scratch)
+    assert out.returncode == 0
+    assert "Run directories, or directories above runs" in " ".join(out.stdout.split())
+    train = run_bots("train", "--help", cwd=scratch)
+    assert "Run directories" not in train.stdout and "Hydra overrides" in train.stdout
 
 
 def test_python_module_entry_point(scratch: Path) -> None:
