@@ -82,3 +82,16 @@ def test_every_field_has_a_comment(path: Path) -> None:
         if "#" not in line and not (i > 0 and lines[i - 1].strip().startswith("#")):
             missing.append(f"{path.name}:{i + 1}: {line.strip()}")
     assert not missing, "fields without a one-line comment:\n" + "\n".join(missing)
+
+
+def test_free_form_sections_are_sections_of_the_configs() -> None:
+    """`+key=value` may add keys under these (bots_cli/overrides.py); each must be a real
+    section, or the exemption would let typos through somewhere else."""
+    from bots_cli.overrides import FREE_FORM
+
+    cfg = compose_resolved("train", ["trainer=trl"])
+    for path in FREE_FORM:
+        node = cfg
+        for key in path.split("."):
+            node = node[key]
+        assert isinstance(node, dict), path
