@@ -415,7 +415,9 @@ def start_long_build(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
                             cwd=REPO, text=True, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300  # not a timing threshold: a hang guard
     while not list(models.glob(".arith.tmp-*")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        if proc.poll() is not None:
+            raise AssertionError(f"the build ended early: {proc.communicate()[1]}")
+        assert time.monotonic() < deadline
         time.sleep(0.1)
     return proc, models
 
