@@ -34,6 +34,7 @@ def test_evaluate_checkpoints_resumes_and_refuses_other_settings(world: Path,
     out = run_bots(*args, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "arith avg@2" in out.stdout
+    assert not (tmp_path / "outputs" / "evaluate").exists()  # the results went into the run
     table = pd.read_parquet(run / "evaluations" / "arith.parquet")
     assert sorted(table["step"].unique()) == [0, 2, 4]
     assert len(table) == 3 * 20 and (table["n"] == 2).all()

@@ -11,7 +11,12 @@ import pytest
 
 from bots_cli.checks import check_int, check_range, check_rates, shown
 from bots_cli.errors import UserError
-from bots_cli.train.pool import check_prompt_lengths, context_length, training_pool
+from bots_cli.train.pool import (
+    check_prompt_lengths,
+    context_length,
+    prompt_lengths,
+    training_pool,
+)
 
 
 class Pool:
@@ -59,16 +64,18 @@ def test_a_prompt_longer_than_the_context_is_refused_before_training() -> None:
     assert context == 64
     ids = ["a", "huge", "b", "long"]
     prompts = ["1+2=", "9" * 10_000, "3+4=", "5" * 49]
+    lengths = prompt_lengths(iter(prompts), tokenizer, chunk=3)  # chunks of 3, then 1
+    assert lengths == [4, 10_000, 4, 49]
     with pytest.raises(UserError) as err:
-        check_prompt_lengths(ids, prompts, tokenizer, context, 16, "train")
+        check_prompt_lengths(ids, lengths, context, 16, "train")
     message = str(err.value)
     assert message.startswith("task 'huge' (train split): its prompt is 10000 tokens, but the "
                               "model's context of 64 tokens leaves 48 for it after "
                               "sampling.max_new_tokens=16 (1 more train tasks are too long")
     assert "\n" not in message
-    check_prompt_lengths(ids[::2], prompts[::2], tokenizer, context, 16, "train")  # fits
-    check_prompt_lengths(["x"], ["5" * 48], tokenizer, context, 16, "eval")  # exactly fits
-    check_prompt_lengths(ids, prompts, tokenizer, None, 16, "train")  # context unknown
+    check_prompt_lengths(ids[::2], lengths[::2], context, 16, "train")  # fits
+    check_prompt_lengths(["x"], prompt_lengths(["5" * 48], tokenizer), context, 16, "eval")
+    check_prompt_lengths(ids, lengths, None, 16, "train")  # context unknown
     assert context_length(SimpleNamespace(config=SimpleNamespace())) is None
 
 
@@ -88,3 +95,21 @@ def test_numbers_read_plainly_in_messages(check, message) -> None:
 
 def test_shown_keeps_text_quoted_and_numbers_plain() -> None:
     assert shown(np.int64(3)) == "3" and shown("abc") == "'abc'" and shown(1.5) == "1.5"
+
+
+def test_bots_train_refuses_a_prompt_too_long_for_the_model(world, tmp_path) -> None:
+    """Through the real trainer: the miniature model's context is 64 tokens."""
+    from tests.conftest import run_bots
+    from tests.trainworld import train_args, train_tasks
+
+    rows = train_tasks("train")
+    rows[5]["prompt"] = "1+" * 100 + "1="  # 202 byte tokens
+    pd.DataFrame(rows).to_json(tmp_path / "long.jsonl", orient="records", lines=True)
+    out = run_bots(*train_args(world, f"domain.data.train={tmp_path / 'long.jsonl'}",
+                               "selector=uniform", "train.steps=1"), cwd=tmp_path, timeout=600)
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: task 'train-05' (train split): its prompt is 202 tokens, but "
+                           "the model's context of 64 tokens leaves "), out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs").exists()  # refused before the first step, nothing kept

@@ -162,12 +162,18 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
 
 def check_trainer_prompts(trainer: Trainer) -> None:
     """Refuse, before the first step, a training or held-out prompt too long for the model."""
-    from bots_cli.train.pool import check_prompt_lengths, context_length
+    from bots_cli.models.loading import render_prompt_for_model
+    from bots_cli.train.pool import check_prompt_lengths, context_length, prompt_lengths
 
     context = context_length(trainer.model)
-    new_tokens = trainer.sampling.max_new_tokens
-    check_prompt_lengths(trainer.task_ids, [trainer.prompt(i)[0] for i in range(len(trainer.pool))],
-                         trainer.tokenizer, context, new_tokens, "train")
-    if trainer.held_out is not None:
-        check_prompt_lengths(trainer.held_out.task_ids, trainer.held_out.prompts,
-                             trainer.tokenizer, context, new_tokens, "eval")
+    if context is None:
+        return
+    new_tokens, tok = trainer.sampling.max_new_tokens, trainer.tokenizer
+    train = (render_prompt_for_model(tok, trainer.dom.render_messages(row))
+             for _, row in trainer.pool.iterrows())
+    check_prompt_lengths(trainer.task_ids, prompt_lengths(train, tok), context, new_tokens,
+                         "train")
+    held = trainer.held_out
+    if held is not None:
+        check_prompt_lengths(held.task_ids, prompt_lengths(held.prompts, tok), context,
+                             new_tokens, "eval")

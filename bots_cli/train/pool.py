@@ -6,6 +6,7 @@ gives the same tasks, the same reference pass rates and the same selector whiche
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bots_cli.errors import UserError
@@ -59,7 +60,7 @@ def pool_selector(cfg: Any, s: TrainSettings, pool: Any, dom: Any) -> Any:
 
     weak, strong = reference_rates(cfg, pool, dom)
     return build_selector(cfg.selector, n_tasks=len(pool), weak=weak, strong=strong,
-                          seed=int(cfg.seed), group_size=s.group_size)
+                          seed=int(cfg.seed), group_size=s.group_size, columns=pool)
 
 
 def context_length(model: Any) -> int | None:
@@ -69,14 +70,26 @@ def context_length(model: Any) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def check_prompt_lengths(task_ids: list[str], prompts: list[str], tokenizer: Any,
-                         context: int | None, max_new_tokens: int, split: str) -> None:
-    """Every rendered prompt leaves room for `max_new_tokens` in the model's context, or one
-    line naming the first task that does not (a longer prompt would fail mid-run)."""
-    if context is None or not prompts:
+def prompt_lengths(prompts: Iterable[str], tokenizer: Any, chunk: int = 1024) -> list[int]:
+    """Tokens of each rendered prompt (as the trainer tokenizes it), in chunks of `chunk`."""
+    out: list[int] = []
+    batch: list[str] = []
+    for text in [*prompts, None]:
+        if text is not None:
+            batch.append(text)
+        if batch and (text is None or len(batch) == chunk):
+            out += [len(ids) for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]]
+            batch = []
+    return out
+
+
+def check_prompt_lengths(task_ids: list[str], lengths: list[int], context: int | None,
+                         max_new_tokens: int, split: str) -> None:
+    """Every prompt (`lengths` in tokens) leaves room for `max_new_tokens` in the model's
+    context, or one line naming the first task that does not (it would fail mid-run)."""
+    if context is None:
         return
     room = context - max_new_tokens
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     over = [i for i, n in enumerate(lengths) if n > room]
     if not over:
         return
