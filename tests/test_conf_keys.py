@@ -40,6 +40,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "selector/*": ("selection",),
     "trainer/*": ("train",),
     "experiment/*": ("train", "launch.py", "seeds.py"),
+    "selector/success/*": ("train", "selection", "integrations"),
 }
 HYDRA_READS = ("hydra",)  # top-level sections Hydra itself reads
 # Keys read under a computed name: the pattern the owner's code uses instead.

@@ -147,7 +147,7 @@ class OracleEvidence(ImplicitEvidence):
         self.truth = truth
         self.seen = 0
 
-    def observe(self, ids: np.ndarray, rates: np.ndarray) -> None:
+    def observe(self, ids: np.ndarray, rates: np.ndarray, trials: np.ndarray | None = None) -> None:
         self.seen += len(ids)
 
     def estimate(self, out: np.ndarray | None = None) -> np.ndarray:

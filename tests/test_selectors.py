@@ -250,12 +250,12 @@ def test_offline_band_with_empty_band() -> None:
 
 # --- build_selector ----------------------------------------------------------------------------
 def conf(option: str, **over):
-    base = OmegaConf.load(SELECTOR_CONF / f"{option}.yaml")
-    if "defaults" in base:  # mopps / implicit_only extend bots.yaml
-        parent = OmegaConf.load(SELECTOR_CONF / "bots.yaml")
-        base = OmegaConf.merge(parent, {k: v for k, v in base.items() if k != "defaults"})
-    cfg = OmegaConf.merge({"lambda": 0.1}, {"selector": base}, {"selector": over})
-    return cfg.selector
+    """conf/selector/<option>.yaml as Hydra composes it (λ = 0.1), with `over` merged in."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(SELECTOR_CONF.parent), version_base="1.3"):
+        cfg = compose(config_name="simulate", overrides=[f"selector={option}", "lambda=0.1"])
+    return OmegaConf.merge(cfg.selector, over)
 
 
 @pytest.mark.parametrize(

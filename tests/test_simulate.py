@@ -14,7 +14,9 @@ from tests.conftest import run_bots
 PARAMS = WorldParams(n_tasks=300, n_eval=500, n_skills=3, difficulty_mean=1.0,
                      difficulty_std=2.0, discrimination=1.5, learning_rate=0.05, transfer=0.25,
                      memorization=0.3, weak_ability=-0.5, strong_ability=2.0,
-                     reference_noise=0.5, profile_rollouts=16)
+                     reference_noise=0.5, profile_rollouts=16, reference_shuffle=0.0,
+                     references=True, drift_step=None, drift_factor=1.0, n_levels=5,
+                     level_noise=0.5, embedding_noise=0.5)
 
 
 def test_world_is_deterministic_and_references_are_ordered() -> None:

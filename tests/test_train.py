@@ -200,3 +200,21 @@ def test_profiles_of_another_build_are_refused(world: Path, tmp_path: Path) -> N
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert last.startswith("error: the weak profile") and "was made from tiny build" in last
     assert last.endswith("profile.overwrite=true`")
+
+
+def test_groups_plug_in_trains_without_reference_profiles(world: Path, tmp_path: Path) -> None:
+    """BOTS with implicit evidence from task groups: no profile on disk is needed or read."""
+    empty = tmp_path / "no-profiles"
+    empty.mkdir()
+    args = [a if not a.startswith("train.profiles_dir=") else f"train.profiles_dir={empty}"
+            for a in train_args(world, "train.steps=3", "train.eval_every=0",
+                                "selector.implicit.name=groups", "selector.implicit.column=level",
+                                "selector.rho_schedule=calibrated",
+                                "selector.lam_schedule=adaptive")]
+    out = run_bots(*args, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = metrics(run_dirs(tmp_path)[0])
+    for row in rows:
+        assert {"selector/rho", "selector/lam", "selector/implicit_error"} <= set(row)
+        assert 0 <= row["selector/rho"] <= 0.1 and row["selector/implicit_error"] >= 0
+    assert not list(empty.iterdir())

@@ -47,6 +47,11 @@ class Selector(ABC):
         self._observe(ids_a, s, n)
         self.step += 1
 
+    def metrics(self) -> dict[str, float]:
+        """The selector's own `selector/*` values after the last update, logged every step by
+        every trainer (BOTS: ρ_t, λ_t, the implicit plug-in's error, the capability)."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this selector is, RNG included."""
         return {

@@ -6,6 +6,11 @@ the implicit estimate p̃_k weighted by ρ, and all posteriors are pulled back t
 the forgetting factor λ. The next batch is the tasks whose (sampled) success probability is
 nearest the target p*.
 
+Beyond the paper (DESIGN.md §1.5): ρ and λ may follow a schedule (schedules.py; the current
+values are `sel.rho` and `sel.lam`), the implicit plug-in may be task groups or nearest
+neighbours instead of the reference interpolation (pooled.py), and the prior may be one pair per
+task (`prior=(a0, b0)` with (N,) arrays, e.g. from a reference's pass rates).
+
 Cost per step is a few vectorised passes over the pool; the dominant term for Thompson sampling
 is drawing one Beta sample per task (see benchmarks/selector_overhead.py).
 """
@@ -21,6 +26,7 @@ from bots_cli.errors import InvalidValue
 from bots_cli.selection.base import Selector
 from bots_cli.selection.implicit import ImplicitEvidence, InterpolationEvidence
 from bots_cli.selection.posterior import posterior_mean, update_posterior
+from bots_cli.selection.schedules import LamSchedule, RhoSchedule
 from bots_cli.selection.topk import nearest_to_target, smallest_k, softmax_sample
 
 MODES = ("thompson", "greedy", "softmax")
@@ -39,28 +45,29 @@ class BotsSelector(Selector):
         target: float = 0.5,
         m: float = 16,
         gamma: float = 0.9,
-        prior: tuple[float, float] = (1.0, 1.0),
+        prior: tuple[Any, Any] = (1.0, 1.0),
         mode: str = "thompson",
         tau: float = 0.1,
         seed: int = 0,
         implicit: ImplicitEvidence | None = None,
+        rho_schedule: str = "constant",
+        rho_threshold: float = 0.25,
+        lam_schedule: str = "constant",
     ) -> None:
-        """See DESIGN.md §3. `implicit`, if given, replaces the plug-in built from weak/strong."""
+        """See DESIGN.md §3. `implicit`, if given, replaces the plug-in built from weak/strong.
+        `prior` is (a0, b0) for every task, or two (N,) arrays (one prior per task)."""
         super().__init__(n_tasks, seed)
         self.lam = check_range("lam (forgetting factor λ)", lam, 0.0, 1.0)
         self.rho = check_range("rho (implicit-evidence weight ρ)", rho, 0.0, 1.0)
+        self.rho_schedule = RhoSchedule(rho_schedule, self.rho, rho_threshold)
+        self.lam_schedule = LamSchedule(lam_schedule, self.lam)
         self.target = check_range("target (target success probability p*)", target, 0.0, 1.0,
                                   lo_open=True, hi_open=True)
         self.m = check_range("m (pseudo-trials per implicit estimate)", m, 1.0)
         self.mode = check_choice("mode", mode, MODES)
         self.tau = check_range("tau (softmax temperature)", tau, 0.0, lo_open=True)
         self.gamma = check_range("gamma (capability momentum γ)", gamma, 0.0, 1.0)
-        if len(prior) != 2:
-            raise InvalidValue(f"prior must be a pair (a0, b0), got {prior!r}")
-        self.prior = (
-            check_range("prior a0", prior[0], 0.0, lo_open=True),
-            check_range("prior b0", prior[1], 0.0, lo_open=True),
-        )
+        self.prior = _checked_prior(prior, self.n_tasks)
         if implicit is None and (weak is not None or strong is not None):
             if weak is None or strong is None:
                 missing = "weak" if weak is None else "strong"
@@ -71,14 +78,16 @@ class BotsSelector(Selector):
                 check_rates("strong", strong, self.n_tasks),
                 self.gamma,
             )
-        if implicit is None and self.rho > 0:
+        if implicit is None and (self.rho > 0 or rho_schedule != "constant"):
             raise InvalidValue(
                 f"weak and strong reference pass rates are required when rho > 0 (rho = "
                 f"{self.rho}): profile the references, or set rho to 0 for explicit evidence only"
             )
         self.implicit = implicit
-        self.alpha = np.full(self.n_tasks, self.prior[0], dtype=np.float64)
-        self.beta = np.full(self.n_tasks, self.prior[1], dtype=np.float64)
+        self.alpha = np.empty(self.n_tasks, dtype=np.float64)
+        self.beta = np.empty(self.n_tasks, dtype=np.float64)
+        self.alpha[:], self.beta[:] = self.prior
+        self.seen = np.zeros(self.n_tasks, dtype=bool)  # tasks with rollouts in their posterior
         self._scratch: np.ndarray | None = None  # reused (N,) buffers, allocated on first use
         self._p_tilde: np.ndarray | None = None
 
@@ -89,6 +98,18 @@ class BotsSelector(Selector):
 
     def posterior_mean(self) -> np.ndarray:
         return posterior_mean(self.alpha, self.beta)
+
+    def metrics(self) -> dict[str, float]:
+        """`selector/*` values of the last update: ρ_t, λ_t, the plug-in's batch error (mean
+        |p̃ − r|) and, where the plug-in has one, the capability estimate."""
+        out = {"selector/rho": self.rho, "selector/lam": self.lam}
+        if self.rho_schedule.error is not None:
+            out["selector/implicit_error"] = self.rho_schedule.error
+        if self.rho_schedule.kind == "calibrated":
+            out["selector/implicit_reliability"] = self.rho_schedule.reliability
+        if self.capability is not None:
+            out["selector/capability"] = float(self.capability)
+        return out
 
     def _select(self, batch_size: int) -> np.ndarray:
         if self.mode == "thompson":
@@ -103,14 +124,20 @@ class BotsSelector(Selector):
         return softmax_sample(mean, self.target, batch_size, self.tau, self.rng)
 
     def _observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+        rates = successes / trials
+        # λ_t from the batch's posterior before this update (schedules.py)
+        self.lam = self.lam_schedule.update(self.alpha[ids], self.beta[ids], rates, trials,
+                                            self.seen[ids])
+        self.seen[ids] = True
         p_tilde = None
         if self.implicit is not None:
-            self.implicit.observe(ids, successes / trials)
-            if self.rho > 0:
+            self.implicit.observe(ids, rates, trials)
+            if self.rho > 0 or self.rho_schedule.kind != "constant":
                 if self._p_tilde is None:
                     self._p_tilde = np.empty(self.n_tasks)
                     self._scratch = np.empty(self.n_tasks)
                 p_tilde = self.implicit.estimate(out=self._p_tilde)
+                self.rho = self.rho_schedule.update(p_tilde[ids], rates)
         update_posterior(
             self.alpha, self.beta, ids, successes, trials,
             lam=self.lam, rho=self.rho, m=self.m, prior=self.prior,
@@ -118,20 +145,29 @@ class BotsSelector(Selector):
         )
 
     def _hparams(self) -> dict[str, Any]:
-        return {"lam": self.lam, "rho": self.rho, "target": self.target, "m": self.m,
-                "gamma": self.gamma, "prior": list(self.prior), "mode": self.mode,
-                "tau": self.tau}
+        a0, b0 = self.prior
+        prior = ([float(a0), float(b0)] if np.ndim(a0) == 0 else
+                 [float(np.sum(a0)), float(np.sum(b0))])  # per-task priors: their sums
+        return {"lam": self.lam_schedule.lam0, "rho": self.rho_schedule.rho0,
+                "target": self.target, "m": self.m, "gamma": self.gamma, "prior": prior,
+                "mode": self.mode, "tau": self.tau, "rho_schedule": self.rho_schedule.kind,
+                "rho_threshold": self.rho_schedule.threshold,
+                "lam_schedule": self.lam_schedule.kind}
 
     def _extra_state(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha.copy(),
             "beta": self.beta.copy(),
+            "seen": self.seen.copy(),
             "hparams": self._hparams(),
             "implicit": None if self.implicit is None else self.implicit.state_dict(),
+            "rho_schedule": self.rho_schedule.state_dict(),
+            "lam_schedule": self.lam_schedule.state_dict(),
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        saved = dict(state["hparams"])
+        saved = {"rho_schedule": "constant", "rho_threshold": 0.25, "lam_schedule": "constant",
+                 **state["hparams"]}  # states saved before the schedules existed
         saved["prior"] = list(saved["prior"])
         mine = self._hparams()
         diff = [k for k in mine if saved.get(k) != mine[k]]
@@ -154,3 +190,29 @@ class BotsSelector(Selector):
                                "the reverse; give the same reference pass rates")
         if self.implicit is not None:
             self.implicit.load_state_dict(state["implicit"])
+        if "rho_schedule" in state:  # else: saved before the schedules (constant ρ and λ)
+            self.rho_schedule.load_state_dict(state["rho_schedule"])
+            self.lam_schedule.load_state_dict(state["lam_schedule"])
+            self.seen = np.array(state["seen"], dtype=bool)
+        else:
+            self.seen = self.alpha + self.beta != np.sum(self.prior, axis=0)
+        self.rho, self.lam = self.rho_schedule.rho, self.lam_schedule.lam
+
+
+def _checked_prior(prior: Any, n: int) -> tuple[Any, Any]:
+    """(a0, b0): two numbers > 0, or two (N,) arrays of them (one prior per task)."""
+    if len(prior) != 2:
+        raise InvalidValue(f"prior must be a pair (a0, b0), got {prior!r}")
+    if np.ndim(prior[0]) == 0 and np.ndim(prior[1]) == 0:
+        return (check_range("prior a0", prior[0], 0.0, lo_open=True),
+                check_range("prior b0", prior[1], 0.0, lo_open=True))
+    out = []
+    for name, values in (("a0", prior[0]), ("b0", prior[1])):
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape != (n,):
+            raise InvalidValue(f"prior {name} must be a number or one value per task ({n}), got "
+                               f"shape {arr.shape}")
+        if not np.isfinite(arr).all() or (arr <= 0).any():
+            raise InvalidValue(f"prior {name} must be > 0 and finite for every task")
+        out.append(arr)
+    return out[0], out[1]

@@ -1,4 +1,9 @@
-"""`build_selector`: a selector from its Hydra config group (`conf/selector/*.yaml`)."""
+"""`build_selector`: a selector from its Hydra config group (`conf/selector/*.yaml`).
+
+The BOTS family's extensions are assembled here too (DESIGN.md §1.5): the implicit plug-in
+(`implicit.name`: the references' interpolation, task groups of a column, or the k-NN graph of
+an embedding), the per-task prior (`prior_from`) and the ρ/λ schedules.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.checks import check_choice
+from bots_cli.checks import check_choice, check_range, check_rates
 from bots_cli.errors import InvalidValue
 from bots_cli.selection.base import Selector
 from bots_cli.selection.baselines import Easy2HardSelector, OfflineBandSelector, UniformSelector
 from bots_cli.selection.bots import BotsSelector
+from bots_cli.selection.implicit import ImplicitEvidence, InterpolationEvidence
 
-_BOTS_KEYS = ("lam", "rho", "target", "m", "gamma", "prior", "mode", "tau")
+_BOTS_KEYS = ("lam", "rho", "target", "m", "gamma", "prior", "mode", "tau", "rho_schedule",
+              "rho_threshold", "lam_schedule")
+IMPLICIT = ("interpolation", "groups", "knn")
+PRIOR_FROM = ("weak", "strong")
 
 
 def _keys(cfg: Mapping[str, Any], *keys: str) -> list[Any]:
@@ -26,27 +35,82 @@ def _keys(cfg: Mapping[str, Any], *keys: str) -> list[Any]:
     return [cfg[k] for k in keys]
 
 
-def _bots(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
+def _bots(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+          columns: Any = None) -> Selector:
     kwargs = dict(zip(_BOTS_KEYS, _keys(cfg, *_BOTS_KEYS), strict=True))
-    kwargs["prior"] = tuple(kwargs["prior"])
-    sel = BotsSelector(n, weak=weak, strong=strong, seed=seed, **kwargs)
+    kwargs["prior"] = _prior(cfg, tuple(kwargs["prior"]), n, weak, strong)
+    implicit = _implicit(cfg, n, weak, strong, columns, kwargs["prior"], kwargs["gamma"])
+    sel = BotsSelector(n, weak=weak, strong=strong, seed=seed, implicit=implicit, **kwargs)
     sel.name = str(cfg["name"])  # mopps / implicit_only are BOTS under another name
     return sel
 
 
-def _mopps(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
+def _prior(cfg: Mapping[str, Any], prior: tuple[Any, Any], n: int, weak: Any,
+           strong: Any) -> tuple[Any, Any]:
+    """(a0, b0), or per task (a0 + c·r_k, b0 + c·(1 − r_k)) from `prior_from`'s pass rates r."""
+    source, strength = _keys(cfg, "prior_from", "prior_strength")
+    if source is None:
+        return prior
+    which = check_choice("prior_from", source, PRIOR_FROM)
+    rates = weak if which == "weak" else strong
+    if rates is None:
+        raise InvalidValue(f"prior_from={which}: the {which} reference's pass rates are needed "
+                           "and none were given; profile it or set prior_from=null")
+    r = check_rates(which, rates, n)
+    c = check_range("prior_strength", strength, 0.0, lo_open=True)
+    a0 = check_range("prior a0", prior[0], 0.0, lo_open=True)
+    b0 = check_range("prior b0", prior[1], 0.0, lo_open=True)
+    return a0 + c * r, b0 + c * (1.0 - r)
+
+
+def _implicit(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, columns: Any,
+              prior: tuple[Any, Any], gamma: float) -> ImplicitEvidence | None:
+    """The plug-in `implicit.name` asks for; None leaves the interpolation to BotsSelector."""
+    spec = dict(_keys(cfg, "implicit")[0])
+    name = check_choice("implicit.name", spec.get("name"), IMPLICIT)
+    if name == "interpolation":
+        return None
+    fallback = None
+    if weak is not None and strong is not None:  # groups never observed: the interpolation
+        fallback = InterpolationEvidence(check_rates("weak", weak, n),
+                                         check_rates("strong", strong, n), gamma)
+    a0, b0 = prior
+    options = {"forget": spec["forget"], "smoothing": spec["smoothing"],
+               "prior_mean": a0 / (a0 + b0), "fallback": fallback}
+    if columns is None:
+        raise InvalidValue(f"implicit.name={name} reads the task table, and none was given")
+    if name == "groups":
+        from bots_cli.selection.pooled import GroupEvidence
+
+        column = spec.get("column")
+        if column is None or column not in columns:
+            known = ", ".join(str(c) for c in columns) if hasattr(columns, "keys") or \
+                hasattr(columns, "columns") else "?"
+            raise InvalidValue(f"implicit.column={column}: groups need a column of the task "
+                               f"table that groups tasks (its columns: {known})")
+        return GroupEvidence(np.asarray(columns[column]), **options)
+    from bots_cli.selection.graph import knn_graph, task_vectors
+    from bots_cli.selection.pooled import NeighbourEvidence
+
+    neighbours, weights = knn_graph(task_vectors(columns, spec.get("column")), spec["k"])
+    return NeighbourEvidence(neighbours, weights, **options)
+
+
+def _mopps(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+           columns: Any = None) -> Selector:
     if float(_keys(cfg, "rho")[0]) != 0.0:
         raise InvalidValue(f"rho: mopps is BOTS with rho = 0, got rho={cfg['rho']}; use "
                            "selector=bots to weight implicit evidence")
-    return _bots(cfg, n, weak, strong, seed)
+    return _bots(cfg, n, weak, strong, seed, columns)
 
 
-def _implicit_only(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
+def _implicit_only(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+                   columns: Any = None) -> Selector:
     lam, rho = _keys(cfg, "lam", "rho")
     if float(lam) != 1.0 or float(rho) != 1.0:
         raise InvalidValue(f"lam/rho: implicit_only is BOTS with lam = rho = 1, got "
                            f"lam={lam}, rho={rho}; use selector=bots instead")
-    return _bots(cfg, n, weak, strong, seed)
+    return _bots(cfg, n, weak, strong, seed, columns)
 
 
 def _reference(cfg: Mapping[str, Any], weak: Any, strong: Any) -> Any:
@@ -58,20 +122,23 @@ def _reference(cfg: Mapping[str, Any], weak: Any, strong: Any) -> Any:
     return rates
 
 
-def _uniform(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
+def _uniform(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+             columns: Any = None) -> Selector:
     return UniformSelector(n, seed=seed)
 
 
-def _offline_band(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
+def _offline_band(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+                  columns: Any = None) -> Selector:
     lo, hi = _keys(cfg, "lo", "hi")
     return OfflineBandSelector(n, _reference(cfg, weak, strong), lo=lo, hi=hi, seed=seed)
 
 
-def _easy2hard(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int) -> Selector:
+def _easy2hard(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+               columns: Any = None) -> Selector:
     return Easy2HardSelector(n, _reference(cfg, weak, strong), seed=seed)
 
 
-BUILDERS: dict[str, Callable[[Mapping[str, Any], int, Any, Any, int], Selector]] = {
+BUILDERS: dict[str, Callable[..., Selector]] = {
     "bots": _bots,
     "mopps": _mopps,
     "implicit_only": _implicit_only,
@@ -82,11 +149,18 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any], int, Any, Any, int], Selector]]
 
 
 def needs_references(cfg: Mapping[str, Any]) -> bool:
-    """Whether the configured selector reads reference pass rates."""
+    """Whether the configured selector reads reference pass rates: the reference-ordered
+    baselines, a per-task prior from a reference, and the interpolation plug-in when implicit
+    evidence is weighted (ρ > 0, or a ρ schedule that may raise it)."""
     name = cfg.get("name")
     if name in ("offline_band", "easy2hard"):
         return True
-    return name in ("bots", "implicit_only") and float(cfg["rho"]) > 0.0
+    if name not in BUILDERS or name == "uniform":
+        return False
+    if cfg["prior_from"] is not None:
+        return True
+    weighted = float(cfg["rho"]) > 0.0 or cfg["rho_schedule"] != "constant"
+    return weighted and dict(cfg["implicit"])["name"] == "interpolation"
 
 
 def build_selector(
@@ -98,12 +172,15 @@ def build_selector(
     seed: int = 0,
     group_size: int | None = None,
     key: str = "selector",
+    columns: Any = None,
 ) -> Selector:
     """Build the selector a config describes: `cfg.name` picks it, the other keys are arguments.
 
     `selector.m: null` means "the rollout group size": pass `group_size`. Invalid values raise
     `InvalidValue` (a ValueError) whose message starts with the config key, e.g.
     ``selector.rho (implicit-evidence weight ρ) must be in [0, 1], got 1.5``; `key` is the prefix.
+    `columns` is the task table (a DataFrame or a mapping of column name to one value per task),
+    which the groups and knn plug-ins read.
     """
     name = check_choice(f"{key}.name", cfg.get("name"), tuple(BUILDERS))
     resolved = dict(cfg)
@@ -113,6 +190,6 @@ def build_selector(
                                "given; set m or pass group_size")
         resolved["m"] = group_size
     try:
-        return BUILDERS[name](resolved, n_tasks, weak, strong, seed)
+        return BUILDERS[name](resolved, n_tasks, weak, strong, seed, columns)
     except InvalidValue as err:
         raise InvalidValue(f"{key}.{err}") from None

@@ -18,6 +18,7 @@ task index, and the tasks come out in the order of their first completion.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,16 @@ class SuccessRule:
         if self.threshold is not None and not np.isfinite(float(self.threshold)):
             raise InvalidValue(f"{self.key}: threshold must be a finite number, got "
                                f"{self.threshold!r}")
+
+    @classmethod
+    def from_config(cls, section: Any, key: str = "selector.success") -> SuccessRule:
+        """The rule of a `selector.success` config section (conf/selector/success/)."""
+        threshold, span = section["threshold"], section["reward_range"]
+        if span is not None and len(span) != 2:
+            raise InvalidValue(f"{key}.reward_range must be [lo, hi], got {list(span)}")
+        return cls(threshold=None if threshold is None else float(threshold),
+                   reward_range=None if span is None else (float(span[0]), float(span[1])),
+                   key=f"{key}.threshold / {key}.reward_range")
 
     def successes(self, rewards: np.ndarray) -> np.ndarray:
         """Each reward's success share in [0, 1] (NaN stays NaN: an unscorable completion)."""

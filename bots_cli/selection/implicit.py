@@ -3,7 +3,8 @@
 `ImplicitEvidence` is the interface the posterior consumes; `InterpolationEvidence` is the
 paper's ultra-light plug-in (DESIGN.md §1.2): it places the current policy between a weak and a
 strong reference model and reads every task's success probability off that interpolation.
-Other plug-ins (nearest neighbours in an embedding space, say) implement the same two methods.
+The plug-ins that need no reference model, task groups and nearest neighbours, are in pooled.py
+(DESIGN.md §1.5.3).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ class ImplicitEvidence(ABC):
     """Predicts p̃_k, the current success probability of every task, without new rollouts."""
 
     @abstractmethod
-    def observe(self, ids: np.ndarray, rates: np.ndarray) -> None:
-        """Take in the batch just evaluated: task indices and observed success rates s_k/n_k."""
+    def observe(self, ids: np.ndarray, rates: np.ndarray,
+                trials: np.ndarray | None = None) -> None:
+        """Take in the batch just evaluated: task indices, observed success rates s_k/n_k and
+        the trials n_k behind them (None: one each; plug-ins that pool counts weigh by them)."""
 
     @abstractmethod
     def estimate(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -80,7 +83,8 @@ class InterpolationEvidence(ImplicitEvidence):
     def capability(self) -> float | None:
         return self.mu
 
-    def observe(self, ids: np.ndarray, rates: np.ndarray) -> None:
+    def observe(self, ids: np.ndarray, rates: np.ndarray,
+                trials: np.ndarray | None = None) -> None:
         mu_t = batch_capability(rates, self.weak[ids], self.strong[ids])
         self.mu = mu_t if self.mu is None else self.gamma * self.mu + (1.0 - self.gamma) * mu_t
 

@@ -6,12 +6,16 @@
                    beta_k  <- (1-λ)·beta_k  + λ·b0 + ρ·m·(1 - p̃_k)
 
 λ is the forgetting factor (share pulled back to the prior), ρ the weight of implicit evidence,
-m the pseudo-trials one implicit estimate is worth, p̃ the implicit success estimate.
+m the pseudo-trials one implicit estimate is worth, p̃ the implicit success estimate. The prior
+(a0, b0) is one pair for every task, or one pair per task (`selector.prior_from`, DESIGN.md
+§1.5.4): forgetting then pulls each task back to its own prior.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+Prior = tuple[float | np.ndarray, float | np.ndarray]  # scalars, or (N,) arrays
 
 
 def update_posterior(
@@ -24,7 +28,7 @@ def update_posterior(
     lam: float,
     rho: float,
     m: float,
-    prior: tuple[float, float],
+    prior: Prior,
     implicit: np.ndarray | None,  # (N,) p̃ in [0, 1]; ignored (may be None) when rho == 0
     scratch: np.ndarray | None = None,  # (N,) float64 work buffer, to avoid an allocation
 ) -> None:
@@ -34,6 +38,8 @@ def update_posterior(
     the arrays and no temporary of size N beyond `scratch`.
     """
     a0, b0 = prior
+    a0_sel = a0[ids] if isinstance(a0, np.ndarray) else a0
+    b0_sel = b0[ids] if isinstance(b0, np.ndarray) else b0
     keep = 1.0 - lam
     # The selected tasks' old values, before the bulk pass below overwrites them.
     alpha_sel = alpha[ids]
@@ -55,8 +61,8 @@ def update_posterior(
         alpha += lam * a0
         beta += lam * b0
 
-    alpha[ids] = keep * alpha_sel + lam * a0 + successes
-    beta[ids] = keep * beta_sel + lam * b0 + (trials - successes)
+    alpha[ids] = keep * alpha_sel + lam * a0_sel + successes
+    beta[ids] = keep * beta_sel + lam * b0_sel + (trials - successes)
 
 
 def posterior_mean(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:

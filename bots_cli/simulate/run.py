@@ -63,7 +63,8 @@ def selector_configs(cfg: Any) -> dict[str, tuple[str, Any]]:
 
 def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> Selector:
     return build_selector(sel_cfg, n_tasks=world.params.n_tasks, weak=world.weak,
-                          strong=world.strong, seed=seed, group_size=group_size, key=key)
+                          strong=world.strong, seed=seed, group_size=group_size, key=key,
+                          columns=world.columns)
 
 
 def run_one(
@@ -83,7 +84,7 @@ def run_one(
         rewards = (rng.random((len(ids), sim.group_size)) < p[:, None]).astype(np.float64)
         successes = rewards.sum(axis=1)
         trials = np.full(len(ids), float(sim.group_size))
-        learner.learn(world, ids, rewards)
+        learner.learn(world, ids, rewards, step)
         t2 = time.perf_counter()
         selector.update(ids, successes, trials)
         t3 = time.perf_counter()
@@ -94,6 +95,7 @@ def run_one(
             "train/etr": effective_task_ratio(successes, trials),
             "train/zero_variance_share": zero_variance_share(rewards),
             "selector/capability": getattr(selector, "capability", None),
+            **selector.metrics(),
             "selector/explored_share": float(explored.mean()),
             "time/select": t1 - t0,
             "time/selector_update": t3 - t2,

@@ -13,6 +13,12 @@ Assumptions (also in the README):
 - The weak and strong references are learners of fixed ability with task-level noise on the logit
   (they are imperfect proxies of the policy), profiled with a finite number of rollouts.
 - Held-out accuracy is the exact expected success over fresh tasks (no sampling noise).
+- Knobs that tell the selection core's extensions apart (DESIGN.md §1.5): `reference_shuffle`
+  exchanges the (weak, strong) pass rates of a share of tasks among themselves (misordered
+  references; 1 = shuffled across the pool), `references: false` gives no reference at all,
+  `drift_step`/`drift_factor` change the learner's learning rate mid-run, and every task has a
+  `level` (its difficulty, binned with label noise) and an `embedding` (a noisy view of its skill
+  and difficulty) for the groups and knn plug-ins; `skill` is a column too.
 What it cannot show: anything about language, reward hacking, the cost of rollouts of different
 lengths, or selectors that read task content; its numbers are for comparing selectors, not models.
 """
@@ -44,6 +50,13 @@ class WorldParams:
     strong_ability: float
     reference_noise: float
     profile_rollouts: int
+    reference_shuffle: float
+    references: bool
+    drift_step: int | None
+    drift_factor: float
+    n_levels: int
+    level_noise: float
+    embedding_noise: float
 
     @classmethod
     def from_config(cls, cfg: Any) -> WorldParams:
@@ -69,6 +82,14 @@ class WorldParams:
             strong_ability=num("strong_ability"),
             reference_noise=num("reference_noise", 0.0),
             profile_rollouts=integer("profile_rollouts", 1),
+            reference_shuffle=check_range("world.reference_shuffle", cfg["reference_shuffle"],
+                                          0.0, 1.0),
+            references=bool(cfg["references"]),
+            drift_step=None if cfg["drift_step"] is None else integer("drift_step", 1),
+            drift_factor=num("drift_factor", 0.0),
+            n_levels=integer("n_levels", 1),
+            level_noise=num("level_noise", 0.0),
+            embedding_noise=num("embedding_noise", 0.0),
         )
 
 
@@ -83,8 +104,15 @@ class World:
     difficulty: np.ndarray  # (N,)
     eval_skill: np.ndarray  # (N_eval,)
     eval_difficulty: np.ndarray  # (N_eval,)
-    weak: np.ndarray  # (N,) profiled pass rates of the weak reference
-    strong: np.ndarray  # (N,) profiled pass rates of the strong reference
+    weak: np.ndarray | None  # (N,) profiled pass rates of the weak reference (None: no refs)
+    strong: np.ndarray | None  # (N,) profiled pass rates of the strong reference
+    level: np.ndarray  # (N,) 1..n_levels: difficulty quantile of a noisy copy of the difficulty
+    embedding: np.ndarray  # (N, n_skills + 1): skill one-hot and standardised difficulty, noisy
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """The task table the groups and knn plug-ins read: `skill`, `level`, `embedding`."""
+        return {"skill": self.skill, "level": self.level, "embedding": list(self.embedding)}
 
     @classmethod
     def generate(cls, params: WorldParams, seed: int) -> World:
@@ -100,8 +128,22 @@ class World:
             p = _sigmoid(params.discrimination * (ability + noise - difficulty))
             return rng.binomial(params.profile_rollouts, p) / params.profile_rollouts
 
+        weak, strong = profile(params.weak_ability), profile(params.strong_ability)
+        # Misordered references: a share of tasks trade their (weak, strong) pair at random.
+        moved = np.flatnonzero(rng.random(n) < params.reference_shuffle)
+        to = rng.permutation(moved)
+        weak[moved], strong[moved] = weak[to], strong[to]
+        noisy = difficulty + rng.normal(0.0, params.level_noise, n)
+        edges = np.quantile(noisy, np.linspace(0, 1, params.n_levels + 1)[1:-1])
+        level = np.searchsorted(edges, noisy) + 1
+        std = params.difficulty_std or 1.0
+        features = np.column_stack([np.eye(params.n_skills)[skill],
+                                    (difficulty - params.difficulty_mean) / std])
+        embedding = features + rng.normal(0.0, params.embedding_noise, features.shape)
+        refs = params.references
         return cls(params, skill, difficulty, eval_skill, eval_difficulty,
-                   weak=profile(params.weak_ability), strong=profile(params.strong_ability))
+                   weak=weak if refs else None, strong=strong if refs else None, level=level,
+                   embedding=embedding)
 
 
 @dataclass
@@ -121,11 +163,14 @@ class Learner:
         logit = self.ability[world.eval_skill] - world.eval_difficulty
         return float(np.mean(_sigmoid(world.params.discrimination * logit)))
 
-    def learn(self, world: World, ids: np.ndarray, rewards: np.ndarray) -> None:
-        """Improve from one step's groups; `rewards` is (B, G) in {0, 1}."""
+    def learn(self, world: World, ids: np.ndarray, rewards: np.ndarray, step: int = 0) -> None:
+        """Improve from step `step`'s groups; `rewards` is (B, G) in {0, 1}. From
+        `drift_step` on, the learning rate is `drift_factor` times larger (drift)."""
         p = world.params
         signal = rewards.std(axis=1)  # (B,) zero for all-equal groups
         own = np.bincount(world.skill[ids], weights=signal, minlength=p.n_skills) / len(ids)
         others = signal.sum() / len(ids) - own
-        self.ability += p.learning_rate * (own + p.transfer * others)
+        rate = p.learning_rate * (p.drift_factor if p.drift_step is not None
+                                  and step >= p.drift_step else 1.0)
+        self.ability += rate * (own + p.transfer * others)
         self.memory[ids] += p.memorization * signal

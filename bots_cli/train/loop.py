@@ -46,7 +46,7 @@ import numpy as np
 from bots_cli.errors import UserError
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.seeds import derive_seed
-from bots_cli.selection.feedback import task_evidence
+from bots_cli.selection.feedback import SuccessRule, task_evidence
 from bots_cli.train.settings import TrainSettings
 
 
@@ -94,6 +94,7 @@ class Trainer:
         self.pool = training_pool(cfg, self.s, self.dom)
         self.task_ids = [str(t) for t in self.pool["task_id"]]
         self.selector = pool_selector(cfg, self.s, self.pool, self.dom)
+        self.success_rule = SuccessRule.from_config(cfg.selector.success)
         torch.manual_seed(int(cfg.seed))
         self.device_type, self.autocast = self._precision()
         latest = None
@@ -238,7 +239,8 @@ class Trainer:
             stats = self._update(prompts, groups, rewards)
             self.engine.load_weights(self.model)
         # Each task's evidence (DESIGN.md §1.6): the same rule every trainer uses.
-        fed, successes, trials = task_evidence(np.repeat(ids, G), rewards.ravel())
+        fed, successes, trials = task_evidence(np.repeat(ids, G), rewards.ravel(),
+                                               self.success_rule)
         assert np.array_equal(fed, ids)  # distinct tasks, each scored G times
         with phases("selector_update"):
             self.selector.update(ids, successes, trials)
@@ -257,9 +259,7 @@ class Trainer:
             "train/reward_timeouts": self.dom.reward_timeouts - timeouts,
             "selector/explored_share": float(self.ever_selected.mean()),
         }
-        capability = getattr(self.selector, "capability", None)
-        if capability is not None:
-            metrics["selector/capability"] = float(capability)
+        metrics.update(self.selector.metrics())
         if selected_mean is not None:
             metrics["selector/posterior_mean_of_selected"] = selected_mean
         metrics.update(phases.metrics())

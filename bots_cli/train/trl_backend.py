@@ -290,6 +290,9 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         model=str(where), reward_funcs=domain_reward(dom, pool), args=args,
         train_dataset=training_dataset(pool, dom, tokenizer), processing_class=tokenizer,
         selector=selector, task_id_column="task_id", callbacks=[records])
+    from bots_cli.selection.feedback import SuccessRule
+
+    trainer.success_rule = SuccessRule.from_config(cfg.selector.success)  # errors name the key
     trainer.phase_seconds = {}
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

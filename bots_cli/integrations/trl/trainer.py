@@ -268,9 +268,8 @@ class BotsGRPOTrainer(GRPOTrainer):
         m["train/etr"].append(effective_task_ratio(fb.successes, fb.trials))
         m["train/zero_variance_share"].append(zero_variance_share(groups))
         m["selector/explored_share"].append(float(self.ever_selected.mean()))
-        capability = getattr(self.selector, "capability", None)
-        if capability is not None:
-            m["selector/capability"].append(float(capability))
+        for key, value in self.selector.metrics().items():
+            m[key].append(value)
         if chosen_mean is not None:
             m["selector/posterior_mean_of_selected"].append(chosen_mean)
 

@@ -243,9 +243,7 @@ class BotsSampler(_Base):
         out = {"train/etr": effective_task_ratio(successes, trials),
                "train/zero_variance_share": zero_variance_share([scores[rows == i] for i in ids]),
                "selector/explored_share": float(self.ever_selected.mean())}
-        capability = getattr(self.selector, "capability", None)
-        if capability is not None:
-            out["selector/capability"] = float(capability)
+        out.update(self.selector.metrics())
         return out
 
     # -- state ---------------------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""The selection core's extensions (DESIGN.md §1.5) against the paper's fixed-ρ BOTS, in the
+simulator's worlds: which ρ schedule, λ schedule and implicit plug-in helps where.
+
+Worlds (conf/simulate.yaml's world with one change each):
+    good      the default: noisy but informative references
+    bad       references shuffled across tasks (world.reference_shuffle=1)
+    none      no reference model at all (world.references=false)
+    drift     the learner's learning rate triples at step 100 (world.drift_step=100, drift_factor=3)
+
+Every variant runs on the same seeds of every world it applies to (a variant that needs
+references is skipped where there are none) and is compared, seed by seed, with uniform on the
+same world: TTB(100%) and BSF(100%), mean ± std over seeds. A difference between two variants
+counts as one only when their paired per-seed difference is more than twice its standard error
+from 0 (a run that never reaches uniform's best counts as TTB 2): the table marks the best
+variant of each world (*), and each variant against it and against the paper's BOTS (ρ = 0.1)
+as better, ≈ (within noise) or worse.
+
+    python benchmarks/selection_extensions.py [--seeds 5] [--steps 300] [--worlds good bad]
+        [--variants rho=0.1 calibrated]
+
+Prints one markdown table per world; BENCHMARKS.md records a run with its command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from bots_cli.comparison import per_seed_metrics
+from bots_cli.launch import config_dir
+from bots_cli.selection import build_selector
+from bots_cli.simulate.run import SimParams, run_one
+from bots_cli.simulate.world import World, WorldParams
+
+WORLDS: dict[str, dict[str, Any]] = {
+    "good": {},
+    "bad": {"reference_shuffle": 1.0},
+    "none": {"references": False},
+    "drift": {"drift_step": 100, "drift_factor": 3.0},
+}
+# variant -> overrides of conf/selector/bots.yaml (None: the uniform baseline)
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "uniform": None,
+    "rho=0 (mopps)": {"rho": 0.0},
+    "rho=0.1": {"rho": 0.1},
+    "rho=0.5": {"rho": 0.5},
+    "rho=1": {"rho": 1.0},
+    "halving": {"rho": 0.1, "rho_schedule": "halving"},
+    "calibrated (rho=0.1)": {"rho": 0.1, "rho_schedule": "calibrated"},
+    "calibrated (rho=0.5)": {"rho": 0.5, "rho_schedule": "calibrated"},
+    "calibrated (rho=1)": {"rho": 1.0, "rho_schedule": "calibrated"},
+    "rho=0.1, adaptive lam": {"rho": 0.1, "lam_schedule": "adaptive"},
+    "rho=0, adaptive lam": {"rho": 0.0, "lam_schedule": "adaptive"},
+    "groups (level)": {"rho": 0.1, "implicit": {"name": "groups", "column": "level"}},
+    "groups (skill)": {"rho": 0.1, "implicit": {"name": "groups", "column": "skill"}},
+    "knn (embedding)": {"rho": 0.1, "implicit": {"name": "knn", "column": "embedding"}},
+}
+BASELINE = "uniform"
+PAPER = "rho=0.1"  # the paper's fixed-ρ BOTS
+
+
+def selector_config(overrides: dict[str, Any] | None) -> Any:
+    """conf/selector/<uniform|bots>.yaml as Hydra composes it, with the variant's overrides."""
+    from hydra import compose, initialize_config_dir
+
+    name = "uniform" if overrides is None else "bots"
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="simulate", overrides=[f"selector={name}"])
+    return OmegaConf.merge(OmegaConf.to_container(cfg.selector, resolve=True), overrides or {})
+
+
+def needs_references(overrides: dict[str, Any] | None) -> bool:
+    if overrides is None:
+        return False
+    implicit = (overrides.get("implicit") or {}).get("name", "interpolation")
+    weighted = overrides.get("rho", 0.1) > 0 or overrides.get("rho_schedule", "constant") != \
+        "constant"
+    return implicit == "interpolation" and weighted
+
+
+def run_world(world_name: str, variants: list[str], seeds: int, steps: int) -> dict[str, Any]:
+    cfg = OmegaConf.load(config_dir() / "simulate.yaml")
+    params = WorldParams.from_config(OmegaConf.merge(cfg.world, WORLDS[world_name]))
+    sim = SimParams.from_config({**cfg.simulate, "steps": steps, "plot": False}, params)
+    out: dict[str, dict[str, list[float]]] = {}
+    curves: dict[str, dict[int, Any]] = {v: {} for v in variants}
+    rows_of: dict[str, dict[int, Any]] = {v: {} for v in variants}
+    configs = {name: selector_config(VARIANTS[name]) for name in variants}
+    for seed in range(seeds):
+        world = World.generate(params, seed)
+        for name in variants:
+            over = VARIANTS[name]
+            if not params.references and needs_references(over):
+                continue
+            sel = build_selector(configs[name], n_tasks=params.n_tasks,
+                                 weak=world.weak, strong=world.strong, seed=seed,
+                                 group_size=sim.group_size, columns=world.columns)
+            rows, curve = run_one(world, sel, sim, seed)
+            curves[name][seed], rows_of[name][seed] = curve, rows
+    for name in variants:
+        if not curves[name]:
+            continue
+        per = [per_seed_metrics(curves[name][s], curves[BASELINE][s], rows_of[name][s], steps)
+               for s in sorted(curves[name])]
+        out[name] = {k: [m[k] for m in per] for k in ("ttb_100", "bsf_100", "final_accuracy")}
+        rho = [r.get("selector/rho") for s in curves[name] for r in rows_of[name][s][-1:]]
+        out[name]["final_rho"] = [float(v) for v in rho if v is not None]
+    return out
+
+
+def _finite(values: list[float]) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    return np.where(np.isinf(arr), 2.0, arr)  # "never" scored as twice uniform's steps
+
+
+def fmt(values: list[float]) -> str:
+    arr = np.asarray(values, dtype=np.float64)
+    never = int(np.isinf(arr).sum())
+    fin = arr[np.isfinite(arr)]
+    text = f"{fin.mean():.2f} ± {fin.std():.2f}" if fin.size else "-"
+    return text + (f" (never {never}/{arr.size})" if never else "")
+
+
+def within_noise(a: list[float], b: list[float]) -> bool:
+    """Whether the paired per-seed difference of TTB is within 2 standard errors of 0."""
+    d = _finite(a) - _finite(b)
+    if d.size < 2:
+        return True
+    se = d.std(ddof=1) / math.sqrt(d.size)
+    return bool(abs(d.mean()) <= 2 * se) if se > 0 else bool(d.mean() == 0)
+
+
+def _mark(a: list[float], b: list[float]) -> str:
+    """'better' / 'worse' when the paired TTB difference is beyond noise, else '≈'."""
+    if within_noise(a, b):
+        return "≈"
+    return "better" if float(np.mean(_finite(a) - _finite(b))) < 0 else "worse"
+
+
+def print_world(world: str, results: dict[str, Any], seeds: int, steps: int) -> None:
+    ranked = [n for n in results if n != BASELINE]
+    best = min(ranked, key=lambda n: float(np.mean(_finite(results[n]["ttb_100"]))))
+    paper = results.get(PAPER)
+    print(f"\n### world `{world}` ({seeds} seeds, {steps} steps; TTB lower is better)\n")
+    print(f"| variant | TTB(100%) | BSF(100%) | final acc | final ρ | vs best | vs {PAPER} |")
+    print("| --- | ---: | ---: | ---: | ---: | :---: | :---: |")
+    for name, r in results.items():
+        own = name in (BASELINE, best)
+        vs_best = "*" if name == best else "" if own else _mark(r["ttb_100"],
+                                                               results[best]["ttb_100"])
+        vs_paper = ("" if paper is None or name in (BASELINE, PAPER)
+                    else _mark(r["ttb_100"], paper["ttb_100"]))
+        rho = f"{np.mean(r['final_rho']):.3f}" if r["final_rho"] else "-"
+        print(f"| {name} | {fmt(r['ttb_100'])} | {fmt(r['bsf_100'])} | "
+              f"{np.mean(r['final_accuracy']):.3f} | {rho} | {vs_best} | {vs_paper} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=list(WORLDS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    args = parser.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    variants = list(dict.fromkeys([BASELINE, *args.variants]))
+    started = time.perf_counter()
+    for world in args.worlds:
+        print_world(world, run_world(world, variants, args.seeds, args.steps), args.seeds,
+                    args.steps)
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
