@@ -171,6 +171,9 @@ def launch(
         composed = check_overrides(command, name, overrides, multirun=multirun, extra_dir=extra)
     except UserError as err:
         fail(err)
+    if multirun and cfg_part:
+        fail(UserError("--cfg prints the config of one job: drop -m, or give each swept key "
+                       "one value"))
 
     argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
     key = INTO_RUN.get(command)

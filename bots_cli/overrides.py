@@ -44,11 +44,11 @@ def _loader(extra_dir: Path | None) -> Any:
     return ConfigLoaderImpl(config_search_path=search_path)
 
 
-def _parse(overrides: list[str]) -> list[Any]:
+def _parse(overrides: list[str], loader: Any = None) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    parser = OverridesParser.create()
+    parser = OverridesParser.create(config_loader=loader)  # glob() sweeps list config groups
     out = []
     for line in overrides:
         try:
@@ -79,6 +79,8 @@ def _variants(parsed: list[Any]) -> list[list[str]]:
             continue
         key = o.get_key_element()
         values[i] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        if not values[i]:
+            raise UserError(f"{o.input_line}: the sweep has no values")
         fixed[i] = values[i][0]
     out = [[x for x in fixed if x]]
     for i, vals in values.items():
@@ -203,12 +205,16 @@ def check_overrides(command: str, name: str, overrides: list[str], *, multirun: 
     """Compose `conf/<name>.yaml` with `overrides` (each sweep value with -m); the composed
     config of the first job (Hydra's node included), or one `UserError` line."""
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     loader = _loader(extra_dir)
     job = f"hydra.job.name={command}"
-    parsed = _parse(overrides)
-    variants = _variants(parsed) if multirun else [[o.input_line for o in parsed]]
+    parsed = _parse(overrides, loader)
+    try:
+        variants = _variants(parsed) if multirun else [[o.input_line for o in parsed]]
+    except HydraException as err:
+        raise UserError(f"cannot expand the sweep: {_first_line(err)}") from None
     first = None
     for variant in variants:
         try:
@@ -224,6 +230,12 @@ def check_overrides(command: str, name: str, overrides: list[str], *, multirun: 
         except (HydraException, OmegaConfBaseException):
             pass  # the schema does not compose without the `+` keys: Hydra decides
         first = cfg if first is None else first
+    sweeper = OmegaConf.select(first, "hydra.sweeper._target_", default="") if first else ""
+    ranged = [o.input_line for o in parsed if o.is_sweep_override() and not o.is_discrete_sweep()]
+    if multirun and ranged and str(sweeper).endswith(".BasicSweeper"):
+        raise UserError(f"{ranged[0]}: Hydra's basic sweeper runs lists of values only; an "
+                        "interval needs an optimizing sweeper (hydra/sweeper=optuna, installed "
+                        "as hydra-optuna-sweeper)")
     return first
 
 

@@ -183,3 +183,22 @@ def test_make_data_into_a_file_is_one_line(scratch: Path) -> None:
     out = run_bots("make-data", "make_data.out_dir=/proc/x", cwd=scratch)
     one_line_error(out, "make_data.out_dir=/proc/x: cannot create it")
     assert files_under(scratch) == {"afile"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "lambda=0,1", "--cfg", "job"], "--cfg prints the config of one job: drop -m"),
+    (["-m", "selector=glob(zz*)"], "selector=glob(zz*): the sweep has no values"),
+    (["-m", "simulate.steps=interval(1,2)"], "simulate.steps=interval(1,2): Hydra's basic "
+                                             "sweeper runs lists of values only"),
+])
+def test_sweeps_hydra_cannot_run_are_one_line(scratch: Path, args: list[str],
+                                              message: str) -> None:
+    one_line_error(run_bots("simulate", *args, cwd=scratch), message)
+    assert not (scratch / "outputs").exists()
+
+
+def test_glob_sweeps_over_config_groups_still_run(scratch: Path) -> None:
+    out = run_bots("simulate", "-m", "selector=glob(u*)", *SMALL, cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    [job] = [p.parent for p in scratch.rglob("summary.json")]
+    assert yaml.safe_load((job / "config.yaml").read_text())["selector"]["name"] == "uniform"
