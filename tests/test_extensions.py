@@ -367,3 +367,18 @@ def test_success_rule_from_config() -> None:
                                          r"selector\.success\.reward_range: a reward of 2"):
         task_evidence(np.array([0]), np.array([2.0]), SuccessRule.from_config(
             OmegaConf.create({"threshold": None, "reward_range": None})))
+
+
+def test_the_verl_sampler_composes_selectors_as_hydra_does() -> None:
+    """data.sampler.selector names a conf/selector/ option: its defaults list counts (mopps is
+    bots with ρ = 0, every selector has `success`), overrides go on top."""
+    from bots_cli.integrations.verl.sampler import selector_config
+
+    mopps = selector_config("mopps")
+    assert mopps["rho"] == 0.0 and mopps["rho_schedule"] == "constant"
+    assert mopps["success"] == {"threshold": None, "reward_range": None}
+    groups = selector_config({"name": "bots", "lam": 0.3,
+                              "implicit": {"name": "groups", "column": "level"}})
+    assert groups["lam"] == 0.3 and groups["implicit"]["smoothing"] == 4.0
+    sel = build_selector(groups, n_tasks=N, group_size=8, columns=COLUMNS)
+    assert isinstance(sel.implicit, GroupEvidence)

@@ -58,7 +58,9 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def selector_config(spec: Any) -> dict[str, Any]:
-    """A selector's config: `conf/selector/<name>.yaml` with the given overrides on top."""
+    """A selector's config: `conf/selector/<name>.yaml` as Hydra composes it (its defaults list
+    included: mopps extends bots, every selector has `success`), the given overrides on top."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from bots_cli.launch import config_dir
@@ -77,9 +79,12 @@ def selector_config(spec: Any) -> dict[str, Any]:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
         raise UserError(f"data.sampler.selector: no selector {name!r} (known: {known})")
-    root = OmegaConf.create({"lambda": overrides.get("lam", 0.1), "selector": OmegaConf.load(path)})
-    merged = OmegaConf.merge(root, {"selector": overrides})
-    out = OmegaConf.to_container(merged.selector, resolve=True)
+    lam = overrides.get("lam", 0.1)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        composed = compose(config_name="simulate", overrides=[f"selector={name}",
+                                                              f"lambda={lam}"])
+    merged = OmegaConf.merge(OmegaConf.to_container(composed.selector, resolve=True), overrides)
+    out = OmegaConf.to_container(merged, resolve=True)
     assert isinstance(out, dict)
     return {str(k): v for k, v in out.items()}
 
