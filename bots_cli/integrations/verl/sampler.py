@@ -102,6 +102,31 @@ def _rows_field(dataset: Any, key: str) -> list[Any] | None:
     return None
 
 
+class DatasetColumns(Mapping[str, Any]):
+    """The training data's columns as the groups and knn plug-ins read them: a top-level column,
+    or a field every row's `extra_info` has (`extra_info.level`, say)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        frame = getattr(dataset, "dataframe", dataset)
+        self.names = list(getattr(frame, "column_names", None) or getattr(frame, "columns", []))
+
+    def __getitem__(self, key: str) -> Any:
+        values = _rows_field(self.dataset, key)
+        if values is None:
+            raise KeyError(key)
+        return values
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and _rows_field(self.dataset, key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 def _pass_rates(dataset: Any, role: str) -> np.ndarray | None:
     """The `role` reference's pass rate of every row, or None unless every row has one."""
     values = _rows_field(dataset, f"{role}_pass_rate")
@@ -186,7 +211,8 @@ class BotsSampler(_Base):
         group = _get(cfg, "group_size")
         self.selector = build_selector(
             sel_cfg, n_tasks=n, seed=int(_get(cfg, "seed", 0) or 0), weak=weak, strong=strong,
-            group_size=None if group is None else int(group), key="data.sampler.selector")
+            group_size=None if group is None else int(group), key="data.sampler.selector",
+            columns=DatasetColumns(data_source))
         threshold, span = _get(cfg, "success_threshold"), _get(cfg, "reward_range")
         self.success_rule = SuccessRule(
             threshold=None if threshold is None else float(threshold),
