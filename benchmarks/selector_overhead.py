@@ -6,8 +6,13 @@ update) should add little to it. Next to both, a straightforward numpy implement
 step (full sort, temporaries, np.where) shows what the vectorised in-place code saves.
 
     python benchmarks/selector_overhead.py [--sizes 10000 100000 1000000 10000000] [--batch 256]
+        [--plugin-sizes 100000 1000000] [--k 10]
 
-Prints a markdown table (milliseconds, median over repeats).
+Prints two markdown tables (milliseconds, median over repeats): the step against its floor, and
+one BOTS step (ρ = 0.1) with each implicit plug-in (DESIGN.md §1.5.3): the interpolation of
+two references, task groups (10 groups), and a k-NN graph (k neighbours per task). The knn
+plug-in's cost per step is O(N·k); its graph is built once before training and is not timed here
+(this benchmark draws a random graph of the same shape).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bots_cli.selection import BotsSelector
+from bots_cli.selection.pooled import GroupEvidence, NeighbourEvidence
 
 LAM, RHO, M, GAMMA, TARGET = 0.1, 0.1, 16, 0.9, 0.5
 
@@ -78,10 +84,39 @@ def bench(n: int, batch: int, repeats: int, warmup: int = 10) -> dict[str, float
     return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
 
 
+def bench_plugins(n: int, batch: int, k: int, repeats: int, warmup: int = 5) -> dict[str, float]:
+    """Median ms of one BOTS select+update with each implicit plug-in, on the same outcomes."""
+    rng = np.random.default_rng(0)
+    weak = rng.uniform(0.0, 0.7, n)
+    strong = np.clip(weak + rng.uniform(0.0, 0.4, n), 0.0, 1.0)
+    truth = np.clip(weak + 0.3 * (strong - weak), 0.0, 1.0)
+    plugins = {
+        "interpolation": None,
+        "groups": GroupEvidence(rng.integers(0, 10, n)),
+        "knn": NeighbourEvidence(rng.integers(0, n, (n, k)), rng.uniform(0, 1, (n, k))),
+    }
+    out = {}
+    for name, plugin in plugins.items():
+        sel = BotsSelector(n, weak=weak, strong=strong, lam=LAM, rho=RHO, m=M, seed=0,
+                           implicit=plugin)
+        times = []
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            ids = sel.select(batch)
+            sel.update(ids, rng.binomial(16, truth[ids]).astype(np.float64),
+                       np.full(batch, 16.0))
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        out[name] = 1e3 * float(np.median(times))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**4, 10**5, 10**6, 10**7])
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--plugin-sizes", type=int, nargs="+", default=[10**5, 10**6])
+    parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
     print(f"# selector overhead: batch {args.batch}, numpy {np.__version__}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
@@ -93,6 +128,13 @@ def main() -> None:
         r = bench(n, args.batch, repeats)
         print(f"| {n:,} | {r['floor']:.2f} | {r['bots']:.2f} | {r['bots'] / r['floor']:.2f}x "
               f"| {r['naive']:.2f} | {r['naive'] / r['floor']:.2f}x |", flush=True)
+    print(f"\n# one BOTS step by implicit plug-in: batch {args.batch}, k = {args.k}")
+    print("| N tasks | interpolation ms | groups ms | knn ms | knn / interpolation |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for n in args.plugin_sizes:
+        r = bench_plugins(n, args.batch, args.k, repeats=max(5, min(50, int(1e7 / n))))
+        print(f"| {n:,} | {r['interpolation']:.2f} | {r['groups']:.2f} | {r['knn']:.2f} "
+              f"| {r['knn'] / r['interpolation']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

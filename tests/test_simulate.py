@@ -75,3 +75,18 @@ def test_the_table_fits_an_80_column_terminal(scratch: Path) -> None:
     assert "…" not in out.stdout  # split in two halves, never squeezed
     assert sum("selector" in line and "final acc" in line for line in lines) == 1
     assert sum("selector" in line and "BSF100" in line for line in lines) == 1
+
+
+def test_groups_beat_explicit_only_without_references(scratch: Path) -> None:
+    """No reference model: BOTS with implicit evidence from task levels against MoPPS-style
+    explicit-only BOTS; the selectors that read references are left out, saying so."""
+    out = run_bots("simulate", "world.references=false", "selector.implicit.name=groups",
+                   "selector.implicit.column=level", "simulate.seeds=3", "simulate.steps=200",
+                   cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert "not comparing implicit_only" in out.stdout
+    [run] = [p.parent for p in (scratch / "outputs").rglob("summary.json")]
+    selectors = json.loads((run / "summary.json").read_text())["selectors"]
+    assert set(selectors) == {"bots", "uniform", "mopps"}
+    groups, mopps = selectors["bots"]["ttb_100"]["values"], selectors["mopps"]["ttb_100"]["values"]
+    assert all(g < m for g, m in zip(groups, mopps, strict=True)), (groups, mopps)

@@ -118,6 +118,16 @@ def simulate(cfg: Any) -> dict[str, Any]:
     sim = SimParams.from_config(cfg.simulate, world_params)
     seed0 = check_int("seed", cfg.seed, lo=0)
     configs = selector_configs(cfg)
+    if not world_params.references:  # compared selectors that need references sit this out
+        from bots_cli.selection.build import needs_references
+
+        skipped = [n for n, (key, c) in configs.items() if key != "selector"
+                   and needs_references(c)]
+        for name in skipped:
+            del configs[name]
+        if skipped:
+            print(f"world.references=false: not comparing {', '.join(skipped)} (they read "
+                  "reference pass rates)")
     if sim.baseline not in configs:
         raise InvalidValue(f"simulate.baseline ({sim.baseline!r}) must be one of the compared "
                            f"selectors: {', '.join(configs)}")
