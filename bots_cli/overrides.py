@@ -124,8 +124,10 @@ def _unknown_key(command: str, key: str, base: Any) -> str:
         return (f"{key} is not a setting of bots {command}: it has no section {parent!r}"
                 + _suggest(difflib.get_close_matches(head, _keys(base, ""), n=1)))
     hint = f"{parent}.{close[0]}" if close and parent else (close[0] if close else None)
+    free = [f for f in FREE_FORM if f.rpartition(".")[0] == parent and parent]
     return (f"{key} is not a setting of bots {command}"
             + (f" (did you mean {hint}?)" if hint else "")
+            + (f"; other keys go under {free[0]}, passed on as they are" if free else "")
             + f"; `bots {command} --cfg job` prints them all")
 
 

@@ -97,8 +97,11 @@ def test_shown_keeps_text_quoted_and_numbers_plain() -> None:
     assert shown(np.int64(3)) == "3" and shown("abc") == "'abc'" and shown(1.5) == "1.5"
 
 
-def test_bots_train_refuses_a_prompt_too_long_for_the_model(world, tmp_path) -> None:
-    """Through the real trainer: the miniature model's context is 64 tokens."""
+@pytest.mark.parametrize("trainer", ["native", "trl"])
+def test_bots_train_refuses_a_prompt_too_long_for_the_model(world, tmp_path, trainer) -> None:
+    """Through the real trainers: the miniature model's context is 64 tokens."""
+    if trainer == "trl":
+        pytest.importorskip("trl")
     from tests.conftest import run_bots
     from tests.trainworld import train_args, train_tasks
 
@@ -106,10 +109,17 @@ def test_bots_train_refuses_a_prompt_too_long_for_the_model(world, tmp_path) -> 
     rows[5]["prompt"] = "1+" * 100 + "1="  # 202 byte tokens
     pd.DataFrame(rows).to_json(tmp_path / "long.jsonl", orient="records", lines=True)
     out = run_bots(*train_args(world, f"domain.data.train={tmp_path / 'long.jsonl'}",
-                               "selector=uniform", "train.steps=1"), cwd=tmp_path, timeout=600)
+                               "selector=uniform", "train.steps=1", f"trainer={trainer}"),
+                   cwd=tmp_path, timeout=600)
     assert out.returncode == 2, out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: task 'train-05' (train split): its prompt is 202 tokens, but "
                            "the model's context of 64 tokens leaves "), out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "outputs").exists()  # refused before the first step, nothing kept
+
+
+def test_the_context_of_a_model_directory_is_read_from_its_config(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 4096}')
+    assert context_length(tmp_path) == 4096
+    assert context_length(str(tmp_path / "missing")) is None

@@ -209,7 +209,7 @@ def test_report_compares_native_and_trl_runs(world: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("+trainer.trl.vllm_host=x", "trainer.trl.vllm_host is not a trainer=trl option"),
+    ("+trainer.trl.vllm_host=x", "trainer.trl.vllm_host is not a setting of bots train"),
     ("+trainer.trl.args.learning_rate=0.1",
      "trainer.trl.args.learning_rate is set by bots from train.lr"),
     ("trainer.trl.vllm_mode=remote", "trainer.trl.vllm_mode must be colocate or server"),

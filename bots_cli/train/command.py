@@ -162,18 +162,17 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
 
 def check_trainer_prompts(trainer: Trainer) -> None:
     """Refuse, before the first step, a training or held-out prompt too long for the model."""
-    from bots_cli.models.loading import render_prompt_for_model
-    from bots_cli.train.pool import check_prompt_lengths, context_length, prompt_lengths
+    from bots_cli.train.pool import (
+        check_pool_prompts,
+        check_prompt_lengths,
+        context_length,
+        prompt_lengths,
+    )
 
     context = context_length(trainer.model)
-    if context is None:
-        return
     new_tokens, tok = trainer.sampling.max_new_tokens, trainer.tokenizer
-    train = (render_prompt_for_model(tok, trainer.dom.render_messages(row))
-             for _, row in trainer.pool.iterrows())
-    check_prompt_lengths(trainer.task_ids, prompt_lengths(train, tok), context, new_tokens,
-                         "train")
+    check_pool_prompts(trainer.pool, trainer.dom, tok, context, new_tokens)
     held = trainer.held_out
-    if held is not None:
+    if held is not None and context is not None:
         check_prompt_lengths(held.task_ids, prompt_lengths(held.prompts, tok), context,
                              new_tokens, "eval")

@@ -6,7 +6,9 @@ gives the same tasks, the same reference pass rates and the same selector whiche
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from bots_cli.errors import UserError
@@ -64,10 +66,31 @@ def pool_selector(cfg: Any, s: TrainSettings, pool: Any, dom: Any) -> Any:
 
 
 def context_length(model: Any) -> int | None:
-    """The longest prompt + completion the model takes, in tokens (its config's
-    max_position_embeddings: the tiny model's model.build.max_positions); None if unknown."""
-    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    """The longest prompt + completion a model takes, in tokens: its config's
+    max_position_embeddings (the tiny model's model.build.max_positions); `model` is a loaded
+    model or a model directory (config.json). None when it is not known."""
+    if isinstance(model, (str, Path)):
+        try:
+            value = json.loads((Path(model) / "config.json").read_text()).get(
+                "max_position_embeddings")
+        except (OSError, ValueError, AttributeError):
+            return None
+    else:
+        value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def check_pool_prompts(pool: Any, dom: Any, tokenizer: Any, context: int | None,
+                       max_new_tokens: int) -> None:
+    """The training pool's prompts, rendered as the trainers render them, fit the context."""
+    from bots_cli.models.loading import render_prompt_for_model
+
+    if context is None:
+        return
+    prompts = (render_prompt_for_model(tokenizer, dom.render_messages(row))
+               for _, row in pool.iterrows())
+    check_prompt_lengths([str(t) for t in pool["task_id"]], prompt_lengths(prompts, tokenizer),
+                         context, max_new_tokens, "train")
 
 
 def prompt_lengths(prompts: Iterable[str], tokenizer: Any, chunk: int = 1024) -> list[int]:

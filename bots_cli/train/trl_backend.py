@@ -240,7 +240,12 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
 
     from bots_cli.domains import load_domain
     from bots_cli.models.loading import load_tokenizer, model_dir
-    from bots_cli.train.pool import pool_selector, training_pool
+    from bots_cli.train.pool import (
+        check_pool_prompts,
+        context_length,
+        pool_selector,
+        training_pool,
+    )
     from bots_cli.train.processes import distributed_state
 
     # TRL 1.16 still calls transformers' gradient_checkpointing names that transformers 5 has
@@ -277,6 +282,8 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     state.wait_for_everyone()
     where = where or model_dir(cfg.model, None, cfg.domain)
     tokenizer = load_tokenizer(where)
+    check_pool_prompts(pool, dom, tokenizer, context_length(where),
+                       int(cfg.sampling.max_new_tokens))  # before TRL loads the model
 
     from trl import GRPOConfig
 
