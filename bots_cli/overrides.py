@@ -116,9 +116,10 @@ def _unknown_key(command: str, key: str, base: Any) -> str:
     candidates = _keys(base, parent)
     close = difflib.get_close_matches(leaf, candidates, n=1, cutoff=0.6)
     if not close and not parent:
-        # A typo in a section name (selecter.rho=0.5): match the whole dotted key.
-        flat = [f"{p}.{k}" if p else k for p in ["", *_keys(base, "")] for k in _keys(base, p)]
-        close = [c.split(".", 1)[0] for c in difflib.get_close_matches(key, flat, n=1)]
+        # A section left out (steps=5): the setting of that name in a section (train.steps).
+        nested = {f"{p}.{k}": k for p in _keys(base, "") for k in _keys(base, p)}
+        leaf_close = difflib.get_close_matches(key, sorted(set(nested.values())), n=1)
+        close = [next(f for f, k in nested.items() if k == leaf_close[0])] if leaf_close else []
     if parent and not candidates:
         head = parent.split(".")[0]
         return (f"{key} is not a setting of bots {command}: it has no section {parent!r}"
@@ -135,7 +136,7 @@ def _suggest(close: list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _composition_error(command: str, err: Exception, overrides: list[str], base: Any) -> str:
+def _composition_error(command: str, err: Exception, base: Any) -> str:
     """One line for a Hydra composition error."""
     from hydra.errors import MissingConfigException
 
@@ -226,7 +227,7 @@ def check_overrides(command: str, name: str, overrides: list[str], *, multirun: 
                 base = _compose(loader, name, [job])
             except (HydraException, OmegaConfBaseException):
                 base = None
-            raise UserError(_composition_error(command, err, variant, base)) from None
+            raise UserError(_composition_error(command, err, base)) from None
         try:
             _check_added_keys(command, loader, name, [*variant, job], _parse(variant), cfg)
         except (HydraException, OmegaConfBaseException):

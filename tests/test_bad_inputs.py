@@ -132,6 +132,12 @@ def test_evaluate_of_a_run_writes_no_directory_of_its_own(scratch: Path) -> None
                                "train.steps?)"),
     ("train", "selecter=bots", "selecter is not a setting of bots train (did you mean "
                                "selector?)"),
+    ("train", "steps=5", "steps is not a setting of bots train (did you mean train.steps?)"),
+    ("train", "selecter.rho=1", "selecter.rho is not a setting of bots train: it has no "
+                                "section 'selecter' (did you mean selector?)"),
+    ("train", "trainer=trl +trainer.trl.vllm_host=x",
+     "+trainer.trl.vllm_host=x: trainer.trl.vllm_host is not a setting of bots train (did you "
+     "mean trainer.trl.vllm_mode?); other keys go under trainer.trl.args"),
     ("train", "+train.bogus=1", "+train.bogus=1: train.bogus is not a setting of bots train"),
     ("train", "+selector.rhoo=0.2", "+selector.rhoo=0.2: selector.rhoo is not a setting of "
                                     "bots train (did you mean selector.rho?)"),
@@ -146,7 +152,7 @@ def test_evaluate_of_a_run_writes_no_directory_of_its_own(scratch: Path) -> None
 ])
 def test_bad_overrides_are_one_line(scratch: Path, command: str, override: str,
                                     message: str) -> None:
-    one_line_error(run_bots(command, override, cwd=scratch), message)
+    one_line_error(run_bots(command, *override.split(), cwd=scratch), message)
     assert not (scratch / "outputs").exists()
 
 
