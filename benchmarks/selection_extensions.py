@@ -11,9 +11,9 @@ Every variant runs on the same seeds of every world it applies to (a variant tha
 references is skipped where there are none) and is compared, seed by seed, with uniform on the
 same world: TTB(100%) and BSF(100%), mean ± std over seeds. A difference between two variants
 counts as one only when their paired per-seed difference is more than twice its standard error
-from 0 (a run that never reaches uniform's best counts as TTB 2): the table marks the best
-variant of each world (*), and each variant against it and against the paper's BOTS (ρ = 0.1)
-as better, ≈ (within noise) or worse.
+from 0 (a run that never reaches uniform's best counts as TTB 2). Each variant is marked
+against the world's best variant, its best fixed ρ, and the paper's BOTS (ρ = 0.1): better,
+≈ (within noise) or worse; * is the reference itself.
 
     python benchmarks/selection_extensions.py [--seeds 5] [--steps 300] [--worlds good bad]
         [--variants rho=0.1 calibrated]
@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "calibrated (rho=0.1)": {"rho": 0.1, "rho_schedule": "calibrated"},
     "calibrated (rho=0.5)": {"rho": 0.5, "rho_schedule": "calibrated"},
     "calibrated (rho=1)": {"rho": 1.0, "rho_schedule": "calibrated"},
+    "rho=0.1, lam=0.02": {"rho": 0.1, "lam": 0.02},
+    "rho=0.1, lam=0.3": {"rho": 0.1, "lam": 0.3},
     "rho=0.1, adaptive lam": {"rho": 0.1, "lam_schedule": "adaptive"},
     "rho=0, adaptive lam": {"rho": 0.0, "lam_schedule": "adaptive"},
     "groups (level)": {"rho": 0.1, "implicit": {"name": "groups", "column": "level"}},
@@ -62,6 +64,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 }
 BASELINE = "uniform"
 PAPER = "rho=0.1"  # the paper's fixed-ρ BOTS
+FIXED_RHO = ["rho=0 (mopps)", "rho=0.1", "rho=0.5", "rho=1"]
 
 
 def selector_config(overrides: dict[str, Any] | None) -> Any:
@@ -143,21 +146,27 @@ def _mark(a: list[float], b: list[float]) -> str:
 
 
 def print_world(world: str, results: dict[str, Any], seeds: int, steps: int) -> None:
-    ranked = [n for n in results if n != BASELINE]
-    best = min(ranked, key=lambda n: float(np.mean(_finite(results[n]["ttb_100"]))))
-    paper = results.get(PAPER)
+    def best_of(names: list[str]) -> str | None:
+        names = [n for n in names if n in results]
+        return min(names, key=lambda n: float(np.mean(_finite(results[n]["ttb_100"])))) \
+            if names else None
+
+    best = best_of([n for n in results if n != BASELINE])
+    fixed = best_of(FIXED_RHO)
     print(f"\n### world `{world}` ({seeds} seeds, {steps} steps; TTB lower is better)\n")
-    print(f"| variant | TTB(100%) | BSF(100%) | final acc | final ρ | vs best | vs {PAPER} |")
-    print("| --- | ---: | ---: | ---: | ---: | :---: | :---: |")
+    print(f"| variant | TTB(100%) | BSF(100%) | final acc | final ρ | vs best | "
+          f"vs best fixed ρ ({fixed}) | vs {PAPER} |")
+    print("| --- | ---: | ---: | ---: | ---: | :---: | :---: | :---: |")
+    def vs(name: str, other: str | None) -> str:
+        if other is None or other not in results or name in (BASELINE, other):
+            return "*" if name == other else ""
+        return _mark(results[name]["ttb_100"], results[other]["ttb_100"])
+
     for name, r in results.items():
-        own = name in (BASELINE, best)
-        vs_best = "*" if name == best else "" if own else _mark(r["ttb_100"],
-                                                               results[best]["ttb_100"])
-        vs_paper = ("" if paper is None or name in (BASELINE, PAPER)
-                    else _mark(r["ttb_100"], paper["ttb_100"]))
         rho = f"{np.mean(r['final_rho']):.3f}" if r["final_rho"] else "-"
         print(f"| {name} | {fmt(r['ttb_100'])} | {fmt(r['bsf_100'])} | "
-              f"{np.mean(r['final_accuracy']):.3f} | {rho} | {vs_best} | {vs_paper} |")
+              f"{np.mean(r['final_accuracy']):.3f} | {rho} | {vs(name, best)} | "
+              f"{vs(name, fixed)} | {vs(name, PAPER)} |")
 
 
 def main() -> None:

@@ -382,3 +382,23 @@ def test_the_verl_sampler_composes_selectors_as_hydra_does() -> None:
     assert groups["lam"] == 0.3 and groups["implicit"]["smoothing"] == 4.0
     sel = build_selector(groups, n_tasks=N, group_size=8, columns=COLUMNS)
     assert isinstance(sel.implicit, GroupEvidence)
+
+
+def test_graded_code_rewards_reach_the_posterior_as_fractional_successes() -> None:
+    """domain=code with reward.graded=true: a program passing some tests is that share of a
+    success, through the real sandbox, the §1.6 rule (selector.success) and the posterior."""
+    from bots_cli.domains import load_domain
+    from bots_cli.selection.feedback import SuccessRule, task_evidence
+
+    dom = load_domain("code", {"reward": {"graded": True},
+                               "sandbox": {"use_bwrap": False, "workers": 1}})
+    task = dom.load(split="train").iloc[0]  # is_multiple(n): divisible by 5, 8 tests
+    always_true = "```python\ndef is_multiple(n):\n    return True\n```"
+    right = "```python\ndef is_multiple(n):\n    return n % 5 == 0\n```"
+    rewards = np.array(dom.rewards([always_true, right], [task, task]))
+    assert rewards.tolist() == [3 / 8, 1.0]  # 3 of its 8 expected values are True
+    rule = SuccessRule.from_config(conf("bots").success)
+    ids, successes, trials = task_evidence(np.array([5, 5]), rewards, rule)
+    sel = BotsSelector(10, lam=0.0, rho=0.0, seed=0)
+    sel.update(ids, successes, trials)
+    assert sel.alpha[5] == pytest.approx(1 + 3 / 8 + 1) and sel.beta[5] == pytest.approx(1 + 5 / 8)
