@@ -13,14 +13,20 @@ from bots_cli.selection.implicit import (
     batch_capability,
     interpolate_pass_rates,
 )
+from bots_cli.selection.pooled import GroupEvidence, NeighbourEvidence
 from bots_cli.selection.posterior import posterior_mean, update_posterior
+from bots_cli.selection.schedules import LamSchedule, RhoSchedule
 
 __all__ = [
     "BotsSelector",
     "Easy2HardSelector",
+    "GroupEvidence",
     "ImplicitEvidence",
     "InterpolationEvidence",
+    "LamSchedule",
+    "NeighbourEvidence",
     "OfflineBandSelector",
+    "RhoSchedule",
     "Selector",
     "UniformSelector",
     "batch_capability",
