@@ -202,13 +202,18 @@ def test_profiles_of_another_build_are_refused(world: Path, tmp_path: Path) -> N
     assert last.endswith("profile.overwrite=true`")
 
 
-def test_groups_plug_in_trains_without_reference_profiles(world: Path, tmp_path: Path) -> None:
-    """BOTS with implicit evidence from task groups: no profile on disk is needed or read."""
+@pytest.mark.parametrize("plugin", [
+    ["selector.implicit.name=groups", "selector.implicit.column=level"],
+    ["selector.implicit.name=knn", "selector.implicit.k=5"],  # TF-IDF of the prompts
+], ids=["groups", "knn"])
+def test_plug_ins_train_without_reference_profiles(world: Path, tmp_path: Path,
+                                                    plugin: list[str]) -> None:
+    """BOTS with implicit evidence from task groups or prompt neighbours: no profile on disk is
+    needed or read."""
     empty = tmp_path / "no-profiles"
     empty.mkdir()
     args = [a if not a.startswith("train.profiles_dir=") else f"train.profiles_dir={empty}"
-            for a in train_args(world, "train.steps=3", "train.eval_every=0",
-                                "selector.implicit.name=groups", "selector.implicit.column=level",
+            for a in train_args(world, "train.steps=3", "train.eval_every=0", *plugin,
                                 "selector.rho_schedule=calibrated",
                                 "selector.lam_schedule=adaptive")]
     out = run_bots(*args, cwd=tmp_path, timeout=600)

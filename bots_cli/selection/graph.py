@@ -1,9 +1,10 @@
 """The k-NN graph of the knn plug-in (pooled.py), built once from the task table.
 
 The space is a vector column of the table when the user has one (embeddings of the prompts, say),
-otherwise TF-IDF vectors of the prompts. Similarity is cosine; a neighbour's weight is its
-similarity clipped at 0 (an unrelated task carries no evidence). scikit-learn does the search
-(`pip install 'bots-cli[knn]'`); it is imported here only, so the selectors stay numpy-only.
+otherwise TF-IDF vectors of the prompts' character 2-4-grams. Similarity is cosine; a neighbour's
+weight is its similarity clipped at 0 (an unrelated task carries no evidence). scikit-learn does
+the search (`pip install 'bots-cli[knn]'`); it is imported here only, so the selectors stay
+numpy-only.
 """
 
 from __future__ import annotations
@@ -76,4 +77,10 @@ def task_vectors(columns: Any, column: str | None) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts = [p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in columns["prompt"]]
-    return TfidfVectorizer(sublinear_tf=True).fit_transform(texts)
+    # Character n-grams within words: prompts of any language, code and "12+7=" alike.
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    try:
+        return vectorizer.fit_transform(texts)
+    except ValueError as err:  # every prompt empty
+        raise InvalidValue(f"selector.implicit.name=knn: the prompts have no text to compare "
+                           f"({err}); give a vector column in selector.implicit.column") from None
