@@ -80,8 +80,10 @@ class BotsSelector(Selector):
             )
         if implicit is None and (self.rho > 0 or rho_schedule != "constant"):
             raise InvalidValue(
-                f"weak and strong reference pass rates are required when rho > 0 (rho = "
-                f"{self.rho}): profile the references, or set rho to 0 for explicit evidence only"
+                f"weak and strong reference pass rates are required when rho > 0 or a rho "
+                f"schedule is set (rho = {self.rho}, rho_schedule = {rho_schedule}): profile the "
+                "references, use another implicit plug-in, or set rho to 0 for explicit "
+                "evidence only"
             )
         self.implicit = implicit
         self.alpha = np.empty(self.n_tasks, dtype=np.float64)
@@ -194,8 +196,8 @@ class BotsSelector(Selector):
             self.rho_schedule.load_state_dict(state["rho_schedule"])
             self.lam_schedule.load_state_dict(state["lam_schedule"])
             self.seen = np.array(state["seen"], dtype=bool)
-        else:
-            self.seen = self.alpha + self.beta != np.sum(self.prior, axis=0)
+        else:  # only constant schedules could save it, and they never read `seen`
+            self.seen = np.zeros(self.n_tasks, dtype=bool)
         self.rho, self.lam = self.rho_schedule.rho, self.lam_schedule.lam
 
 
