@@ -8,8 +8,10 @@ Before Hydra runs, the overrides are composed here once (`overrides.check_overri
 group option, an unknown key or an unparsable override is one line and exit 2, and nothing is
 written. The run directory (or a sweep's directory) is then fixed and created here, so that a
 start refused with a `UserError` removes what it created and leaves nothing behind; a directory
-that existed before (`hydra.run.dir=...`, `resume=...`) is never removed. The job log is opened
-on its first record only, so a command that logs nothing leaves no empty `<command>.log`.
+that existed before (`hydra.run.dir=...`) is never removed. `bots train resume=<run>` and `bots
+evaluate run=<run>` write into that run only, and leave its .hydra/ files as its start wrote them.
+The job log is opened on its first record only: a command that logs nothing leaves no empty
+`<command>.log`.
 """
 
 from __future__ import annotations
