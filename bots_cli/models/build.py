@@ -269,7 +269,7 @@ def domain_pairs(domain: str, domain_cfg: Any, tokenizer: Any, fresh: int = 0,
         raise UserError(f"the {domain} domain is not available in this installation "
                         "(bots_cli.domains is missing), so the tiny model cannot be "
                         "built") from None
-    from bots_cli.models.loading import render_prompt_for_model
+    from bots_cli.models.prompts import render_prompt_for_model
 
     dom = load_domain(domain)
     if fresh:

@@ -15,11 +15,14 @@ are slow and fp16 there is lossy).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bots_cli.errors import UserError
+from bots_cli.models.prompts import render_prompt_for_model
+
+__all__ = ["load_model_and_tokenizer", "load_tokenizer", "model_dir", "render_prompt_for_model",
+           "resolve_device", "resolve_dtype"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -115,22 +118,6 @@ def load_model_and_tokenizer(
     model.to(device)
     model.eval()
     return model, tokenizer
-
-
-def render_prompt_for_model(tokenizer: Any, prompt: str | Sequence[Mapping[str, str]]) -> str:
-    """The text the model sees for a task prompt.
-
-    With a chat template (instruct models), a string becomes one user message and a list of chat
-    messages is used as is; the template adds the assistant turn's opening. Without one (the tiny
-    model, base models), a string is used verbatim and messages are joined by their contents.
-    """
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return str(text)
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(str(m["content"]) for m in messages)
 
 
 def _checked_dir(path: Path, what: str) -> Path:
