@@ -170,7 +170,8 @@ def launch(
         if not extra.is_dir():
             fail(UserError(f"--config-dir {extra_config_dir}: no such directory"))
     try:
-        composed = check_overrides(command, name, overrides, multirun=multirun, extra_dir=extra)
+        composed = check_overrides(command, name, overrides, conf_dir=config_dir(),
+                                   multirun=multirun, extra_dir=extra)
     except UserError as err:
         fail(err)
     if multirun and cfg_part:

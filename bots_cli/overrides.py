@@ -31,14 +31,13 @@ FREE_FORM = ("trainer.trl.args", "domain.columns")
 _QUOTED = re.compile(r"'([^']*)'")
 
 
-def _loader(extra_dir: Path | None) -> Any:
-    """Hydra's config loader over conf/ (and `--config-dir` first), as `hydra.main` builds it."""
+def _loader(conf_dir: Path, extra_dir: Path | None) -> Any:
+    """Hydra's config loader over `conf_dir` (and `--config-dir` first), as `hydra.main` builds
+    it."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path
 
-    from bots_cli.launch import config_dir
-
-    search_path = create_config_search_path(str(config_dir()))
+    search_path = create_config_search_path(str(conf_dir))
     if extra_dir is not None:
         search_path.prepend(provider="command-line", path=f"file://{extra_dir}")
     return ConfigLoaderImpl(config_search_path=search_path)
@@ -203,15 +202,15 @@ def _check_added_keys(command: str, loader: Any, name: str, overrides: list[str]
         raise UserError(f"{line}: {_unknown_key(command, key, schema)}")
 
 
-def check_overrides(command: str, name: str, overrides: list[str], *, multirun: bool = False,
-                    extra_dir: Path | None = None) -> Any:
-    """Compose `conf/<name>.yaml` with `overrides` (each sweep value with -m); the composed
-    config of the first job (Hydra's node included), or one `UserError` line."""
+def check_overrides(command: str, name: str, overrides: list[str], *, conf_dir: Path,
+                    multirun: bool = False, extra_dir: Path | None = None) -> Any:
+    """Compose `<conf_dir>/<name>.yaml` with `overrides` (each sweep value with -m); the
+    composed config of the first job (Hydra's node included), or one `UserError` line."""
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    loader = _loader(extra_dir)
+    loader = _loader(conf_dir, extra_dir)
     job = f"hydra.job.name={command}"
     parsed = _parse(overrides, loader)
     try:

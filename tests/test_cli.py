@@ -149,9 +149,10 @@ def example_cases() -> list[tuple[str, list[str], bool]]:
 @pytest.mark.parametrize(("command", "overrides", "multirun"), example_cases(),
                          ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_every_help_example_composes(command: str, overrides: list[str], multirun: bool) -> None:
+    from bots_cli.launch import config_dir
     from bots_cli.overrides import check_overrides
 
-    assert check_overrides(command, command.replace("-", "_"), overrides,
+    assert check_overrides(command, command.replace("-", "_"), overrides, conf_dir=config_dir(),
                            multirun=multirun) is not None
 
 
