@@ -90,3 +90,11 @@ def test_groups_beat_explicit_only_without_references(scratch: Path) -> None:
     assert set(selectors) == {"bots", "uniform", "mopps"}
     groups, mopps = selectors["bots"]["ttb_100"]["values"], selectors["mopps"]["ttb_100"]["values"]
     assert all(g < m for g, m in zip(groups, mopps, strict=True)), (groups, mopps)
+
+
+def test_one_seed_says_there_is_no_spread(scratch: Path) -> None:
+    out = run_bots("simulate", "simulate.seeds=1", "simulate.steps=20", "world.n_tasks=100",
+                   "world.n_eval=100", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert "1 seed: single values, no spread" in out.stdout and "mean±std" not in out.stdout
+    assert "±" not in out.stdout

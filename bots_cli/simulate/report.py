@@ -79,7 +79,10 @@ def print_table(summary: dict[str, Any], run_dir: Path) -> None:
                       *(format_metric(m[COLUMNS[h][0]], COLUMNS[h][1]) for h in headers))
         return t
 
-    title = f"{summary['budget']} steps, {summary['seeds']} seed(s), mean±std over seeds"
+    seeds = summary["seeds"]
+    title = (f"{summary['budget']} steps, {seeds} seeds, mean±std over seeds" if seeds > 1 else
+             f"{summary['budget']} steps, 1 seed: single values, no spread "
+             "(simulate.seeds=5 for one)")
     whole = table(list(COLUMNS), title)
     natural = console.measure(whole, options=console.options.update_width(10_000)).maximum
     if natural <= console.width:
