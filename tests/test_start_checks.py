@@ -3,7 +3,9 @@ model's context; and how numbers read in the messages (1.5, never np.float64(1.5
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,19 +21,18 @@ from bots_cli.train.pool import (
 )
 
 
-class Pool:
-    """A domain whose train split is `rows`."""
+def arith_pool(tmp_path: Path, rows: list[dict]) -> tuple[Any, Any]:
+    """(cfg, the arith domain) whose train split is `rows`, written as a jsonl file."""
+    from omegaconf import OmegaConf
 
-    name = "arith"
+    from bots_cli.domains import load_domain
 
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
+    path = tmp_path / "train.jsonl"
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    cfg = OmegaConf.create({"domain": {"data": {"train": str(path)}}})
+    return cfg, load_domain("arith", cfg.domain)
 
-    def load(self, cfg, split):
-        return pd.DataFrame(self.rows)
 
-
-CFG = SimpleNamespace(domain=None)
 TASKS = [{"task_id": f"t{i}", "prompt": "1+1=", "answer": "2", "level": 1 + i % 3}
          for i in range(12)]
 
@@ -40,17 +41,18 @@ def settings(levels=None, batch_size=2):
     return SimpleNamespace(levels=levels, max_tasks=None, batch_size=batch_size)
 
 
-def test_a_level_no_task_has_is_named_with_the_levels_there() -> None:
+def test_a_level_no_task_has_is_named_with_the_levels_there(tmp_path: Path) -> None:
+    cfg, dom = arith_pool(tmp_path, TASKS)
     with pytest.raises(UserError) as err:
-        training_pool(CFG, settings(levels=(9,)), Pool(TASKS))
+        training_pool(cfg, settings(levels=(9,)), dom)
     assert str(err.value) == ("train.levels: no task of the train split has level 9 (its "
                               "levels: 1, 2, 3)")
     with pytest.raises(UserError, match="has level 4, 9 "):
-        training_pool(CFG, settings(levels=(2, 4, 9)), Pool(TASKS))
-    pool = training_pool(CFG, settings(levels=(2, 3)), Pool(TASKS))
+        training_pool(cfg, settings(levels=(2, 4, 9)), dom)
+    pool = training_pool(cfg, settings(levels=(2, 3)), dom)
     assert sorted(set(pool["level"])) == [2, 3] and len(pool) == 8
     with pytest.raises(UserError, match=r"batch_size \(9\) exceeds the training pool \(4 tasks"):
-        training_pool(CFG, settings(levels=(1,), batch_size=9), Pool(TASKS))
+        training_pool(cfg, settings(levels=(1,), batch_size=9), dom)
 
 
 def test_a_prompt_longer_than_the_context_is_refused_before_training() -> None:

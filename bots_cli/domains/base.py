@@ -68,16 +68,17 @@ def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _keep_levels(df: Any, levels: Sequence[int], path: Path) -> Any:
+def _keep_levels(df: Any, levels: Sequence[int], split: str, key: str) -> Any:
     """The rows of `df` whose level is in `levels`; every level asked for must have a task."""
     if "level" not in df.columns:
-        raise UserError(f"{path} has no `level` column, so levels cannot be kept; map one in "
-                        "domain.columns.level or set the levels to null")
+        raise UserError(f"{key} needs a `level` column in the task table; map one in "
+                        f"domain.columns.level or set {key}=null")
     present = sorted({int(v) for v in df["level"].dropna()})
     missing = [int(v) for v in levels if int(v) not in present]
     if missing:
-        raise UserError(f"no task in {path} has level {', '.join(map(str, missing))}; its levels "
-                        f"are {', '.join(map(str, present)) or 'none'}")
+        raise UserError(f"{key}: no task of the {split} split has level "
+                        f"{', '.join(map(str, missing))} (its levels: "
+                        f"{', '.join(map(str, present)) or 'none'})")
     return df[df["level"].isin([int(v) for v in levels])].reset_index(drop=True)
 
 
@@ -130,12 +131,13 @@ class Domain:
         return path if path.is_absolute() else self.data_dir(cfg) / path
 
     def load(self, cfg: Any = None, split: str = "train", *, levels: Sequence[int] | None = None,
-             max_tasks: int | None = None, key: str = "max_tasks") -> Any:
+             max_tasks: int | None = None, key: str = "max_tasks",
+             levels_key: str = "levels") -> Any:
         """The `split` task table of this domain as a validated DataFrame (DESIGN.md §4).
 
         `levels` keeps the tasks of those levels (an error names the levels the table has when
-        none matches one of them); then `max_tasks` keeps the first that many. `key` is the
-        config key `max_tasks` came from, for the error message.
+        none matches one of them); then `max_tasks` keeps the first that many. `key` and
+        `levels_key` are the config keys they came from, for the error messages.
         """
         from bots_cli.domains.table import load_task_table
 
@@ -148,7 +150,7 @@ class Domain:
                 raise UserError(f"{path}: row {i + 1} has an answer {self.name} cannot score: "
                                 f"{problem}")
         if levels is not None:
-            df = _keep_levels(df, levels, path)
+            df = _keep_levels(df, levels, split, levels_key)
         if max_tasks is not None:
             df = df.iloc[: check_int(key, max_tasks, lo=1)].reset_index(drop=True)
         return df

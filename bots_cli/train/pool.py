@@ -17,20 +17,8 @@ from bots_cli.train.settings import TrainSettings
 
 def training_pool(cfg: Any, s: TrainSettings, dom: Any) -> Any:
     """The train split after `train.levels` and `train.max_tasks`, as a task table."""
-    pool = dom.load(cfg.domain, split="train")
-    if s.levels is not None:
-        if "level" not in pool.columns:
-            raise UserError("train.levels needs a `level` column in the task table; map one "
-                            "in domain.columns or set train.levels=null")
-        have = sorted({int(v) for v in pool["level"].dropna()})
-        absent = [lv for lv in s.levels if lv not in have]
-        if absent:
-            raise UserError(f"train.levels: no task of the train split has level "
-                            f"{', '.join(map(str, absent))} (its levels: "
-                            f"{', '.join(map(str, have)) or 'none'})")
-        pool = pool[pool["level"].isin(s.levels)].reset_index(drop=True)
-    if s.max_tasks is not None:
-        pool = pool.iloc[: s.max_tasks].reset_index(drop=True)
+    pool = dom.load(cfg.domain, split="train", levels=s.levels, max_tasks=s.max_tasks,
+                    key="train.max_tasks", levels_key="train.levels")
     if s.batch_size > len(pool):
         raise UserError(f"train.batch_size ({s.batch_size}) exceeds the training pool "
                         f"({len(pool)} tasks); lower it or use a larger pool")
