@@ -142,6 +142,28 @@ def run_command_function(target: str, cfg: Any, dirs: RunDirs | None = None) -> 
 
             dirs.discard_job(Path(HydraConfig.get().runtime.output_dir))
         fail(err)
+    except KeyboardInterrupt:
+        interrupted(cfg)
+
+
+INTERRUPTED_EXIT = 130  # what a shell reports for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+def interrupted(cfg: Any) -> None:
+    """Ctrl-C: one line saying where the work is and how to continue, then exit 130."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    command, run_dir = hc.job.name, hc.runtime.output_dir
+    if command == "train":
+        where = cfg.get("resume") or run_dir
+        hint = f"`bots train resume={where}` continues from its last checkpoint"
+    elif command in ("profile-refs", "evaluate"):
+        hint = "the same command resumes where it stopped"
+    else:
+        hint = f"its run directory is {run_dir}"
+    print(f"interrupted: bots {command} stopped; {hint}", file=sys.stderr)
+    raise SystemExit(INTERRUPTED_EXIT) from None
 
 
 def _quote(value: str) -> str:

@@ -208,3 +208,26 @@ def test_glob_sweeps_over_config_groups_still_run(scratch: Path) -> None:
     assert out.returncode == 0, out.stderr
     [job] = [p.parent for p in scratch.rglob("summary.json")]
     assert yaml.safe_load((job / "config.yaml").read_text())["selector"]["name"] == "uniform"
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) stops a command with one line saying where its work is, no traceback."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BOTS
+
+    proc = subprocess.Popen([str(BOTS), "simulate", "simulate.steps=1000000", "simulate.seeds=1"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "outputs").rglob("config.yaml")):  # started: composed, running
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [err.strip()] and "Traceback" not in err
+    assert err.startswith("interrupted: bots simulate stopped; its run directory is ")
