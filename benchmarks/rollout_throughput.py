@@ -27,9 +27,9 @@ import torch
 
 from bots_cli.engines.base import SamplingParams
 from bots_cli.engines.hf import HFEngine
-from bots_cli.models.build import build_tiny
+from bots_cli.models.build import build_tiny, shipped_recipe
 from bots_cli.models.loading import load_tokenizer
-from bots_cli.models.tiny import TinyArch, WarmStart, build_tokenizer, init_model
+from bots_cli.models.tiny import build_tokenizer, init_model
 
 
 def addition_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -46,9 +46,9 @@ def make_engine(init: str, warm_steps: int, workdir: Path) -> HFEngine:
 
     if init == "random":
         tok = build_tokenizer()
-        return HFEngine(init_model(TinyArch(), tok, seed=0), tok)
+        return HFEngine(init_model(shipped_recipe().arch, tok, seed=0), tok)
     build = build_tiny(addition_pairs(5000), workdir / "tiny", warm_steps, warm_steps + 1, seed=0,
-                       warm=WarmStart(), progress=True)
+                       progress=True)  # the shipped recipe's architecture and warm start
     path = build.checkpoint("weak")
     return HFEngine(AutoModelForCausalLM.from_pretrained(str(path)).eval(), load_tokenizer(path))
 

@@ -22,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 PAIRS = [(f"{a}+{b}=", str(a + b)) for a in range(10) for b in range(10)]
 # A quarter of the default width and half its depth: ~0.1M parameters, ~200 steps/s on 2 cores.
 ARCH = TinyArch(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128, max_positions=64)
-WARM = WarmStart(batch_size=32, lr=1e-2, warmup_steps=5, weight_decay=0.01)
+WARM = WarmStart(batch_size=32, lr=1e-2, warmup_steps=5, weight_decay=0.01, schedule="constant")
 
 
 def build_miniature(out_dir: Path, seed: int = 0, weak_steps: int = 40, strong_steps: int = 120,

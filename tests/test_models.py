@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -23,7 +24,14 @@ from bots_cli.atomic import atomic_dir
 from bots_cli.errors import UserError
 from bots_cli.models import build as tiny_build
 from bots_cli.models import checkpoints
-from bots_cli.models.build import TinySettings, domain_pairs, ensure_tiny, fresh_tasks, recipe_key
+from bots_cli.models.build import (
+    TinySettings,
+    domain_pairs,
+    ensure_tiny,
+    fresh_tasks,
+    recipe_key,
+    shipped_recipe,
+)
 from bots_cli.models.loading import (
     load_model_and_tokenizer,
     load_tokenizer,
@@ -78,7 +86,7 @@ def test_tokenizer_special_tokens() -> None:
 
 
 def test_default_architecture_has_about_a_million_parameters() -> None:
-    model = init_model(TinyArch(), build_tokenizer(), seed=0)
+    model = init_model(shipped_recipe().arch, build_tokenizer(), seed=0)
     assert 1_070_000 < count_parameters(model) < 1_100_000
     cfg = model.config
     assert (cfg.model_type, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads,
@@ -118,8 +126,9 @@ def test_batches_cover_every_pair_each_epoch() -> None:
 
 
 def test_learning_rate_warms_up_then_stays_or_follows_a_cosine_to_the_last_step() -> None:
-    const = WarmStart(lr=1e-3, warmup_steps=10)
-    cos = WarmStart(lr=1e-3, warmup_steps=10, schedule="cosine")
+    const = WarmStart(batch_size=8, lr=1e-3, warmup_steps=10, weight_decay=0.0,
+                      schedule="constant")
+    cos = dataclasses.replace(const, schedule="cosine")
     assert [lr_factor(s, const, 110) for s in (0, 4, 9, 50, 500)] == [0.1, 0.5, 1.0, 1.0, 1.0]
     assert lr_factor(4, cos, 110) == 0.5 and lr_factor(10, cos, 110) == 1.0
     assert lr_factor(60, cos, 110) == pytest.approx(0.55)  # half way: midpoint of 1 and 0.1
@@ -131,7 +140,8 @@ def test_learning_rate_warms_up_then_stays_or_follows_a_cosine_to_the_last_step(
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.55e-3)
     with pytest.raises(ValueError, match="schedule must be one of"):
-        make_optimizer(init_model(ARCH, build_tokenizer(), 0), WarmStart(schedule="linear"))
+        make_optimizer(init_model(ARCH, build_tokenizer(), 0),
+                       dataclasses.replace(const, schedule="linear"))
 
 
 # -- builds: determinism, cache, atomicity ----------------------------------------------------
@@ -191,7 +201,9 @@ def test_tiny_settings_from_the_shipped_config() -> None:
     cfg = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
     s = TinySettings.from_config(cfg)
     assert s.build_dir == REPO / "data" / "models" / "tiny" / "arith" and s.domain == "arith"
-    assert s.arch == TinyArch() and s.weak_steps < s.strong_steps
+    assert s.arch == TinyArch(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512,
+                              max_positions=512) and s.weak_steps < s.strong_steps
+    assert shipped_recipe() == s  # reads the same file
     assert s.fresh_data and s.warm.schedule == "cosine" and s.level_weights is not None
     cfg.build.strong_steps = s.weak_steps
     with pytest.raises(UserError, match=r"strong_steps .* must exceed weak_steps"):

@@ -87,9 +87,8 @@ class TinySettings:
         return cls(
             build_dir=_project_path(str(b["dir"])) / str(b["name"]),
             domain=str(b["domain"]),
-            fresh_data=check_choice("model.build.data", b.get("data", "fresh"),
-                                    ("fresh", "train")) == "fresh",
-            level_weights=(None if b.get("level_weights") is None
+            fresh_data=check_choice("model.build.data", b["data"], ("fresh", "train")) == "fresh",
+            level_weights=(None if b["level_weights"] is None
                            else tuple(float(w) for w in b["level_weights"])),
             seed=check_int("model.build.seed", b["seed"], lo=0),
             weak_steps=weak,
@@ -107,10 +106,19 @@ class TinySettings:
                 lr=check_range("model.build.lr", b["lr"], 0.0, 1.0, lo_open=True),
                 warmup_steps=check_int("model.build.warmup_steps", b["warmup_steps"], lo=0),
                 weight_decay=check_range("model.build.weight_decay", b["weight_decay"], 0.0),
-                schedule=check_choice("model.build.lr_schedule", b.get("lr_schedule", "constant"),
-                                      SCHEDULES),
+                schedule=check_choice("model.build.lr_schedule", b["lr_schedule"], SCHEDULES),
             ),
         )
+
+
+def shipped_recipe() -> TinySettings:
+    """The shipped tiny world's recipe: conf/model/tiny.yaml's `build` section, validated (the
+    one place its values live; TinyArch and WarmStart carry no defaults of their own)."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+
+    return TinySettings.from_config(OmegaConf.load(config_dir() / "model" / "tiny.yaml"))
 
 
 def _project_path(path: str) -> Path:
@@ -155,7 +163,9 @@ def build_tiny(
     same arguments always give the same weights, so a build in `out_dir` whose manifest matches
     is returned as is. (`ensure_tiny` builds from a recipe instead, keyed on the recipe.)
     """
-    arch, warm = arch or TinyArch(), warm or WarmStart()
+    if arch is None or warm is None:  # the shipped recipe's
+        shipped = shipped_recipe()
+        arch, warm = arch or shipped.arch, warm or shipped.warm
     key = {
         "format": FORMAT, "arch": arch.__dict__, "warm_start": warm.to_dict(), "seed": seed,
         "weak_steps": weak_steps, "strong_steps": strong_steps,

@@ -92,13 +92,13 @@ def load_tokenizer(path: str) -> Any:
 
 @dataclass(frozen=True)
 class TinyArch:
-    """Shape of the tiny Qwen2 model (values come from conf/model/tiny.yaml)."""
+    """Shape of the tiny Qwen2 model (values: conf/model/tiny.yaml, build.shipped_recipe())."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_positions: int = 512
+    hidden_size: int  # width of the residual stream
+    num_layers: int  # transformer blocks
+    num_heads: int  # attention heads (as many key/value heads)
+    intermediate_size: int  # width of each block's SwiGLU MLP
+    max_positions: int  # longest prompt + completion, in tokens
 
     def to_config(self, tokenizer: Any) -> Any:
         from transformers import Qwen2Config
@@ -138,13 +138,13 @@ def count_parameters(model: Any) -> int:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """Supervised warm-start settings (values come from conf/model/tiny.yaml)."""
+    """Supervised warm-start settings (values: conf/model/tiny.yaml, build.shipped_recipe())."""
 
-    batch_size: int = 128
-    lr: float = 3e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    schedule: str = "constant"  # after warm-up: "constant", or "cosine" down to the last step
+    batch_size: int  # (prompt, answer) pairs per step
+    lr: float  # AdamW peak learning rate
+    warmup_steps: int  # linear warm-up from 0
+    weight_decay: float  # AdamW weight decay of the weight matrices
+    schedule: str  # after warm-up: "constant", or "cosine" down to the last step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
