@@ -89,13 +89,13 @@ gpu-check: setup
 
 # The whole pipeline on the tiny world (CPU): check the tiny model (it ships in data/models/tiny;
 # built only when its recipe changed), profile its references (shipped too: nothing left to do),
-# train BOTS and uniform with the same budget and seed, evaluate the checkpoints, compare. The
-# DEMO_* variables pass extra overrides to each step (the tests run the same recipe on a miniature).
+# train BOTS and uniform with the same budget and seed (conf/experiment/demo.yaml), evaluate the
+# checkpoints, compare. DEMO_STEPS replaces the experiment's 400 steps; the other DEMO_* variables
+# pass extra overrides to each step (the tests run the same recipe on a miniature).
 ifndef DEMO_DIR
 DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
-DEMO_STEPS    ?= 400
-DEMO_SEED     ?= 0
+DEMO_STEPS    ?=
 DEMO_BUILD    ?=
 DEMO_PROFILE  ?=
 DEMO_TRAIN    ?=
@@ -106,8 +106,8 @@ demo: setup demo-steps
 demo-steps:
 	$(BIN)/bots build-tiny $(DEMO_BUILD)
 	$(BIN)/bots profile-refs domain=arith $(DEMO_PROFILE)
-	$(BIN)/bots train -m selector=bots,uniform seed=$(DEMO_SEED) train.steps=$(DEMO_STEPS) \
-		train.live=false hydra.sweep.dir=$(DEMO_DIR) $(DEMO_TRAIN)
+	$(BIN)/bots train -m experiment=demo hydra.sweep.dir=$(DEMO_DIR) \
+		$(if $(DEMO_STEPS),train.steps=$(DEMO_STEPS)) $(DEMO_TRAIN)
 	$(BIN)/bots evaluate run=$(DEMO_DIR)/0 $(DEMO_EVALUATE)
 	$(BIN)/bots evaluate run=$(DEMO_DIR)/1 $(DEMO_EVALUATE)
 	$(BIN)/bots report $(DEMO_DIR)

@@ -38,7 +38,11 @@ def test_demo_steps_run_the_whole_pipeline(world: Path, tmp_path: Path) -> None:
                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "bots report: 2 group(s)" in out.stdout and "uniform*" in out.stdout
-    for job in ("0", "1"):
+    import yaml
+
+    for job, selector in (("0", "bots"), ("1", "uniform")):  # conf/experiment/demo.yaml's sweep
         assert (demo / job / "evaluations.jsonl").is_file()
+        cfg = yaml.safe_load((demo / job / "config.yaml").read_text())
+        assert (cfg["selector"]["name"], cfg["seed"], cfg["train"]["steps"]) == (selector, 0, 4)
     [report] = list((tmp_path / "outputs" / "report").rglob("report.md"))
     assert (report.parent / "accuracy.png").is_file()
