@@ -116,9 +116,10 @@ COMMANDS = [
     Command(
         name="build-tiny",
         target="bots_cli.models.build_command:build_tiny_command",
-        summary="Build the tiny world's weak and strong checkpoints (CPU, cached under data/).",
+        summary="Check (or build) the tiny world's weak and strong checkpoints (shipped in data/).",
         examples=[
             "bots build-tiny",
+            "bots build-tiny build.verify=true",
             "bots build-tiny model.build.weak_steps=2000 model.build.strong_steps=4000",
             "bots build-tiny build.force=true model.build.seed=1",
         ],
