@@ -133,8 +133,8 @@ def run_command_function(target: str, cfg: Any, dirs: RunDirs | None = None) -> 
     """Import `module:function` and call it with the composed config, reporting user errors;
     a refused start's new run directory is removed."""
     module_name, func_name = target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
     try:
+        func = getattr(importlib.import_module(module_name), func_name)
         return func(cfg)
     except UserError as err:
         if dirs is not None:
