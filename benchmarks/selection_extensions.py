@@ -32,8 +32,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from bots_cli.comparison import per_seed_metrics
-from bots_cli.launch import config_dir
+from bots_cli.launch import compose_selector, config_dir
 from bots_cli.selection import build_selector
+from bots_cli.selection.build import needs_references
 from bots_cli.simulate.run import SimParams, run_one
 from bots_cli.simulate.world import World, WorldParams
 
@@ -67,25 +68,6 @@ PAPER = "rho=0.1"  # the paper's fixed-ρ BOTS
 FIXED_RHO = ["rho=0 (mopps)", "rho=0.1", "rho=0.5", "rho=1"]
 
 
-def selector_config(overrides: dict[str, Any] | None) -> Any:
-    """conf/selector/<uniform|bots>.yaml as Hydra composes it, with the variant's overrides."""
-    from hydra import compose, initialize_config_dir
-
-    name = "uniform" if overrides is None else "bots"
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="simulate", overrides=[f"selector={name}"])
-    return OmegaConf.merge(OmegaConf.to_container(cfg.selector, resolve=True), overrides or {})
-
-
-def needs_references(overrides: dict[str, Any] | None) -> bool:
-    if overrides is None:
-        return False
-    implicit = (overrides.get("implicit") or {}).get("name", "interpolation")
-    weighted = overrides.get("rho", 0.1) > 0 or overrides.get("rho_schedule", "constant") != \
-        "constant"
-    return implicit == "interpolation" and weighted
-
-
 def run_world(world_name: str, variants: list[str], seeds: int, steps: int) -> dict[str, Any]:
     cfg = OmegaConf.load(config_dir() / "simulate.yaml")
     params = WorldParams.from_config(OmegaConf.merge(cfg.world, WORLDS[world_name]))
@@ -93,12 +75,12 @@ def run_world(world_name: str, variants: list[str], seeds: int, steps: int) -> d
     out: dict[str, dict[str, list[float]]] = {}
     curves: dict[str, dict[int, Any]] = {v: {} for v in variants}
     rows_of: dict[str, dict[int, Any]] = {v: {} for v in variants}
-    configs = {name: selector_config(VARIANTS[name]) for name in variants}
+    configs = {name: compose_selector("uniform" if VARIANTS[name] is None else "bots",
+                                      VARIANTS[name]) for name in variants}
     for seed in range(seeds):
         world = World.generate(params, seed)
         for name in variants:
-            over = VARIANTS[name]
-            if not params.references and needs_references(over):
+            if not params.references and needs_references(configs[name]):
                 continue
             sel = build_selector(configs[name], n_tasks=params.n_tasks,
                                  weak=world.weak, strong=world.strong, seed=seed,

@@ -38,6 +38,28 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent / "conf"
 
 
+def compose_selector(name: str, overrides: dict[str, Any] | None = None,
+                     lam: float | None = None) -> dict[str, Any]:
+    """conf/selector/<name>.yaml as Hydra composes it (its defaults list included: mopps extends
+    bots, every selector has `success`), λ resolved (`lam`, else the root default), with
+    `overrides` merged on top: a selector config outside a command (verl, benchmarks, tests)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    path = config_dir() / "selector" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise UserError(f"no selector {name!r} (known: {known})")
+    root = [] if lam is None else [f"lambda={lam}"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        composed = compose(config_name="simulate", overrides=[f"selector={name}", *root])
+    merged = OmegaConf.merge(OmegaConf.to_container(composed.selector, resolve=True),
+                             overrides or {})
+    out = OmegaConf.to_container(merged, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
 def _secondary_process() -> bool:
     """Whether this is one of a distributed launch's processes other than process 0."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0"

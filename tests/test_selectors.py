@@ -251,11 +251,9 @@ def test_offline_band_with_empty_band() -> None:
 # --- build_selector ----------------------------------------------------------------------------
 def conf(option: str, **over):
     """conf/selector/<option>.yaml as Hydra composes it (λ = 0.1), with `over` merged in."""
-    from hydra import compose, initialize_config_dir
+    from bots_cli.launch import compose_selector
 
-    with initialize_config_dir(config_dir=str(SELECTOR_CONF.parent), version_base="1.3"):
-        cfg = compose(config_name="simulate", overrides=[f"selector={option}", "lambda=0.1"])
-    return OmegaConf.merge(cfg.selector, over)
+    return OmegaConf.create(compose_selector(option, over, lam=0.1))
 
 
 @pytest.mark.parametrize(

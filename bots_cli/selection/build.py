@@ -84,8 +84,7 @@ def _implicit(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, columns: A
 
         column = spec.get("column")
         if column is None or column not in columns:
-            known = ", ".join(str(c) for c in columns) if hasattr(columns, "keys") or \
-                hasattr(columns, "columns") else "?"
+            known = ", ".join(str(c) for c in columns)  # a mapping's or a DataFrame's names
             raise InvalidValue(f"implicit.column={column}: groups need a column of the task "
                                f"table that groups tasks (its columns: {known})")
         return GroupEvidence(np.asarray(columns[column]), **options)

@@ -58,35 +58,23 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def selector_config(spec: Any) -> dict[str, Any]:
-    """A selector's config: `conf/selector/<name>.yaml` as Hydra composes it (its defaults list
-    included: mopps extends bots, every selector has `success`), the given overrides on top."""
-    from hydra import compose, initialize_config_dir
+    """`data.sampler.selector`: a conf/selector/ option's name, or a mapping of its `name` and
+    overrides, composed as Hydra does (`launch.compose_selector`)."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.launch import compose_selector
 
-    if spec is None:
-        spec = "bots"
-    overrides: dict[str, Any] = {}
-    if isinstance(spec, str):
-        name = spec
+    if spec is None or isinstance(spec, str):
+        name, overrides = spec or "bots", {}
     else:
         tree = OmegaConf.to_container(spec, resolve=True) if not isinstance(spec, dict) else spec
         assert isinstance(tree, dict)
         overrides = {str(k): v for k, v in tree.items() if k != "name"}
         name = str(tree.get("name", "bots"))
-    path = config_dir() / "selector" / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise UserError(f"data.sampler.selector: no selector {name!r} (known: {known})")
-    lam = overrides.get("lam", 0.1)
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        composed = compose(config_name="simulate", overrides=[f"selector={name}",
-                                                              f"lambda={lam}"])
-    merged = OmegaConf.merge(OmegaConf.to_container(composed.selector, resolve=True), overrides)
-    out = OmegaConf.to_container(merged, resolve=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
+    try:
+        return compose_selector(name, overrides, lam=overrides.get("lam", 0.1))
+    except UserError as err:
+        raise UserError(f"data.sampler.selector: {err}") from None
 
 
 def _rows_field(dataset: Any, key: str) -> list[Any] | None:
