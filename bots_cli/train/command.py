@@ -134,9 +134,12 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
             log.log_samples(0, samples)
             display.step(0, metrics)
         for step in range(trainer.step_done + 1, s.steps + 1):
-            metrics, (ids, successes, trials) = trainer.step(step)
+            metrics, rounds = trainer.step(step)
             trainer.elapsed += metrics["time/step"]
-            log.add_selections(step, [trainer.task_ids[i] for i in ids], successes, trials)
+            for r in rounds:
+                log.add_selections(step, [trainer.task_ids[i] for i in r.ids], r.successes,
+                                   r.trials, round=r.number, trained=r.trained,
+                                   predicted=r.predicted)
             if s.is_eval_step(step):
                 evaluation = Phases()
                 with evaluation("eval"):

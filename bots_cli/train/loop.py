@@ -7,8 +7,10 @@ summary.json's `checkpoint_seconds`):
     select           the selector picks `batch_size` tasks from the train pool
     rollout          the engine samples `group_size` completions per task (current weights)
     reward           the domain's reward scores every completion
-    update           group advantages, then the clipped policy-gradient update (update.py)
     selector_update  each task's successes and trials go back to the selector
+                     (with `train.dynamic_sampling`, these four repeat in rounds until the batch
+                     holds `batch_size` informative groups: dynamic.py)
+    update           group advantages, then the clipped policy-gradient update (update.py)
     eval             every `eval_every` steps: avg@k / pass@k on held-out tasks, fixed seeds
     checkpoint       every `checkpoint_every` steps and at the end: everything a resume needs
 
@@ -24,7 +26,8 @@ Where this departs from the paper's setup (verl with vLLM on 8 GPUs, Qwen2.5 mod
 - Groups whose rewards are all equal are dropped before the update (no backward pass), and the
   loss is normalised over the tokens of the groups that remain (see update.py); their share is
   `train/zero_variance_share`. `train.loss_norm=batch` normalises over the whole batch instead,
-  as verl's token mean does. No dynamic re-sampling refills the batch.
+  as verl's token mean does. `train.dynamic_sampling.enabled=true` refills the batch with
+  informative groups instead, at the cost of extra rollouts (counted in `train/rollouts`).
 - The learning rate is warmed up linearly, then constant: no decay, so `train.steps` can be raised
   on resume without changing the steps already taken.
 - The KL penalty (k3, to the initial policy) is in the loss and off by default; no entropy bonus.
@@ -77,6 +80,22 @@ class Phases:
         return {f"time/{k}": v for k, v in self.seconds.items()}
 
 
+@dataclasses.dataclass
+class Round:
+    """One sampling round of a step: its tasks, their groups and what the selector was told."""
+
+    number: int  # 1-based; always 1 without dynamic sampling
+    ids: np.ndarray  # (n,) task indices
+    prompts: list[tuple[str, list[int]]]
+    groups: list[list[Any]]  # n groups of G completions
+    rewards: np.ndarray  # (n, G)
+    successes: np.ndarray  # (n,)
+    trials: np.ndarray  # (n,)
+    predicted: np.ndarray  # (n,) the selector's posterior mean at selection (NaN: none)
+    informative: np.ndarray  # (n,) bool: rewards not all equal
+    trained: np.ndarray  # (n,) bool: in the batch the update trained on
+
+
 class Trainer:
     """Everything one run holds: pool, selector, policy, engine, optimizer, records."""
 
@@ -124,6 +143,7 @@ class Trainer:
         self.ever_selected = np.zeros(len(self.pool), dtype=bool)
         self.step_done = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
+        self.rollouts = self.tokens = 0  # completions and completion tokens generated so far
 
         eval_tasks = self.dom.load(cfg.domain, split="eval", max_tasks=self.s.eval_tasks,
                                    key="train.eval_tasks")
@@ -141,6 +161,14 @@ class Trainer:
             self.ever_selected = np.asarray(state["trainer"]["ever_selected"], dtype=bool)
             self.step_done = int(state["step"])
             self.elapsed = float(state["trainer"]["elapsed"])
+            saved = state["trainer"]
+            if "rollouts" in saved:
+                self.rollouts, self.tokens = int(saved["rollouts"]), int(saved["tokens"])
+            else:  # a checkpoint written before the counters existed
+                from bots_cli.train.runlog import recorded_costs
+
+                self.rollouts, self.tokens = recorded_costs(
+                    run_dir / "metrics.jsonl", self.step_done, self.s.batch_size * self.s.group_size)
             self._restore_state = state["rng"]  # restored last, once nothing else draws
 
     # -- set-up --------------------------------------------------------------------------------
@@ -211,33 +239,90 @@ class Trainer:
             self._prompts[i] = (text, list(ids))
         return self._prompts[i]
 
-    def step(self, step: int) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """One training step: its metrics, and the (task indices, successes, trials) the
-        selector was told."""
+    def step(self, step: int) -> tuple[dict[str, Any], list[Round]]:
+        """One training step: its metrics, and every sampling round's tasks and evidence (one
+        round unless `train.dynamic_sampling` is on, see dynamic.py)."""
+        from bots_cli.train.dynamic import batch_groups, refill_size
+
         phases = Phases()
         B, G = self.s.batch_size, self.s.group_size
-        with phases("select"):
-            ids = self.selector.select(B)
-        alpha, beta = getattr(self.selector, "alpha", None), getattr(self.selector, "beta", None)
-        selected_mean = (None if alpha is None or beta is None  # BOTS-family selectors only
-                         else float(np.mean(alpha[ids] / (alpha[ids] + beta[ids]))))
-        rows = [self.pool.iloc[int(i)] for i in ids]
-        prompts = [self.prompt(int(i)) for i in ids]
-        with phases("rollout"):
-            self.engine.wake_up()
-            params = dataclasses.replace(self.sampling,
-                                         seed=derive_seed(self.sampling.seed, step))
-            groups = self.engine.generate([p for p, _ in prompts], G, params)
         timeouts = self.dom.reward_timeouts
-        with phases("reward"):
-            flat = self.dom.rewards([c.text for g in groups for c in g],
-                                    [r for r in rows for _ in range(G)])
-            rewards = np.asarray(flat, dtype=np.float64).reshape(B, G)
+        rounds: list[Round] = []
+        kept = generated = 0
+        self.engine.wake_up()
+        while len(rounds) < self.s.dynamic_sampling.rounds and kept < B:
+            n = B if not rounds else refill_size(B - kept, kept, generated, B, len(self.pool))
+            rounds.append(self._sample_round(step, len(rounds) + 1, n, phases))
+            kept += int(rounds[-1].informative.sum())
+            generated += n
+        # The batch the update trains on: B groups, informative ones first (dynamic.py).
+        flat = [(r, b) for r in rounds for b in range(len(r.ids))]
+        chosen = batch_groups(np.concatenate([r.informative for r in rounds]), B)
+        for j in chosen:
+            r, b = flat[j]
+            r.trained[b] = True
+        batch = [flat[j] for j in chosen]
+        prompts = [r.prompts[b] for r, b in batch]
+        groups = [r.groups[b] for r, b in batch]
+        rewards = np.stack([r.rewards[b] for r, b in batch])
         lr = float(self.scheduler.get_last_lr()[0])  # the rate of this step's first update
         with phases("update"):
             self.engine.sleep()
             stats = self._update(prompts, groups, rewards)
             self.engine.load_weights(self.model)
+
+        every = [c for r in rounds for g in r.groups for c in g]
+        self.rollouts += len(every)
+        self.tokens += sum(len(c.token_ids) for c in every)
+        successes = np.array([r.successes[b] for r, b in batch])
+        trials = np.array([r.trials[b] for r, b in batch])
+        predicted = np.concatenate([r.predicted for r in rounds])
+        metrics: dict[str, Any] = {
+            "train/reward_mean": float(np.mean(np.concatenate([r.rewards.ravel()
+                                                               for r in rounds]))),
+            "train/etr": effective_task_ratio(successes, trials),
+            "train/etr_generated": float(np.mean(np.concatenate(
+                [r.informative for r in rounds]))),
+            "train/zero_variance_share": zero_variance_share(rewards),
+            **{f"train/{k}": v for k, v in stats.items()},
+            "train/lr": lr,
+            "train/response_len": float(np.mean([len(c.token_ids) for c in every])),
+            "train/truncated_share": float(np.mean([c.finish_reason == "length"
+                                                    for c in every])),
+            "train/reward_timeouts": self.dom.reward_timeouts - timeouts,
+            "train/sampling_rounds": len(rounds),
+            "train/rollouts": self.rollouts,
+            "train/tokens": self.tokens,
+            "selector/explored_share": float(self.ever_selected.mean()),
+        }
+        metrics.update(self.selector.metrics())
+        if not np.isnan(predicted).all():  # BOTS-family selectors only
+            metrics["selector/posterior_mean_of_selected"] = float(np.mean(predicted))
+        metrics.update(phases.metrics())
+        metrics["time/step"] = sum(phases.seconds.values())
+        metrics.update(gpu_memory())
+        return metrics, rounds
+
+    def _sample_round(self, step: int, number: int, n: int, phases: Phases) -> Round:
+        """Round `number` of a step: select n tasks, sample and score their groups, and tell the
+        selector (round 1 samples with the step's seed, as without dynamic sampling)."""
+        G = self.s.group_size
+        with phases("select"):
+            ids = self.selector.select(n)
+        from bots_cli.train.dynamic import informative, posterior_means
+
+        predicted = posterior_means(self.selector, ids)
+        rows = [self.pool.iloc[int(i)] for i in ids]
+        prompts = [self.prompt(int(i)) for i in ids]
+        seed = (derive_seed(self.sampling.seed, step) if number == 1 else
+                derive_seed(self.sampling.seed, step, number))
+        with phases("rollout"):
+            groups = self.engine.generate([p for p, _ in prompts], G,
+                                          dataclasses.replace(self.sampling, seed=seed))
+        with phases("reward"):
+            flat = self.dom.rewards([c.text for g in groups for c in g],
+                                    [r for r in rows for _ in range(G)])
+            rewards = np.asarray(flat, dtype=np.float64).reshape(n, G)
         # Each task's evidence (DESIGN.md §1.6): the same rule every trainer uses.
         fed, successes, trials = task_evidence(np.repeat(ids, G), rewards.ravel(),
                                                self.success_rule)
@@ -245,27 +330,8 @@ class Trainer:
         with phases("selector_update"):
             self.selector.update(ids, successes, trials)
         self.ever_selected[ids] = True
-
-        lengths = [len(c.token_ids) for g in groups for c in g]
-        metrics: dict[str, Any] = {
-            "train/reward_mean": float(rewards.mean()),
-            "train/etr": effective_task_ratio(successes, trials),
-            "train/zero_variance_share": zero_variance_share(rewards),
-            **{f"train/{k}": v for k, v in stats.items()},
-            "train/lr": lr,
-            "train/response_len": float(np.mean(lengths)),
-            "train/truncated_share": float(np.mean([c.finish_reason == "length"
-                                                    for g in groups for c in g])),
-            "train/reward_timeouts": self.dom.reward_timeouts - timeouts,
-            "selector/explored_share": float(self.ever_selected.mean()),
-        }
-        metrics.update(self.selector.metrics())
-        if selected_mean is not None:
-            metrics["selector/posterior_mean_of_selected"] = selected_mean
-        metrics.update(phases.metrics())
-        metrics["time/step"] = sum(phases.seconds.values())
-        metrics.update(gpu_memory())
-        return metrics, (ids, successes, trials)
+        return Round(number, ids, prompts, groups, rewards, successes, trials, predicted,
+                     informative(list(rewards)), np.zeros(n, dtype=bool))
 
     def _update(self, prompts: list[tuple[str, list[int]]], groups: list[list[Any]],
                 rewards: np.ndarray) -> dict[str, float]:
@@ -324,7 +390,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "selector": self.selector.state_dict(),
-            "trainer": {"ever_selected": self.ever_selected.copy(), "elapsed": self.elapsed},
+            "trainer": {"ever_selected": self.ever_selected.copy(), "elapsed": self.elapsed,
+                        "rollouts": self.rollouts, "tokens": self.tokens},
         }
         save_checkpoint(self.run_dir, step, state, save_model)
         if self.s.keep_last is not None:

@@ -8,6 +8,7 @@ first, so the resumed run's files equal those of a run that was never interrupte
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,11 @@ from bots_cli.checks import check_choice
 from bots_cli.errors import UserError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+# selections.parquet: one row per task of each sampling round. `round`, `trained` and `predicted`
+# came with dynamic sampling; files written before lack them (read_selections fills them in).
+SELECTION_COLUMNS = {"step": "int64", "task_id": "str", "successes": "float64",
+                     "trials": "float64", "round": "int64", "trained": "bool",
+                     "predicted": "float64"}
 
 
 def wandb_mode(requested: str) -> str:
@@ -89,7 +95,7 @@ class RunLog:
         if self.selections_path.is_file():
             import pandas as pd
 
-            frame = pd.read_parquet(self.selections_path)
+            frame = read_selections(self.selections_path)
             kept = frame[frame["step"] <= step]
             self._selections = [{str(k): v for k, v in row.items()}
                                 for row in kept.to_dict("records")]
@@ -127,11 +133,20 @@ class RunLog:
             self.wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=step)
 
     def add_selections(self, step: int, task_ids: list[str], successes: np.ndarray,
-                       trials: np.ndarray) -> None:
-        """Record which tasks a step used and how they went (written by `flush`)."""
+                       trials: np.ndarray, *, round: int = 1,
+                       trained: Sequence[bool] | None = None,
+                       predicted: Sequence[float] | None = None) -> None:
+        """Record which tasks a step's sampling round used and how they went (written by
+        `flush`): whether each group went into the update (`trained`; all of them by default)
+        and the selector's posterior mean of the task when it was chosen (`predicted`; NaN for
+        selectors without one)."""
+        n = len(task_ids)
+        trained = [True] * n if trained is None else trained
+        predicted = [math.nan] * n if predicted is None else predicted
         self._selections += [
-            {"step": step, "task_id": t, "successes": float(s), "trials": float(n)}
-            for t, s, n in zip(task_ids, successes, trials, strict=True)
+            {"step": step, "task_id": t, "successes": float(s), "trials": float(k),
+             "round": round, "trained": bool(x), "predicted": float(p)}
+            for t, s, k, x, p in zip(task_ids, successes, trials, trained, predicted, strict=True)
         ]
 
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
@@ -144,8 +159,8 @@ class RunLog:
         """Write selections.parquet (atomically); called at checkpoints and at the end."""
         import pandas as pd
 
-        frame = pd.DataFrame(self._selections,
-                             columns=["step", "task_id", "successes", "trials"])
+        frame = pd.DataFrame(self._selections, columns=list(SELECTION_COLUMNS))
+        frame = frame.astype(SELECTION_COLUMNS)
         with atomic_path(self.selections_path) as tmp:
             frame.to_parquet(tmp, index=False)
 
@@ -154,6 +169,19 @@ class RunLog:
         if self.wandb_run is not None:
             self.wandb_run.finish()
             self.wandb_run = None
+
+
+def read_selections(path: Path) -> Any:
+    """A run's selections.parquet as a DataFrame with every column of `SELECTION_COLUMNS`; a
+    file from before dynamic sampling gets round 1, trained True and predicted NaN."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    defaults = {"round": 1, "trained": True, "predicted": math.nan}
+    for column, value in defaults.items():
+        if column not in frame.columns:
+            frame[column] = value
+    return frame.astype(SELECTION_COLUMNS)
 
 
 def _plain(value: Any) -> Any:
@@ -188,6 +216,19 @@ def wandb_names(cfg: Any) -> tuple[str, str | None]:
     if hc.mode == RunMode.MULTIRUN:
         group = Path(hc.sweep.dir).name
     return name, group
+
+
+def recorded_costs(metrics_path: Path, step: int, per_step: int) -> tuple[int, int]:
+    """(rollouts, tokens) generated up to `step`, read back from a run's metrics.jsonl: its
+    `train/rollouts` and `train/tokens` at that step, or, for a run recorded before they existed
+    (no dynamic sampling then: `per_step` completions a step), `per_step` × steps and the sum of
+    `train/response_len` × `per_step`."""
+    rows = [json.loads(line) for line in read_jsonl_upto(metrics_path, step)]
+    rows = [r for r in rows if "train/response_len" in r]
+    if rows and "train/rollouts" in rows[-1]:
+        return int(rows[-1]["train/rollouts"]), int(rows[-1]["train/tokens"])
+    return per_step * len(rows), int(round(sum(r["train/response_len"] * per_step
+                                               for r in rows)))
 
 
 def run_summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any, get_args
 
 from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
+from bots_cli.train.dynamic import DynamicSampling
 from bots_cli.train.grpo import LossAggregation
 from bots_cli.train.update import UpdateConfig
 
@@ -40,6 +41,7 @@ class TrainSettings:
     update: UpdateConfig  # the parts of the update that do not depend on the batch
     scale_by_std: bool
     loss_norm: str  # kept: over the groups that carry a signal | batch: over the whole batch
+    dynamic_sampling: DynamicSampling  # refill the batch with informative groups (dynamic.py)
     precision: str  # auto | fp32 | bf16-mixed | bf16
     gradient_checkpointing: bool
     eval_every: int
@@ -100,6 +102,7 @@ class TrainSettings:
             scale_by_std=bool(t.scale_by_std),
             loss_norm=check_choice("train.loss_norm", t.loss_norm,
                                    ("kept", "batch")),
+            dynamic_sampling=DynamicSampling.from_config(t.dynamic_sampling),
             precision=check_choice("train.precision", t.precision, PRECISIONS),
             gradient_checkpointing=bool(t.gradient_checkpointing),
             eval_every=check_int("train.eval_every", t.eval_every, lo=0),

@@ -15,7 +15,8 @@ several TRL optimizer steps, and `checkpoint-N` is named by TRL's optimizer step
 
 Where it departs from the native loop:
 - TRL normalises the loss over the whole generation batch (native `train.loss_norm=batch`);
-  groups whose rewards are all equal are not dropped, they only carry zero advantage.
+  groups whose rewards are all equal are not dropped, they only carry zero advantage (with
+  `train.dynamic_sampling`, only those that fill a batch the rounds could not).
 - Sampling seeds follow TRL's per-process torch generator, not (seed, step): a resumed run is
   exact because TRL restores every random state from the checkpoint.
 - Held-out evaluation (`train.eval_every`) runs on process 0 with transformers `generate` while
@@ -296,7 +297,13 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     trainer = _trainer_class()(
         model=str(where), reward_funcs=domain_reward(dom, pool), args=args,
         train_dataset=training_dataset(pool, dom, tokenizer), processing_class=tokenizer,
-        selector=selector, task_id_column="task_id", callbacks=[records])
+        selector=selector, task_id_column="task_id", callbacks=[records],
+        dynamic_sampling=s.dynamic_sampling.enabled, max_rounds=s.dynamic_sampling.max_rounds)
+    if latest is not None:  # the counts of a checkpoint written before they were saved in it
+        from bots_cli.train.runlog import recorded_costs
+
+        trainer.resumed_costs = recorded_costs(run_dir / "metrics.jsonl", latest[1],
+                                               s.batch_size * s.group_size)
     from bots_cli.selection.feedback import SuccessRule
 
     trainer.success_rule = SuccessRule.from_config(cfg.selector.success)  # errors name the key

@@ -21,6 +21,8 @@ RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl"
            "learning_rate": "train/lr", "completions/mean_length": "train/response_len",
            "completions/clipped_ratio": "train/truncated_share"}
 
+COUNTS = ("train/rollouts", "train/tokens", "train/sampling_rounds")  # whole numbers in the rows
+
 
 def _callback_base() -> Any:
     from transformers import TrainerCallback
@@ -141,7 +143,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         if self.main:
             for fb in new:
                 self.log.add_selections(step, [self.task_ids[i] for i in fb.ids], fb.successes,
-                                        fb.trials)
+                                        fb.trials, round=fb.round, trained=fb.trained,
+                                        predicted=fb.predicted)
             select = sum(fb.select_seconds for fb in new)
             update = sum(fb.update_seconds for fb in new)
             inner = select + update + phases.get("rollout", 0.0) + phases.get("reward", 0.0)
@@ -170,7 +173,9 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         for key, value in logs.items():
             if not isinstance(value, (int, float)) or key == "epoch":
                 continue
-            if key.startswith(("train/", "selector/")):
+            if key in COUNTS:
+                row[key] = int(value)
+            elif key.startswith(("train/", "selector/")):
                 row[key] = value
             else:
                 row[RENAMED.get(key, f"trl/{key}")] = value

@@ -17,6 +17,13 @@ call to the original in each:
   capability estimate, random generator) is written into every checkpoint as `bots_selector.pt`
   and restored on `resume_from_checkpoint`.
 
+With `dynamic_sampling=True` (bots_cli/train/dynamic.py: DAPO-style, the same rule as the native
+loop) a generation batch runs in rounds: each round is one call of the original
+`_generate_and_score_completions` on freshly selected tasks and one selector update; then every
+process gathers the rounds' tensors, keeps the rows of the batch's groups (informative first) and
+takes its own share back, so TRL's buffering, shuffling and loss see an ordinary batch. Text-only:
+a round carrying image tensors is refused.
+
 Every process builds the same selector (same seed) and receives the same gathered feedback, so
 the selections agree; each generation batch checks that they do and stops with an error if not
 (e.g. a selector seeded with the process rank).
@@ -105,6 +112,10 @@ class Feedback:
     trials: np.ndarray  # (S,) scored completions per task
     select_seconds: float
     update_seconds: float
+    round: int = 1  # the sampling round within the generation batch (dynamic sampling)
+    predicted: np.ndarray | None = None  # (S,) posterior mean at selection (NaN: no posterior)
+    informative: np.ndarray | None = None  # (S,) bool: the group's rewards are not all equal
+    trained: np.ndarray | None = None  # (S,) bool: the group is in the batch TRL trains on
 
 
 class BotsGRPOTrainer(GRPOTrainer):
@@ -116,9 +127,15 @@ class BotsGRPOTrainer(GRPOTrainer):
     share of a success. The reward judged is TRL's combined one: the weighted sum of the reward
     functions; a completion every reward function returned None for counts in no trial.
 
+    `dynamic_sampling=True` refills each generation batch with informative groups, in at most
+    `max_rounds` rounds (the module docstring; bots_cli/train/dynamic.py).
+
     Besides TRL's own metrics it logs, through TRL's logging (so wandb, tensorboard, ... see
-    them), `train/etr`, `train/zero_variance_share`, `selector/explored_share` and, for BOTS,
-    `selector/capability` and `selector/posterior_mean_of_selected`.
+    them), `train/etr` and `train/zero_variance_share` (of the batch trained on),
+    `train/etr_generated` (of every group generated), `train/sampling_rounds`, the cumulative
+    `train/rollouts` and `train/tokens` (completions and completion tokens generated),
+    `selector/explored_share` and, for BOTS, `selector/capability` and
+    `selector/posterior_mean_of_selected`.
     """
 
     args: Any  # a trl.GRPOConfig (typed as transformers' TrainingArguments upstream)
@@ -127,8 +144,13 @@ class BotsGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, selector: Any, task_id_column: str = "task_id",
                  success_threshold: float | None = None,
-                 reward_range: tuple[float, float] | None = None, **kwargs: Any) -> None:
+                 reward_range: tuple[float, float] | None = None,
+                 dynamic_sampling: bool = False, max_rounds: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        from bots_cli.train.dynamic import DynamicSampling
+
+        self.dynamic_sampling = DynamicSampling.from_config(
+            {"enabled": dynamic_sampling, "max_rounds": max_rounds})
         self.selector = selector
         self.task_id_column = task_id_column
         self.success_rule = SuccessRule(threshold=success_threshold, reward_range=reward_range,
@@ -145,6 +167,10 @@ class BotsGRPOTrainer(GRPOTrainer):
         self.feedback: list[Feedback] = []  # every generation batch's feedback, in order
         self._batch_tasks: np.ndarray | None = None  # this process's task per completion
         self._select_seconds = 0.0
+        self._round = 1  # the sampling round being generated
+        self.generations = 0  # generation batches so far (one bots step each)
+        self.rollouts = self.tokens = 0  # completions and completion tokens generated so far
+        self.resumed_costs: tuple[int, int] | None = None  # for checkpoints without the counts
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -192,10 +218,10 @@ class BotsGRPOTrainer(GRPOTrainer):
         return SlotSampler(self.selector.n_tasks, self.n_slots, self.args.num_generations,
                            self.num_iterations * self.args.steps_per_generation)
 
-    def _select(self) -> np.ndarray:
-        """The next generation batch's tasks: the same on every process, or an error."""
+    def _select(self, n: int) -> np.ndarray:
+        """The next round's n tasks: the same on every process, or an error."""
         start = time.perf_counter()
-        ids = np.asarray(self.selector.select(self.n_slots), dtype=np.int64)
+        ids = np.asarray(self.selector.select(n), dtype=np.int64)
         self._select_seconds = time.perf_counter() - start
         if self.accelerator.num_processes > 1:
             mine = torch.as_tensor(ids, device=self.accelerator.device)
@@ -207,21 +233,114 @@ class BotsGRPOTrainer(GRPOTrainer):
         return ids
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.model.training:
-            inputs = self._selected_inputs(inputs)
-        else:
+        if not self.model.training:
             self._batch_tasks = None
-        return super()._generate_and_score_completions(inputs)
-
-    def _selected_inputs(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Replace each slot's placeholder row with the row of the task chosen for that slot."""
+            return super()._generate_and_score_completions(inputs)
         slots = [self.index[str(row[self.task_id_column])] for row in inputs]
         if max(slots) >= self.n_slots:  # the dataloader was not built from SlotSampler
             raise RuntimeError("BotsGRPOTrainer received rows that are not its slots: the train "
                                "dataloader must use the trainer's own _get_train_sampler")
-        chosen = self._select()
+        first = len(self.feedback)
+        self.generations += 1
+        self._round = 1
+        output = self._generate_round(self._select(self.n_slots), np.asarray(slots))
+        if self.dynamic_sampling.enabled:
+            output = self._dynamic_batch(output)
+        else:
+            self.feedback[-1].trained = np.ones(len(self.feedback[-1].ids), dtype=bool)
+        self._log_selection_metrics(self.feedback[first:])
+        return output
+
+    def _generate_round(self, chosen: np.ndarray, slots: np.ndarray) -> dict[str, Any]:
+        """TRL's generation and scoring of one round: slot j of this process's rows gets task
+        chosen[j]; the selector hears the round's feedback from `_calculate_rewards`."""
         self._batch_tasks = chosen[slots]
-        return [self.train_dataset[int(i)] for i in self._batch_tasks]
+        rows = [self.train_dataset[int(i)] for i in self._batch_tasks]
+        return super()._generate_and_score_completions(rows)
+
+    def _dynamic_batch(self, first: dict[str, Any]) -> dict[str, Any]:
+        """More rounds until `n_slots` informative groups are in hand (or `max_rounds`), then
+        this process's share of the batch made of them (dynamic.py's rule)."""
+        from math import gcd
+
+        from bots_cli.train.dynamic import batch_groups, refill_size
+
+        G, P = self.num_generations, self.accelerator.num_processes
+        rounds = [self.feedback[-1]]
+        outputs = [first]
+        kept, generated = int(rounds[0].informative.sum()), self.n_slots
+        while len(rounds) < self.dynamic_sampling.max_rounds and kept < self.n_slots:
+            # n·G completions split over P processes in whole rows
+            n = refill_size(self.n_slots - kept, kept, generated, self.n_slots,
+                            self.selector.n_tasks, multiple=P // gcd(G, P))
+            self._round = len(rounds) + 1
+            rank = self.accelerator.process_index
+            local = np.arange(n * G // P) + rank * (n * G // P)  # this process's global rows
+            outputs.append(self._generate_round(self._select(n), local // G))
+            rounds.append(self.feedback[-1])
+            kept += int(rounds[-1].informative.sum())
+            generated += n
+        chosen = batch_groups(np.concatenate([fb.informative for fb in rounds]), self.n_slots)
+        where = [(r, j) for r, fb in enumerate(rounds) for j in range(len(fb.ids))]
+        for fb in rounds:
+            fb.trained = np.zeros(len(fb.ids), dtype=bool)
+        for c in chosen:
+            r, j = where[c]
+            rounds[r].trained[j] = True
+        return self._batch_of(outputs, [where[c] for c in chosen])
+
+    def _batch_of(self, outputs: list[dict[str, Any]], groups: list[tuple[int, int]]
+                  ) -> dict[str, Any]:
+        """This process's rows of the batch made of `groups` ((round, group) pairs, in order)
+        from every round's output: gathered across processes, re-padded, sliced back."""
+        G, P = self.num_generations, self.accelerator.num_processes
+        pad_id = self._tokenizer.pad_token_id
+        sequence_is = str(getattr(self, "vllm_importance_sampling_mode", "")).startswith("seq")
+        layout = {"prompt_ids": ("left", pad_id), "prompt_mask": ("left", 0),
+                  "completion_ids": ("right", pad_id), "completion_mask": ("right", 0),
+                  "old_per_token_logps": ("right", 0.0), "ref_per_token_logps": ("right", 0.0),
+                  "sampling_per_token_logps": ("right", 0.0), "tool_mask": ("right", 1),
+                  "importance_sampling_ratio": ("row", 0) if sequence_is else ("right", 1.0),
+                  "advantages": ("row", 0), "num_items_in_batch": ("total", 0)}
+        unknown = sorted(set().union(*outputs) - set(layout))
+        if unknown:
+            raise UserError(f"dynamic sampling handles text batches only; this batch also "
+                            f"carries {', '.join(unknown)}: set dynamic_sampling=False")
+        every: dict[str, Any] = {}
+        for key, (side, value) in layout.items():
+            if key not in outputs[0] or side == "total":
+                continue
+            parts = []
+            for out in outputs:
+                t = out[key]
+                if side != "row":
+                    t = self.accelerator.pad_across_processes(t, dim=1, pad_index=value,
+                                                              pad_first=side == "left")
+                parts.append(self.accelerator.gather(t) if P > 1 else t)
+            if side != "row":
+                width = max(t.size(1) for t in parts)
+                parts = [_pad_to(t, width, value, left=side == "left") for t in parts]
+            every[key] = parts
+        rows = [torch.arange(j * G, (j + 1) * G) for _, j in groups]
+        per_process = len(groups) * G // P
+        mine = slice(self.accelerator.process_index * per_process,
+                     (self.accelerator.process_index + 1) * per_process)
+        batch: dict[str, Any] = {}
+        for key, parts in every.items():
+            picked = torch.cat([parts[r][idx.to(parts[r].device)]
+                                for (r, _), idx in zip(groups, rows, strict=True)])
+            batch[key] = picked
+        loss_mask = batch["completion_mask"]
+        if "tool_mask" in batch:
+            loss_mask = loss_mask * batch["tool_mask"]
+        out = {key: t[mine] for key, t in batch.items()}
+        out["num_items_in_batch"] = loss_mask.sum().to(outputs[0]["num_items_in_batch"].device)
+        # Left padding none of this process's prompts needs is cut, as in TRL's own batches
+        # (the model numbers positions from the first column).
+        used = out["prompt_mask"].sum(dim=1).max()
+        for key in ("prompt_ids", "prompt_mask"):
+            out[key] = out[key][:, out[key].size(1) - int(used):]
+        return out
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -230,12 +349,15 @@ class BotsGRPOTrainer(GRPOTrainer):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions,
                                                       completion_ids_list)  # (B_global, F)
         if self.model.training and self._batch_tasks is not None:
-            self._feed_back(rewards_per_func)
+            self._feed_back(rewards_per_func, completion_ids_list)
         return rewards_per_func
 
-    def _feed_back(self, rewards_per_func: torch.Tensor) -> None:
-        """Each task's successes and trials from the gathered rewards, to the selector."""
+    def _feed_back(self, rewards_per_func: torch.Tensor, completion_ids_list: Any) -> None:
+        """Each task's successes and trials from the gathered rewards, to the selector; the
+        round's completions and tokens are counted."""
         from accelerate.utils import gather
+
+        from bots_cli.train.dynamic import informative, posterior_means
 
         start = time.perf_counter()
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
@@ -244,34 +366,46 @@ class BotsGRPOTrainer(GRPOTrainer):
         local = torch.as_tensor(self._batch_tasks, device=rewards_per_func.device)
         # Aligned with the gathered rewards, process by process.
         order = gather(local).cpu().numpy().astype(np.int64)
+        lengths = torch.as_tensor([len(ids) for ids in completion_ids_list],
+                                  device=rewards_per_func.device)
+        self.rollouts += int(order.size)
+        self.tokens += int(gather(lengths).sum().item())
         flat = combined.double().cpu().numpy()
         ids, successes, trials = task_evidence(order, flat, self.success_rule)  # selection order
-        alpha = getattr(self.selector, "alpha", None)  # the belief the batch was chosen with
-        chosen_mean = (None if alpha is None else
-                       float(np.mean(alpha[ids] / (alpha[ids] + self.selector.beta[ids]))))
+        predicted = posterior_means(self.selector, ids)  # the belief the round was chosen with
         self.selector.update(ids, successes, trials)
         self.ever_selected[ids] = True
         self._batch_tasks = None
-        fb = Feedback(generation=len(self.feedback) + 1, global_step=self.state.global_step,
-                      ids=ids, successes=successes, trials=trials,
-                      select_seconds=self._select_seconds,
-                      update_seconds=time.perf_counter() - start)
-        self.feedback.append(fb)
         groups = [flat[(order == i) & ~np.isnan(flat)] for i in ids]
-        self._log_selection_metrics(fb, chosen_mean, groups)
+        self.feedback.append(Feedback(
+            generation=self.generations, global_step=self.state.global_step, ids=ids,
+            successes=successes, trials=trials, select_seconds=self._select_seconds,
+            update_seconds=time.perf_counter() - start, round=self._round, predicted=predicted,
+            informative=informative(groups)))
 
-    def _log_selection_metrics(self, fb: Feedback, chosen_mean: float | None,
-                               groups: list[np.ndarray]) -> None:
-        from bots_cli.metrics import effective_task_ratio, zero_variance_share
+    def _log_selection_metrics(self, rounds: list[Feedback]) -> None:
+        """One generation batch's selection metrics, through TRL's logging (cumulative counts
+        as their latest value, as TRL logs `num_tokens`)."""
+        from bots_cli.metrics import effective_task_ratio
 
         m = self._metrics["train"]
-        m["train/etr"].append(effective_task_ratio(fb.successes, fb.trials))
-        m["train/zero_variance_share"].append(zero_variance_share(groups))
+        trained = [(fb, fb.trained) for fb in rounds]
+        successes = np.concatenate([fb.successes[t] for fb, t in trained])
+        trials = np.concatenate([fb.trials[t] for fb, t in trained])
+        signal = np.concatenate([fb.informative[t] for fb, t in trained])
+        m["train/etr"].append(effective_task_ratio(successes, trials))
+        m["train/zero_variance_share"].append(float(1.0 - signal.mean()))
+        m["train/etr_generated"].append(float(np.concatenate(
+            [fb.informative for fb in rounds]).mean()))
+        m["train/sampling_rounds"].append(float(len(rounds)))
+        m["train/rollouts"] = [float(self.rollouts)]
+        m["train/tokens"] = [float(self.tokens)]
         m["selector/explored_share"].append(float(self.ever_selected.mean()))
         for key, value in self.selector.metrics().items():
             m[key].append(value)
-        if chosen_mean is not None:
-            m["selector/posterior_mean_of_selected"].append(chosen_mean)
+        predicted = np.concatenate([fb.predicted for fb in rounds])
+        if not np.isnan(predicted).all():
+            m["selector/posterior_mean_of_selected"].append(float(np.mean(predicted)))
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -303,7 +437,8 @@ class BotsGRPOTrainer(GRPOTrainer):
         tmp = f"{path}.{os.getpid()}.tmp"
         torch.save({"format": 1, "selector": self.selector.state_dict(),
                     "ever_selected": self.ever_selected.copy(),
-                    "generations": int(self.selector.step),
+                    "generations": self.generations,
+                    "rollouts": self.rollouts, "tokens": self.tokens,
                     "global_step": int(self.state.global_step),
                     "process_digests": digests or []}, tmp)
         os.replace(tmp, path)
@@ -322,3 +457,17 @@ class BotsGRPOTrainer(GRPOTrainer):
         state = torch.load(path, weights_only=False)
         self.selector.load_state_dict(state["selector"])
         self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()
+        self.generations = int(state["generations"])
+        if "rollouts" in state:
+            self.rollouts, self.tokens = int(state["rollouts"]), int(state["tokens"])
+        elif self.resumed_costs is not None:  # a checkpoint from before the counts existed
+            self.rollouts, self.tokens = self.resumed_costs
+
+
+def _pad_to(t: torch.Tensor, width: int, value: Any, *, left: bool) -> torch.Tensor:
+    """`t` (rows, w) padded with `value` to (rows, width), on the left or the right."""
+    extra = width - t.size(1)
+    if extra <= 0:
+        return t
+    pad = torch.full((t.size(0), extra, *t.shape[2:]), value, dtype=t.dtype, device=t.device)
+    return torch.cat([pad, t] if left else [t, pad], dim=1)
