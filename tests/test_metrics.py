@@ -50,6 +50,15 @@ def test_ttb_reach_tolerates_round_off() -> None:
     assert time_to_baseline(STEPS, [0.3, 0.6 - 1e-15, 0.6, 0.6, 0.6], STEPS, UNIFORM, 40) == 0.25
 
 
+def test_ttb_and_bsf_on_a_cost_axis() -> None:
+    # x = rollouts so far: A spends 300 a step, U 100; both evaluated every 10 steps.
+    cost_a, cost_u = [300.0 * s for s in STEPS], [100.0 * s for s in STEPS]
+    # U's best in its 4000 rollouts is 0.60 at 4000; FAST reaches it at step 20 = 6000 rollouts.
+    assert time_to_baseline(cost_a, FAST, cost_u, UNIFORM, budget=4000) == pytest.approx(1.5)
+    # Within the 4000-rollout budget A saw its steps 0 and 10 only (0.50 vs U's 0.60).
+    assert best_so_far_ratio(cost_a, FAST, cost_u, UNIFORM, 4000) == pytest.approx(0.5 / 0.6)
+
+
 def test_bsf() -> None:
     assert best_so_far_ratio(STEPS, FAST, STEPS, UNIFORM, 40) == pytest.approx(0.70 / 0.60)
     assert best_so_far_ratio(STEPS, FAST, STEPS, UNIFORM, 40, 0.5) == pytest.approx(0.60 / 0.50)
