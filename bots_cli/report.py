@@ -7,6 +7,14 @@ same selector, with seeds averaged. Each run is compared with the baseline run o
 TTB and BSF at 25/50/100% of the budget, mean ETR, zero-variance share and the selector's share of
 step time. A run that never reaches the baseline's target is reported as "never", never as a
 number.
+
+`report.x` picks the axis TTB and BSF count on: training steps (the paper's), or what the steps
+cost, rollouts or tokens generated (`train/rollouts`, `train/tokens` in metrics.jsonl). Dynamic
+sampling buys informative batches with extra rollouts; per step it looks cheaper than it is, and
+on the cost axis the budget (what the baseline spent) truncates its curve: a compute-fair
+comparison. Differences that seeds cannot tell from noise are marked (`comparison.within_noise`),
+and the groups are ranked against the best one by the same test, so that two selectors (BOTS and
+dynamic sampling, say) can be told apart, or said not to be.
 """
 
 from __future__ import annotations
@@ -22,15 +30,27 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import write_json, write_text
+from bots_cli.checks import check_choice
 from bots_cli.comparison import (
+    AXES,
     FRACTIONS,
     Curve,
     aggregate,
+    amount,
+    curve_on_axis,
     format_metric,
+    format_vs_baseline,
     json_safe,
+    mean_curve,
+    more_seeds_commands,
+    noise_caption,
     per_seed_metrics,
     plot_curves,
     plot_points,
+    ranking_mean,
+    trailing_mean_curve,
+    versus_best,
+    within_noise,
 )
 from bots_cli.errors import UserError
 
@@ -52,6 +72,15 @@ class Run:
     settings: dict[str, Any]  # the compared config keys, flattened
     rows: list[dict[str, Any]]  # per-step training metrics
     curve: Curve  # (step, score) of the report's metric
+    overrides: tuple[str, ...] | None = None  # the command line's overrides (.hydra/), if saved
+
+    def axis_curve(self, x: str) -> Curve:
+        """The eval curve as (cost on axis `x` at the eval step, score); `SkippedRun` when the
+        run did not record that cost."""
+        try:
+            return curve_on_axis(self.curve, self.rows, x)
+        except ValueError as why:
+            raise SkippedRun(str(why)) from None
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -94,9 +123,21 @@ def _selector_label(path: Path, cfg: dict[str, Any]) -> str:
     return str(choice) if choice else name
 
 
-def load_run(path: Path, metric: str) -> Run | None:
+def _saved_overrides(path: Path) -> tuple[str, ...] | None:
+    """The overrides the run was started with (Hydra's .hydra/overrides.yaml), if saved."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return tuple(str(o) for o in saved) if isinstance(saved, list) else None
+
+
+def load_run(path: Path, metric: str, x: str = "steps") -> Run | None:
     """A finished or partial training run; None when the directory is not a training run (a
-    report, a simulation); `SkippedRun` when it is one that cannot be compared yet or is torn."""
+    report, a simulation); `SkippedRun` when it is one that cannot be compared yet (on axis `x`)
+    or is torn."""
     import yaml
 
     try:
@@ -130,11 +171,14 @@ def load_run(path: Path, metric: str) -> Run | None:
     if not scores:
         raise SkippedRun(f"no `{metric}` values (set report.metric, or run `bots evaluate "
                          f"run={path}`)")
-    return Run(path=path, selector=selector, seed=int(cfg.get("seed", 0)), budget=budget,
-               settings=_compared(_flatten(cfg)), rows=train_rows, curve=sorted(scores.items()))
+    run = Run(path=path, selector=selector, seed=int(cfg.get("seed", 0)), budget=budget,
+              settings=_compared(_flatten(cfg)), rows=train_rows, curve=sorted(scores.items()),
+              overrides=_saved_overrides(path))
+    run.axis_curve(x)  # a run without the axis' costs is skipped here, saying so
+    return run
 
 
-def find_runs(paths: list[str], metric: str) -> list[Run]:
+def find_runs(paths: list[str], metric: str, x: str = "steps") -> list[Run]:
     """Every training run at or under `paths` (directories holding a training config.yaml); a
     training run that cannot be used is skipped with one warning line naming it and why."""
     if not paths:
@@ -148,7 +192,7 @@ def find_runs(paths: list[str], metric: str) -> list[Run]:
         found = []
         for d in dirs:
             try:
-                run = load_run(d, metric)
+                run = load_run(d, metric, x)
             except SkippedRun as why:
                 print(f"warning: skipping {d}: {why}", file=sys.stderr)
                 continue
@@ -177,11 +221,6 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     return groups
 
 
-def _mean_curve(runs: list[Run]) -> Curve:
-    common = sorted(set.intersection(*({s for s, _ in r.curve} for r in runs)))
-    return [(s, float(np.mean([dict(r.curve)[s] for r in runs]))) for s in common]
-
-
 def pick_baseline(groups: dict[str, list[Run]], baseline: str) -> str | None:
     if baseline in groups:
         return baseline
@@ -192,29 +231,64 @@ def pick_baseline(groups: dict[str, list[Run]], baseline: str) -> str | None:
     return named[0] if named else None
 
 
-def compare(groups: dict[str, list[Run]], baseline: str | None) -> dict[str, Any]:
-    """Per group: each metric's mean and spread over seeds (`aggregate`)."""
+def _budget(groups: dict[str, list[Run]], baseline: str | None, x: str) -> float:
+    """The budget the windows are fractions of: on steps, the baseline's train.steps; on a cost
+    axis, the baseline's final cost (mean over its seeds). Without a baseline, the largest
+    train.steps, or the smallest of the groups' mean final costs."""
+    pool = [groups[baseline]] if baseline else list(groups.values())
+    if x == "steps":
+        return float(max(r.budget for runs in pool for r in runs))
+    return min(float(np.mean([r.rows[-1][f"train/{x}"] for r in runs])) for runs in pool)
+
+
+def compare(groups: dict[str, list[Run]], baseline: str | None,
+            x: str = "steps") -> dict[str, Any]:
+    """Per group: each metric's mean and spread over seeds (`aggregate`), on axis `x`; TTB and
+    BSF marked within noise or not; `vs_best` against the group of lowest mean TTB100. Groups
+    come baseline first, then by mean TTB100 (a "never" as 2; undefined last)."""
     base_runs = groups[baseline] if baseline else []
-    base_by_seed = {r.seed: r.curve for r in base_runs}
-    base_mean = _mean_curve(base_runs) if base_runs else None
-    budget = max(r.budget for r in base_runs) if base_runs else \
-        max(r.budget for runs in groups.values() for r in runs)
+    base_by_seed = {r.seed: r.axis_curve(x) for r in base_runs}
+    base_mean = mean_curve(list(base_by_seed.values())) if base_runs else None
+    budget = _budget(groups, baseline, x)
     out: dict[str, Any] = {}
+    ttb_by_seed: dict[str, dict[int, float]] = {}
     for label, runs in groups.items():
-        per = [per_seed_metrics(r.curve, base_by_seed.get(r.seed, base_mean), r.rows, budget)
-               for r in runs]
+        per = [per_seed_metrics(r.axis_curve(x), base_by_seed.get(r.seed, base_mean), r.rows,
+                                budget) for r in runs]
         out[label] = {"seeds": sorted(r.seed for r in runs),
                       "runs": [str(r.path) for r in runs],
                       **{k: aggregate([p.get(k, math.nan) for p in per]) for k in per[0]}}
-    return {"baseline": baseline, "budget": budget, "groups": out}
+        for key in _RATIOS:  # recorded in summary.json too; the baseline is the reference
+            agg = out[label][key]
+            agg["within_noise"] = None if label == baseline else within_noise(agg["values"], 1.0)
+        if label != baseline:
+            ttb_by_seed[label] = {r.seed: p["ttb_100"] for r, p in zip(runs, per, strict=True)}
+    for label, mark in versus_best(ttb_by_seed).items():
+        out[label]["vs_best"] = mark
+    order = [baseline] if baseline else []
+    order += sorted(ttb_by_seed, key=lambda g: ranking_mean(list(ttb_by_seed[g].values())))
+    return {"baseline": baseline, "x": x, "budget": int(budget) if budget.is_integer() else budget,
+            "groups": {label: out[label] for label in order}}
 
 
+_RATIOS = tuple(f"{m}_{p}" for m in ("ttb", "bsf") for p in FRACTIONS)
 # (header, metric key, decimals, shown in the terminal table too; report.md has every column)
 COLUMNS = [("final acc", "final_accuracy", 3, True), ("best acc", "best_accuracy", 3, True),
            *((f"TTB{p}", f"ttb_{p}", 2, True) for p in FRACTIONS),
+           ("vs best", "vs_best", 0, True),
            *((f"BSF{p}", f"bsf_{p}", 2, p == 100) for p in FRACTIONS),
            ("ETR", "etr", 2, True), ("zero-var", "zero_variance_share", 2, True),
            ("selector time", "selector_share", 4, True)]
+
+
+def _cell(group: dict[str, Any], key: str, digits: int, is_baseline: bool) -> str:
+    if key == "vs_best":
+        return group.get(key, "")
+    if key not in group:
+        return "n/a"
+    if key in _RATIOS and not is_baseline:
+        return format_vs_baseline(group[key], digits)
+    return format_metric(group[key], digits)
 
 
 def _cells(summary: dict[str, Any], console: bool = False) -> tuple[list[str], list[list[str]]]:
@@ -222,48 +296,82 @@ def _cells(summary: dict[str, Any], console: bool = False) -> tuple[list[str], l
     cols = [c for c in COLUMNS if c[3] or not console]
     rows = []
     for label, g in summary["groups"].items():
-        mark = "*" if label == summary["baseline"] else ""
-        rows.append([label + mark, str(len(g["seeds"])),
-                     *(format_metric(g[key], digits) if key in g else "n/a"
-                       for _, key, digits, _ in cols)])
+        base = label == summary["baseline"]
+        rows.append([label + ("*" if base else ""), str(len(g["seeds"])),
+                     *(_cell(g, key, digits, base) for _, key, digits, _ in cols)])
     return ["group", "seeds", *(c[0] for c in cols)], rows
+
+
+def _axis_line(summary: dict[str, Any]) -> str:
+    """`TTB on the rollouts axis: ...; budget: ...` (report.md's second line)."""
+    x, base, budget = summary["x"], summary["baseline"], summary["budget"]
+    if x == "steps":
+        source = f"{base}'s train.steps" if base else "the largest train.steps"
+    elif base:
+        n = len(summary["groups"][base]["seeds"])
+        source = f"{base}'s final cost, mean over its {n} seed{'s' if n > 1 else ''}"
+    else:
+        source = "the smallest group's final cost (no baseline)"
+    return f"TTB on the {x} axis: {AXES[x]}; budget: {amount(budget, x)} ({source})."
 
 
 def _caption(summary: dict[str, Any]) -> str:
     base = summary["baseline"]
     if base is None:
         return "No baseline run: TTB and BSF are n/a (set report.baseline)."
+    x = summary["x"]
     seeds = {len(g["seeds"]) for g in summary["groups"].values()}
-    spread = ("1 seed per group: single values, no spread." if seeds == {1} else
-              "Mean±std over seeds (a group of 1 seed: its single value).")
-    return (f"* baseline. {spread} TTBx: steps to reach {base}'s best score of the "
-            f"first x% of the {summary['budget']}-step budget, relative to {base} (lower is "
-            f"better; 'never (k/n)': k of n seeds never reached it). BSFx: best score in the "
-            f"first x% relative to {base}. n/a: undefined ({base} did not improve on its "
-            "step-0 score within x%, or has no eval there; selector time: the runs do not record "
-            "step times). ETR: share of selected tasks with 0 < successes < trials. selector "
-            "time: share of step time spent selecting and updating the selector.")
+    spread = "1 seed per group: single values, no spread." if seeds == {1} else \
+        "Mean±std over seeds (a group of 1 seed: its single value)."
+    return (f"* baseline. {spread} {noise_caption(base)} TTBx: {AXES[x]} to reach {base}'s best "
+            f"score of the first x% of the {amount(summary['budget'], x, adjective=True)} "
+            f"budget, relative to {base} (lower is better; 'never (k/n)': k of n seeds never "
+            "reached it). vs best: each group against the one of lowest mean TTB100 (rows "
+            f"sorted by it, {base} first) by the same test on their paired per-seed TTB100s: * "
+            "the best, ≈ within noise, worse beyond it, n/a fewer than 2 paired seeds. BSFx: "
+            f"best score in the first x% relative to {base}. n/a: undefined ({base} did not "
+            "improve on its step-0 score within x%, or has no eval there; selector time: the "
+            "runs do not record step times). ETR: share of selected tasks with 0 < successes < "
+            "trials. selector time: share of step time spent selecting and updating the "
+            "selector.")
 
 
-def _markdown(summary: dict[str, Any], metric: str, plots: list[str]) -> str:
+Note = tuple[str, list[str]]  # a sentence, and the commands it names
+
+
+def _seeds_note(summary: dict[str, Any], groups: dict[str, list[Run]]) -> Note | None:
+    """Where groups have a single seed: that no spread is available, and the commands for more."""
+    single = [label for label, g in summary["groups"].items() if len(g["seeds"]) == 1]
+    if not single:
+        return None
+    runs = [r for label in single for r in groups[label]]
+    known = [r.overrides for r in runs if r.overrides is not None]
+    saved = known if len(known) == len(runs) else None
+    where = "1 seed per group" if len(single) == len(groups) else f"1 seed in {', '.join(single)}"
+    return (f"{where}: no spread, so no difference here can be told from noise; run more seeds:",
+            more_seeds_commands(saved))
+
+
+def _markdown(summary: dict[str, Any], metric: str, plots: list[str], note: Note | None) -> str:
     header, rows = _cells(summary)
-    lines = ["# bots report", "", f"Score: `{metric}`; baseline: {summary['baseline']}; budget "
-             f"{summary['budget']} steps.", "",
+    lines = ["# bots report", "", f"Score: `{metric}`; baseline: {summary['baseline']}.", "",
+             _axis_line(summary), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", _caption(summary), ""]
+    lines += [f"**{note[0]}**", "", "```text", *note[1], "```", ""] if note else []
     lines += [f"![{p}]({p})" for p in plots]
     lines += ["", "Runs:", ""]
     lines += [f"- {label}: " + ", ".join(g["runs"]) for label, g in summary["groups"].items()]
     return "\n".join(lines) + "\n"
 
 
-def _print(summary: dict[str, Any], out_dir: Path, plots: list[str]) -> None:
+def _print(summary: dict[str, Any], out_dir: Path, plots: list[str], note: Note | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"bots report: {len(summary['groups'])} group(s)",
-                  caption=_caption(summary))
+    table = Table(title=f"bots report: {len(summary['groups'])} group(s), on the {summary['x']} "
+                  "axis", caption=_caption(summary))
     header, rows = _cells(summary, console=True)
     for col in header:
         table.add_column(col, justify="left" if col == "group" else "right", no_wrap=True)
@@ -271,24 +379,14 @@ def _print(summary: dict[str, Any], out_dir: Path, plots: list[str]) -> None:
         table.add_row(*row)
     console = Console()
     console.width = max(console.width, 150)  # the table's natural width: never squeeze numbers
+    console.print(_axis_line(summary), highlight=False, soft_wrap=True)
     console.print(table)
+    if note:
+        console.print("\n".join([f"note: {note[0]}", *(f"  {c}" for c in note[1])]),
+                      highlight=False, soft_wrap=True, markup=False)
     for p in plots:
         console.print(f"plot: {out_dir / p}", highlight=False, soft_wrap=True)
     console.print(f"report: {out_dir / 'report.md'}", highlight=False, soft_wrap=True)
-
-
-def _etr_curves(groups: dict[str, list[Run]], window: int = 10) -> dict[str, dict[int, Curve]]:
-    """ETR per step, smoothed by a trailing mean over `window` steps."""
-    out: dict[str, dict[int, Curve]] = {}
-    for label, runs in groups.items():
-        out[label] = {}
-        for r in runs:
-            etr = np.array([row["train/etr"] for row in r.rows])
-            smooth = np.convolve(etr, np.ones(window), "full")[: len(etr)] / np.minimum(
-                np.arange(1, len(etr) + 1), window)
-            out[label][r.seed] = [(int(row["step"]), float(v))
-                                  for row, v in zip(r.rows, smooth, strict=True)]
-    return out
 
 
 def _sweep(groups: dict[str, list[Run]], summary: dict[str, Any]) -> tuple[str, list[Any]] | None:
@@ -313,22 +411,27 @@ def report(cfg: Any) -> dict[str, Any]:
     """The `bots report` command."""
     from hydra.core.hydra_config import HydraConfig
 
+    x = check_choice("report.x", cfg.report.x, tuple(AXES))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     metric = str(cfg.report.metric)
-    runs = find_runs([str(p) for p in cfg.report.runs], metric)
+    runs = find_runs([str(p) for p in cfg.report.runs], metric, x)
     groups = group_runs(runs)
     baseline = pick_baseline(groups, str(cfg.report.baseline))
     if baseline is None:
         print(f"warning: no {cfg.report.baseline} run among these; TTB and BSF are n/a "
               "(set report.baseline to one of the groups)", file=sys.stderr)
-    summary = compare(groups, baseline)
+    summary = compare(groups, baseline, x)
+    note = _seeds_note(summary, groups)
     plots: list[str] = []
     if cfg.report.plot:
-        curves = {label: {r.seed: r.curve for r in rs} for label, rs in groups.items()}
+        xlabel = f"{x}: {AXES[x]}"
+        curves = {label: {r.seed: r.axis_curve(x) for r in rs} for label, rs in groups.items()}
         plot_curves(curves, baseline, out_dir / "accuracy.png", title="bots report",
-                    ylabel=metric)
-        plot_curves(_etr_curves(groups), baseline, out_dir / "etr.png", title="ETR (10-step mean)",
-                    ylabel="effective task ratio")
+                    ylabel=metric, xlabel=xlabel)
+        etr = {label: {r.seed: trailing_mean_curve(r.rows, "train/etr", x) for r in rs}
+               for label, rs in groups.items()}
+        plot_curves(etr, baseline, out_dir / "etr.png",
+                    title="ETR (10-step mean)", ylabel="effective task ratio", xlabel=xlabel)
         plots += ["accuracy.png", "etr.png"]
         sweep = _sweep(groups, summary)
         if sweep is not None and baseline is not None:
@@ -337,10 +440,10 @@ def report(cfg: Any) -> dict[str, Any]:
             if points:
                 name = f"ttb_vs_{key.removeprefix('selector.')}.png"
                 plot_points([p[0] for p in points], [p[1] for p in points], out_dir / name,
-                            xlabel=key, ylabel="TTB(100%) (lower is better)",
+                            xlabel=key, ylabel=f"TTB(100%) on {x} (lower is better)",
                             title=f"TTB(100%) against {key}")
                 plots.append(name)
     write_json(out_dir / "summary.json", json_safe(summary))
-    write_text(out_dir / "report.md", _markdown(summary, metric, plots))
-    _print(summary, out_dir, plots)
+    write_text(out_dir / "report.md", _markdown(summary, metric, plots, note))
+    _print(summary, out_dir, plots, note)
     return summary
