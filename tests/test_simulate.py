@@ -75,6 +75,7 @@ def test_the_table_fits_an_80_column_terminal(scratch: Path) -> None:
     assert "…" not in out.stdout  # split in two halves, never squeezed
     assert sum("selector" in line and "final acc" in line for line in lines) == 1
     assert sum("selector" in line and "BSF100" in line for line in lines) == 1
+    assert "≈: within noise" in out.stdout  # what the marks mean
 
 
 def test_groups_beat_explicit_only_without_references(scratch: Path) -> None:
@@ -98,3 +99,9 @@ def test_one_seed_says_there_is_no_spread(scratch: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "1 seed: single values, no spread" in out.stdout and "mean±std" not in out.stdout
     assert "±" not in out.stdout
+    assert ("1 seed: no spread, so no difference here can be told from noise; run more seeds: "
+            "bots simulate simulate.seeds=5 simulate.steps=20 world.n_tasks=100 "
+            "world.n_eval=100\n") in out.stdout
+    bots = [c for line in out.stdout.splitlines() if line.strip().startswith("bots ")
+            for c in line.split()]
+    assert any(c.endswith("?") for c in bots), bots  # its TTB/BSF: single draws

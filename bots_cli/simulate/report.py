@@ -1,4 +1,9 @@
-"""Summaries of a `bots simulate` run: paired metrics against the baseline, files, table, plot."""
+"""Summaries of a `bots simulate` run: paired metrics against the baseline, files, table, plot.
+
+TTB and BSF cells say when they cannot be told from noise (`comparison.within_noise`, the test
+`bots report` uses): '≈' within noise, '?' a single seed's draw; one seed also prints the command
+that runs more.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,12 @@ from bots_cli.comparison import (
     Curve,
     aggregate,
     format_metric,
+    format_vs_baseline,
     json_safe,
+    noise_caption,
     per_seed_metrics,
     plot_curves,
+    within_noise,
 )
 
 COLUMNS = {  # header -> (summary key, digits)
@@ -33,6 +41,10 @@ def summarise(curves: dict[str, dict[int, Curve]], rows: list[dict[str, Any]], *
             run_rows = [r for r in rows if r["selector"] == name and r["seed"] == seed]
             per_seed.append(per_seed_metrics(curve, base[seed], run_rows, steps))
         selectors[name] = {key: aggregate([m[key] for m in per_seed]) for key in per_seed[0]}
+        for key, agg in selectors[name].items():
+            if key.startswith(("ttb_", "bsf_")):  # the baseline is the reference: no test
+                agg["within_noise"] = None if name == baseline else within_noise(agg["values"],
+                                                                                 1.0)
     return {"baseline": baseline, "budget": steps, "seeds": seeds, "selectors": selectors}
 
 
@@ -75,14 +87,18 @@ def print_table(summary: dict[str, Any], run_dir: Path) -> None:
         for col in ["selector", *headers]:
             t.add_column(col, justify="left" if col == "selector" else "right", no_wrap=True)
         for name, m in summary["selectors"].items():
-            t.add_row(name + ("*" if name == base else ""),
-                      *(format_metric(m[COLUMNS[h][0]], COLUMNS[h][1]) for h in headers))
+            t.add_row(name + ("*" if name == base else ""), *(cell(name, m, h) for h in headers))
         return t
+
+    def cell(name: str, metrics: dict[str, Any], header: str) -> str:
+        key, digits = COLUMNS[header]
+        if name != base and key.startswith(("ttb_", "bsf_")):
+            return format_vs_baseline(metrics[key], digits)
+        return format_metric(metrics[key], digits)
 
     seeds = summary["seeds"]
     title = (f"{summary['budget']} steps, {seeds} seeds, mean±std over seeds" if seeds > 1 else
-             f"{summary['budget']} steps, 1 seed: single values, no spread "
-             "(simulate.seeds=5 for one)")
+             f"{summary['budget']} steps, 1 seed: single values, no spread (?: a single draw)")
     whole = table(list(COLUMNS), title)
     natural = console.measure(whole, options=console.options.update_width(10_000)).maximum
     if natural <= console.width:
@@ -93,6 +109,24 @@ def print_table(summary: dict[str, Any], run_dir: Path) -> None:
         console.print(table(headers[4:], None))
     console.print(f"* baseline. TTBx: steps to reach {base}'s best score of the first x% of the "
                   f"budget, relative to {base} (lower is better). BSF: best score relative to "
-                  f"{base}. ETR: share of selected tasks with 0 < successes < trials. ms: "
-                  "selector time per step.", highlight=False)
+                  f"{base}. {noise_caption(base)} ETR: share of selected tasks with 0 < "
+                  "successes < trials. ms: selector time per step.", highlight=False)
+    if seeds == 1:
+        console.print("1 seed: no spread, so no difference here can be told from noise; run more "
+                      f"seeds: {more_seeds_command()}", highlight=False, soft_wrap=True,
+                      markup=False)
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def more_seeds_command(seeds: int = 5) -> str:
+    """`bots simulate simulate.seeds=5` with this run's other overrides (when Hydra runs it)."""
+    import shlex
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        given = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra (a test calling print_table): no overrides to repeat
+        given = []
+    kept = [o for o in given if o.split("=", 1)[0].lstrip("+~") != "simulate.seeds"]
+    return " ".join(["bots simulate", f"simulate.seeds={seeds}", *map(shlex.quote, kept)])
