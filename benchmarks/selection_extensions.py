@@ -10,10 +10,12 @@ Worlds (conf/simulate.yaml's world with one change each):
 Every variant runs on the same seeds of every world it applies to (a variant that needs
 references is skipped where there are none) and is compared, seed by seed, with uniform on the
 same world: TTB(100%) and BSF(100%), mean ± std over seeds. A difference between two variants
-counts as one only when their paired per-seed difference is more than twice its standard error
-from 0 (a run that never reaches uniform's best counts as TTB 2). Each variant is marked
-against the world's best variant, its best fixed ρ, and the paper's BOTS (ρ = 0.1): better,
-≈ (within noise) or worse; * is the reference itself.
+counts as one only when the toolkit's noise test (`bots_cli.comparison.within_noise`, as in
+`bots report` and `bots simulate`) finds it: a two-sided paired t-test at 95% on the per-seed
+TTB differences, |mean| > t_{0.975, n-1} · sd / √n (a run that never reaches uniform's best
+counts as TTB 2). Each variant is marked against the world's best variant, its best fixed ρ,
+and the paper's BOTS (ρ = 0.1): better, ≈ (within noise) or worse; * is the reference itself;
+n/a with fewer than 2 seeds (no spread, nothing to test).
 
     python benchmarks/selection_extensions.py [--seeds 5] [--steps 300] [--worlds good bad]
         [--variants rho=0.1 calibrated]
@@ -24,14 +26,13 @@ Prints one markdown table per world; BENCHMARKS.md records a run with its comman
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from bots_cli.comparison import per_seed_metrics
+from bots_cli.comparison import per_seed_metrics, ranking_mean, within_noise
 from bots_cli.launch import compose_selector, config_dir
 from bots_cli.selection import build_selector
 from bots_cli.selection.build import needs_references
@@ -98,11 +99,6 @@ def run_world(world_name: str, variants: list[str], seeds: int, steps: int) -> d
     return out
 
 
-def _finite(values: list[float]) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    return np.where(np.isinf(arr), 2.0, arr)  # "never" scored as twice uniform's steps
-
-
 def fmt(values: list[float]) -> str:
     arr = np.asarray(values, dtype=np.float64)
     never = int(np.isinf(arr).sum())
@@ -111,27 +107,21 @@ def fmt(values: list[float]) -> str:
     return text + (f" (never {never}/{arr.size})" if never else "")
 
 
-def within_noise(a: list[float], b: list[float]) -> bool:
-    """Whether the paired per-seed difference of TTB is within 2 standard errors of 0."""
-    d = _finite(a) - _finite(b)
-    if d.size < 2:
-        return True
-    se = d.std(ddof=1) / math.sqrt(d.size)
-    return bool(abs(d.mean()) <= 2 * se) if se > 0 else bool(d.mean() == 0)
-
-
 def _mark(a: list[float], b: list[float]) -> str:
-    """'better' / 'worse' when the paired TTB difference is beyond noise, else '≈'."""
-    if within_noise(a, b):
+    """'better' / 'worse' when the paired TTB difference is beyond noise, '≈' within it, 'n/a'
+    when it cannot be told (fewer than 2 seeds)."""
+    same = within_noise(a, b)
+    if same is None:
+        return "n/a"
+    if same:
         return "≈"
-    return "better" if float(np.mean(_finite(a) - _finite(b))) < 0 else "worse"
+    return "better" if ranking_mean(a) < ranking_mean(b) else "worse"
 
 
 def print_world(world: str, results: dict[str, Any], seeds: int, steps: int) -> None:
     def best_of(names: list[str]) -> str | None:
         names = [n for n in names if n in results]
-        return min(names, key=lambda n: float(np.mean(_finite(results[n]["ttb_100"])))) \
-            if names else None
+        return min(names, key=lambda n: ranking_mean(results[n]["ttb_100"])) if names else None
 
     best = best_of([n for n in results if n != BASELINE])
     fixed = best_of(FIXED_RHO)
