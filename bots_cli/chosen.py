@@ -1,0 +1,481 @@
+"""What a selector chose: a training run's selections.parquet read against its task table.
+
+A selector that wins or loses on accuracy is only half explained by its curve. This module asks
+the run's own records what it picked, each question a small pure function on pandas frames:
+
+- `share_by_window`: the share of selections by a task-table column (level, by default) in equal
+  windows of training steps, beside the pool's own share (a uniform selector reads as flat);
+- `pass_rates`: the observed rates successes/trials of the selected tasks against the selector's
+  target p* (0.5 for selectors without one): groups at rate 0 or 1 carry no GRPO signal;
+- `reselection`: how often tasks came round again, and after how many steps;
+- `calibration`: the selector's posterior mean at selection (`predicted`) against the rate then
+  observed, beside a naive predictor (the task's previous observed rate) on the rows where both
+  exist, so that an error of 0.2 means something;
+- `capability_vs_accuracy`: BOTS' smoothed capability estimate μ̃ against held-out accuracy.
+
+`chosen_section` pools the runs of one group (seeds) into a markdown section with plots; `bots
+report` writes one per group and `bots inspect` (inspect.py) one per run group. Selections are
+every (step, round, task) the selector was told about, trained on or not (dynamic sampling drops
+zero-variance groups after scoring). Files written before dynamic sampling lack `round`,
+`trained` and `predicted`: they read as round 1, trained, and no prediction (NaN).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bots_cli.comparison import _pyplot, _save
+from bots_cli.errors import UserError
+
+MAX_VALUES = 12  # heatmap rows: more distinct values are binned (numbers) or folded into "other"
+DEFAULT_TARGET = 0.5  # the target of selectors that have none (uniform, curricula)
+SELECTION_DEFAULTS = {"round": 1, "trained": True, "predicted": math.nan}
+
+
+# ---- the records ------------------------------------------------------------------------------
+def normalised_selections(frame: pd.DataFrame) -> pd.DataFrame:
+    """A selections table with `round`, `trained` and `predicted` (filled in for older files),
+    ordered by (run, step, round) as the selector saw them; task ids as text, for the join."""
+    frame = frame.copy()
+    for column, value in SELECTION_DEFAULTS.items():
+        if column not in frame.columns:
+            frame[column] = value
+    frame = frame.astype({"step": "int64", "round": "int64", "trained": "bool",
+                          "predicted": "float64", "successes": "float64", "trials": "float64"})
+    frame["task_id"] = frame["task_id"].astype(str)
+    if "run" not in frame.columns:
+        frame["run"] = 0
+    return frame.sort_values(["run", "step", "round"], kind="stable").reset_index(drop=True)
+
+
+def _rates(sel: pd.DataFrame) -> pd.Series:
+    return sel["successes"] / sel["trials"]
+
+def check_task_ids(sel: pd.DataFrame, pool: pd.DataFrame, where: str) -> None:
+    """Every selected task is in the pool, or one line saying the task table changed."""
+    missing = sorted(set(sel["task_id"]) - set(pool["task_id"].astype(str)))
+    if missing:
+        raise UserError(f"{where}: {len(missing)} selected task(s) are not in the training pool "
+                        f"rebuilt from its config.yaml (e.g. {missing[0]!r}); has the task table "
+                        "changed since the run?")
+
+
+def check_column(pool: pd.DataFrame, column: str) -> None:
+    if column not in pool.columns:
+        raise UserError(f"inspect.column={column}: the task table has no such column "
+                        f"(available: {', '.join(map(str, pool.columns))})")
+
+
+# ---- 1. share of selections by a column, over training ----------------------------------------
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.3g}"
+
+
+def value_labels(values: pd.Series, max_values: int = MAX_VALUES) -> pd.Series:
+    """Each task's value as a heatmap row label (an ordered categorical): numbers in numeric
+    order, binned into `max_values` equal-width intervals when there are more distinct ones;
+    text as is, the rarest beyond `max_values - 1` folded into "other"; NaN is "missing"."""
+    present = values.dropna()
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and present.nunique() > max_values:
+        edges = np.linspace(float(present.min()), float(present.max()), max_values + 1)
+        names = [f"[{_number(a)}, {_number(b)}{']' if i == max_values - 1 else ')'}"
+                 for i, (a, b) in enumerate(itertools.pairwise(edges))]
+        index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, max_values - 1)
+        labels = pd.Series([names[i] for i in index], index=values.index)
+    elif numeric:
+        names = [_number(v) for v in sorted(present.unique())]
+        labels = values.map(lambda v: _number(v) if pd.notna(v) else "missing")
+    else:
+        counts = present.astype(str).value_counts()
+        kept = sorted(counts.index[: max_values - 1] if len(counts) > max_values else counts.index)
+        names = [*kept, *(["other"] if len(counts) > max_values else [])]
+        labels = values.map(lambda v: "missing" if pd.isna(v) else
+                            str(v) if str(v) in kept else "other")
+    if values.isna().any():
+        names.append("missing")
+    return labels.where(values.notna(), "missing").astype(
+        pd.CategoricalDtype(list(dict.fromkeys(names)), ordered=True))
+
+
+def step_windows(steps: pd.Series, windows: int) -> list[tuple[int, int]]:
+    """(first, last) step of `windows` equal contiguous windows over the steps' range (fewer when
+    there are fewer steps)."""
+    lo, hi = int(steps.min()), int(steps.max())
+    chunks = np.array_split(np.arange(lo, hi + 1), min(windows, hi - lo + 1))
+    return [(int(c[0]), int(c[-1])) for c in chunks]
+
+
+def share_by_window(sel: pd.DataFrame, pool: pd.DataFrame, column: str,
+                    windows: int) -> pd.DataFrame:
+    """Share of each window's selections per value of `column` (rows: values, as `value_labels`
+    gives them; columns: "pool", the pool's own share, then "first-last" step windows; a
+    window's shares sum to 1, an empty window is NaN)."""
+    check_column(pool, column)
+    labels = value_labels(pool[column])
+    by_task = dict(zip(pool["task_id"].astype(str), labels, strict=True))
+    chosen = pd.Categorical(sel["task_id"].astype(str).map(by_task),
+                            categories=labels.cat.categories, ordered=True)
+    out = {"pool": pd.Series(labels).value_counts(normalize=True, sort=False)}
+    bounds = step_windows(sel["step"], windows)
+    where = np.searchsorted([a for a, _ in bounds], sel["step"].to_numpy(), side="right") - 1
+    for i, (a, b) in enumerate(bounds):
+        counts = pd.Series(chosen[where == i]).value_counts(sort=False)
+        out[f"{a}-{b}" if a != b else str(a)] = counts / counts.sum() if counts.sum() else \
+            counts * math.nan
+    return pd.DataFrame(out).reindex(labels.cat.categories).astype(float)
+
+
+# ---- 2. observed pass rates against the target -----------------------------------------------
+def pass_rates(sel: pd.DataFrame, target: float) -> dict[str, float]:
+    """Observed rates of the selected groups: their mean, mean |rate − target|, and the shares
+    at 0, at 1 (zero-variance for binary rewards) and in between; the share trained on."""
+    sel = normalised_selections(sel)
+    rate = _rates(sel)
+    return {"selections": float(len(sel)), "mean_rate": float(rate.mean()),
+            "mean_abs_gap": float((rate - target).abs().mean()),
+            "zero": float((rate == 0).mean()), "one": float((rate == 1).mean()),
+            "mixed": float(((rate > 0) & (rate < 1)).mean()),
+            "trained": float(sel["trained"].mean())}
+
+
+# ---- 3. reselection --------------------------------------------------------------------------
+def reselection(sel: pd.DataFrame, pool_size: int) -> dict[str, float]:
+    """How often tasks came round again, per run (pooled runs: a task repeats only within its
+    own run). `distinct_tasks` is the mean per run; gaps are in steps between consecutive
+    selections of a task (0: two rounds of one step)."""
+    sel = normalised_selections(sel)
+    counts = sel.groupby(["run", "task_id"]).size()
+    runs = sel["run"].nunique()
+    gaps = sel.groupby(["run", "task_id"])["step"].diff().dropna()
+    return {"distinct_tasks": len(counts) / runs, "pool_share": len(counts) / runs / pool_size,
+            "mean_per_task": float(counts.mean()), "max_per_task": float(counts.max()),
+            "repeat_share": 1.0 - len(counts) / len(sel),
+            "median_gap": float(gaps.median()) if len(gaps) else math.nan}
+
+
+# ---- 4. calibration of the selector's predictions --------------------------------------------
+def _pearson(x: pd.Series, y: pd.Series) -> float:
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:  # two points always correlate ±1
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def calibration(sel: pd.DataFrame, bins: int = 10) -> dict[str, Any]:
+    """The posterior mean at selection against the observed rate: `pairs`, `mae`, `mse`
+    (Brier-like), `corr`; the same errors of the naive predictor "the task's previous observed
+    rate" and of the selector on the rows where both exist (`overlap`, `mae_selector`,
+    `mae_previous`, `mse_selector`, `mse_previous`); and `table`, a reliability table over
+    `bins` equal-width bins of the prediction. `pairs` is 0 when nothing was predicted."""
+    sel = normalised_selections(sel)
+    rate = _rates(sel)
+    previous = rate.groupby([sel["run"], sel["task_id"]]).shift(1)
+    has = sel["predicted"].notna()
+    if not has.any():
+        return {"pairs": 0}
+    pred, obs = sel.loc[has, "predicted"], rate[has]
+    both = has & previous.notna()
+    index = np.minimum((pred * bins).astype(int), bins - 1)
+    table = pd.DataFrame({"bin": index, "predicted": pred, "observed": obs}).groupby("bin").agg(
+        mean_predicted=("predicted", "mean"), mean_observed=("observed", "mean"),
+        count=("observed", "size"))
+    table.index = [f"[{i / bins:.2f}, {(i + 1) / bins:.2f}{']' if i == bins - 1 else ')'}"
+                   for i in table.index]
+    (mae, mse), (mae_s, mse_s), (mae_p, mse_p) = (
+        _errors(pred, obs), _errors(sel.loc[both, "predicted"], rate[both]),
+        _errors(previous[both], rate[both]))
+    return {"pairs": int(has.sum()), "mae": mae, "mse": mse, "corr": _pearson(pred, obs),
+            "overlap": int(both.sum()), "mae_selector": mae_s, "mae_previous": mae_p,
+            "mse_selector": mse_s, "mse_previous": mse_p, "table": table}
+
+
+def _errors(predicted: pd.Series, observed: pd.Series) -> tuple[float, float]:
+    """(mean absolute error, mean squared error); NaN for no rows."""
+    d = predicted - observed
+    return (float(d.abs().mean()), float((d**2).mean())) if len(d) else (math.nan, math.nan)
+
+
+# ---- 5. capability against held-out accuracy -------------------------------------------------
+def capability_vs_accuracy(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per run, (step, capability) and (step, eval/accuracy) from its metrics rows; `corr`: the
+    Pearson correlation over the (run, eval step) pairs that have both (NaN when none)."""
+    def series(run: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+        return [(int(r["step"]), float(r[key])) for r in run if r.get(key) is not None]
+
+    runs = [{"capability": series(r, "selector/capability"),
+             "accuracy": series(r, "eval/accuracy")} for r in rows]
+    pairs = [(dict(r["capability"])[s], a) for r in runs for s, a in r["accuracy"]
+             if s in dict(r["capability"])]
+    cap = pd.Series([c for c, _ in pairs], dtype=float)
+    acc = pd.Series([a for _, a in pairs], dtype=float)
+    return {"runs": runs, "pairs": len(pairs), "corr": _pearson(cap, acc)}
+
+
+# ---- one group of runs -----------------------------------------------------------------------
+@dataclass
+class Chosen:
+    """Everything a section shows, for one group of runs (pooled over its seeds)."""
+
+    label: str
+    runs: list[Path]
+    column: str
+    pool_size: int
+    target: float
+    own_target: bool  # False: the selector has no target and DEFAULT_TARGET stands in
+    shares: pd.DataFrame  # share_by_window
+    overall: pd.Series  # the share by value over all steps
+    rates: dict[str, float]  # pass_rates
+    again: dict[str, float]  # reselection
+    calib: dict[str, Any]  # calibration
+    capability: dict[str, Any]  # capability_vs_accuracy
+    selections: pd.DataFrame = field(repr=False)  # every run's, with a `run` column
+
+
+def training_pool_of(cfg: Any) -> pd.DataFrame:
+    """The run's training pool, rebuilt from its config as `bots train` built it. The run's
+    `train` settings are read over today's defaults: a run recorded before a setting existed
+    (train.dynamic_sampling, say) still has a pool."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.domains import load_domain
+    from bots_cli.launch import config_dir
+    from bots_cli.train.pool import training_pool
+    from bots_cli.train.settings import TrainSettings
+
+    train = OmegaConf.merge(OmegaConf.load(config_dir() / "train.yaml").train, cfg.train)
+    dom = load_domain(str(cfg.domain.name), cfg.domain)
+    return training_pool(cfg, TrainSettings.from_config(train), dom)
+
+
+def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: int = 20,
+            bins: int = 10) -> Chosen:
+    """Read the runs and compute every number of the section (nothing is written): a
+    `UserError` when a run cannot be read or the column is not in the task table."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.train.runlog import read_jsonl_upto
+
+    frames, pools, rows, targets = [], {}, [], []
+    for i, run in enumerate(run_dirs):
+        run = Path(run)
+        if not (run / "selections.parquet").is_file():
+            raise UserError(f"{run}: no selections.parquet (the run has not saved a step yet)")
+        cfg = OmegaConf.load(run / "config.yaml")
+        key = repr(OmegaConf.to_container(cfg.domain)) + repr(OmegaConf.to_container(cfg.train))
+        if key not in pools:
+            pools[key] = training_pool_of(cfg)
+            check_column(pools[key], column)
+        sel = normalised_selections(pd.read_parquet(run / "selections.parquet").assign(run=i))
+        if sel.empty:
+            raise UserError(f"{run}: selections.parquet has no rows yet")
+        check_task_ids(sel, pools[key], str(run))
+        frames.append(sel)
+        rows.append([json.loads(x) for x in read_jsonl_upto(run / "metrics.jsonl", math.inf)])
+        targets.append(cfg.selector.get("target"))  # None: the selector has no target
+    pool = pd.concat(list(pools.values())).drop_duplicates("task_id").reset_index(drop=True)
+    pool["task_id"] = pool["task_id"].astype(str)
+    sel = pd.concat(frames, ignore_index=True)
+    target = float(targets[0]) if targets[0] is not None else DEFAULT_TARGET
+    return Chosen(label=label, runs=[Path(r) for r in run_dirs], column=column,
+                  pool_size=len(pool), target=target, own_target=targets[0] is not None,
+                  shares=share_by_window(sel, pool, column, windows),
+                  overall=share_by_window(sel, pool, column, 1).iloc[:, 1],
+                  rates=pass_rates(sel, target), again=reselection(sel, len(pool)),
+                  calib=calibration(sel, bins), capability=capability_vs_accuracy(rows),
+                  selections=sel)
+
+
+def slug(label: str) -> str:
+    """A file-name stem unique per label: the label's safe characters, plus a short hash of the
+    label when some had to be replaced (so "a b" and "a_b" never share a file)."""
+    safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "group"
+    return safe if safe == label else f"{safe}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
+
+
+def chosen_section(label: str, run_dirs: list[Path], out_dir: Path, column: str = "level",
+                   windows: int = 20, bins: int = 10) -> tuple[str, list[str]]:
+    """The "What was chosen: <label>" markdown section of a group of runs (pooled over its
+    seeds) and the PNG files it wrote into `out_dir` (names unique per label)."""
+    chosen = analyse(label, run_dirs, column, windows, bins)
+    plots = write_plots(chosen, Path(out_dir))
+    return section_markdown(chosen, plots), list(plots.values())
+
+
+# ---- plots -----------------------------------------------------------------------------------
+def plot_shares(shares: pd.DataFrame, path: Path, *, title: str, column: str) -> None:
+    """Heatmap: x the pool's share then each step window, y the column's values, colour the
+    share; the pool column is annotated (a uniform selector matches it in every window)."""
+    plt = _pyplot()
+    data = shares.to_numpy(dtype=float)  # (values, 1 + windows)
+    rows, cols = data.shape
+    top = float(np.nanmax(data)) if np.isfinite(data).any() else 1.0
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.45 * cols + 3)),
+                                    min(12, max(3, 0.35 * rows + 1.8))), dpi=120)
+    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower", cmap="viridis",
+                      vmin=0.0, vmax=top or 1.0)
+    for r in range(rows):
+        for c in range(cols if cols <= 12 else 1):
+            if np.isfinite(data[r, c]):
+                ax.text(c, r, f"{data[r, c]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if data[r, c] < 0.6 * top else "black")
+    ax.axvline(0.5, color="white", linewidth=3)
+    ax.set_xticks(range(cols), list(shares.columns), rotation=90 if cols > 8 else 0, fontsize=8)
+    ax.set_yticks(range(rows), [str(v) for v in shares.index], fontsize=8)
+    ax.set(xlabel="the pool, then windows of training steps", ylabel=column, title=title)
+    fig.colorbar(image, ax=ax, label="share of selections")
+    _save(fig, path)
+
+
+def plot_rates(sel: pd.DataFrame, target: float, path: Path, *, title: str) -> None:
+    """Histogram of the selected groups' observed pass rates, the target as a vertical line."""
+    plt = _pyplot()
+    rate = _rates(sel).to_numpy()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.hist(rate, bins=np.linspace(-0.025, 1.025, 22), weights=np.full(len(rate), 1 / len(rate)),
+            color="C0", edgecolor="white")
+    ax.axvline(target, color="C3", linestyle="--", label=f"target p* = {target:g}")
+    ax.set(xlabel="observed pass rate of a selected task (successes / trials)",
+           ylabel="share of selections", title=title)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_calibration(table: pd.DataFrame, path: Path, *, title: str) -> None:
+    """Reliability: mean observed rate against mean prediction per bin (size: count)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    size = 20 + 200 * table["count"] / table["count"].max()
+    ax.plot(table["mean_predicted"], table["mean_observed"], "-", color="C0", alpha=0.5)
+    ax.scatter(table["mean_predicted"], table["mean_observed"], s=size, color="C0",
+               label="bins of the prediction (size: count)")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="posterior mean at selection",
+           ylabel="observed pass rate", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    _save(fig, path)
+
+
+def plot_capability(runs: list[dict[str, Any]], path: Path, *, title: str) -> None:
+    """Capability μ̃ (left axis) and held-out accuracy (right axis) against step, per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    twin = ax.twinx()
+    for i, run in enumerate(runs):
+        if run["capability"]:
+            ax.plot(*zip(*run["capability"], strict=True), color="C0", alpha=0.8,
+                    label="capability μ̃" if i == 0 else None)
+        if run["accuracy"]:
+            twin.plot(*zip(*run["accuracy"], strict=True), "o-", color="C1", alpha=0.8,
+                      label="held-out accuracy" if i == 0 else None)
+    ax.set(xlabel="training step", title=title)
+    ax.set_ylabel("capability estimate μ̃", color="C0")
+    twin.set_ylabel("eval/accuracy", color="C1")
+    ax.grid(alpha=0.3)
+    handles = [h for a in (ax, twin) for h in a.get_legend_handles_labels()[0]]
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def write_plots(chosen: Chosen, out_dir: Path) -> dict[str, str]:
+    """The section's PNGs in `out_dir`: kind -> file name (calibration and capability only when
+    the runs have them)."""
+    stem = f"chosen-{slug(chosen.label)}"
+    names = {"share": f"{stem}-by-{slug(chosen.column)}.png", "rates": f"{stem}-pass-rates.png"}
+    plot_shares(chosen.shares, out_dir / names["share"], column=chosen.column,
+                title=f"{chosen.label}: share of selections by {chosen.column}")
+    plot_rates(chosen.selections, chosen.target, out_dir / names["rates"],
+               title=f"{chosen.label}: pass rates of the selected tasks")
+    if chosen.calib["pairs"]:
+        names["calibration"] = f"{stem}-calibration.png"
+        plot_calibration(chosen.calib["table"], out_dir / names["calibration"],
+                         title=f"{chosen.label}: calibration")
+    if any(r["capability"] for r in chosen.capability["runs"]):
+        names["capability"] = f"{stem}-capability.png"
+        plot_capability(chosen.capability["runs"], out_dir / names["capability"],
+                        title=f"{chosen.label}: capability and held-out accuracy")
+    return names
+
+
+# ---- markdown --------------------------------------------------------------------------------
+def fmt(x: float | None, digits: int = 2) -> str:
+    """A number as the tables show it; NaN (undefined) is n/a."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def section_markdown(chosen: Chosen, plots: dict[str, str]) -> str:
+    """The "## What was chosen: <label>" section: small tables and links to `plots`."""
+    ch, col, sel = chosen, chosen.column, chosen.selections
+    r, a, c = ch.rates, ch.again, ch.calib
+    lines = [f"## What was chosen: {ch.label}", "",
+             f"{len(ch.runs)} run(s), {int(r['selections'])} selections (steps "
+             f"{sel['step'].min()}–{sel['step'].max()}) from a training pool of {ch.pool_size} "
+             "tasks; every group the selector was told about, trained on or not.", "",
+             f"### Share of selections by `{col}`", "", f"![share by {col}]({plots['share']})", ""]
+    first, last = ch.shares.columns[1], ch.shares.columns[-1]
+    lines += _table([col, "pool", f"first window ({first})", f"last window ({last})",
+                     "all steps"],
+                    [[str(v), *(fmt(float(x)) for x in (*ch.shares.loc[v, ["pool", first, last]],
+                                                         ch.overall[v]))]
+                     for v in ch.shares.index])
+    source = "selector.target" if ch.own_target else "the selector has no target of its own"
+    lines += ["### Observed pass rates against the target", "",
+              f"Target p* = {ch.target:g} ({source}). Rate = successes / trials of a selected "
+              "task at that step; rate 0 or 1: all rewards equal (no GRPO signal for binary "
+              "rewards).", ""]
+    lines += _table(["selections", "mean rate", "mean abs. gap to p*", "rate 0", "rate 1",
+                     "0 < rate < 1", "trained on"],
+                    [[str(int(r["selections"])), *(fmt(r[k]) for k in
+                      ("mean_rate", "mean_abs_gap", "zero", "one", "mixed", "trained"))]])
+    lines += [f"![pass rates]({plots['rates']})", "", "### How often tasks came round again", ""]
+    lines += _table(["distinct tasks per run", "share of pool", "selections per task (mean)",
+                     "(max)", "repeats", "median gap (steps)"],
+                    [[f"{a['distinct_tasks']:.1f}", fmt(a["pool_share"], 3),
+                      fmt(a["mean_per_task"]), str(int(a["max_per_task"])),
+                      fmt(a["repeat_share"]), fmt(a["median_gap"], 1)]])
+    lines += ["Repeats: share of selections of a task its run had selected before.", "",
+              "### Calibration of the selector's predictions", ""]
+    if not c["pairs"]:
+        lines += ["No posterior: n/a (selections.parquet has no `predicted` posterior mean: "
+                  "a selector without one, or a run recorded before it was kept).", ""]
+    else:
+        lines += _table(["pairs", "MAE", "MSE (Brier-like)", "correlation"],
+                        [[str(c["pairs"]), fmt(c["mae"], 3), fmt(c["mse"], 3), fmt(c["corr"])]])
+        lines += [f"Against a naive predictor, the task's previous observed rate, on the "
+                  f"{c['overlap']} selections of a task seen before:", ""]
+        lines += _table(["predictor", "MAE", "MSE"],
+                        [["posterior mean at selection", fmt(c["mae_selector"], 3),
+                          fmt(c["mse_selector"], 3)],
+                         ["previous observed rate", fmt(c["mae_previous"], 3),
+                          fmt(c["mse_previous"], 3)]])
+        lines += ["Reliability: the observed rate per bin of the prediction (calibrated: equal "
+                  "means).", ""]
+        lines += _table(["predicted", "mean predicted", "mean observed", "count"],
+                        [[str(t.Index), fmt(t.mean_predicted), fmt(t.mean_observed),
+                          str(t.count)] for t in c["table"].itertuples()])
+        lines += [f"![calibration]({plots['calibration']})", ""]
+    cap = ch.capability
+    lines += ["### Capability vs held-out accuracy", ""]
+    if cap["pairs"]:
+        lines += [f"Pearson r = {fmt(cap['corr'])} between `selector/capability` and "
+                  f"`eval/accuracy` over {cap['pairs']} eval steps (pooled over runs).", ""]
+    else:
+        lines += ["n/a: no eval step with both `selector/capability` and `eval/accuracy` (the "
+                  "capability estimate is BOTS' interpolation plug-in's).", ""]
+    if "capability" in plots:
+        lines += [f"![capability]({plots['capability']})", ""]
+    return "\n".join(lines)
