@@ -105,6 +105,18 @@ COMMANDS = [
         paths_key="report.runs",
     ),
     Command(
+        name="inspect",
+        target="bots_cli.inspect:inspect",
+        summary="What a run's selector chose: levels over training, pass rates, repeats, "
+                "calibration.",
+        examples=[
+            "bots inspect outputs/train/<date>/<time>",
+            "bots inspect outputs/multirun/train/<date>/<time> inspect.column=domain",
+            "bots inspect outputs/train/<date>/<time> inspect.windows=10",
+        ],
+        paths_key="inspect.runs",
+    ),
+    Command(
         name="export",
         target="bots_cli.export:export",
         summary="Write a domain's task tables for verl (parquet) or TRL (jsonl), with pass rates.",

@@ -29,6 +29,7 @@ OWNERS: dict[str, tuple[str, ...]] = {
     "make_data.yaml": ("domains/make_data.py",),
     "profile_refs.yaml": ("profile",),
     "report.yaml": ("report.py", "comparison.py"),
+    "inspect.yaml": ("inspect.py", "chosen.py"),
     "simulate.yaml": ("simulate",),
     "train.yaml": ("train",),
     "domain/*": ("domains", "sandbox/runner.py", "train", "profile", "evaluate.py"),
