@@ -44,8 +44,9 @@ SELECTION_DEFAULTS = {"round": 1, "trained": True, "predicted": math.nan}
 
 # ---- the records ------------------------------------------------------------------------------
 def normalised_selections(frame: pd.DataFrame) -> pd.DataFrame:
-    """A selections table with `round`, `trained` and `predicted` (filled in for older files),
-    ordered by (run, step, round) as the selector saw them; task ids as text, for the join."""
+    """A selections table with `round`, `trained` and `predicted` (filled in for older files and
+    hand-made frames as runlog.read_selections fills them), ordered by (run, step, round) as the
+    selector saw them; task ids as text, for the join."""
     frame = frame.copy()
     for column, value in SELECTION_DEFAULTS.items():
         if column not in frame.columns:
@@ -263,7 +264,7 @@ def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: in
     `UserError` when a run cannot be read or the column is not in the task table."""
     from omegaconf import OmegaConf
 
-    from bots_cli.train.runlog import read_jsonl_upto
+    from bots_cli.train.runlog import read_jsonl_upto, read_selections
 
     frames, pools, rows, targets = [], {}, [], []
     for i, run in enumerate(run_dirs):
@@ -275,7 +276,7 @@ def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: in
         if key not in pools:
             pools[key] = training_pool_of(cfg)
             check_column(pools[key], column)
-        sel = normalised_selections(pd.read_parquet(run / "selections.parquet").assign(run=i))
+        sel = normalised_selections(read_selections(run / "selections.parquet").assign(run=i))
         if sel.empty:
             raise UserError(f"{run}: selections.parquet has no rows yet")
         check_task_ids(sel, pools[key], str(run))
