@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bots_cli.train.runlog import RunLog, wandb_mode
+from bots_cli.train.runlog import RunLog, read_selections, recorded_costs, wandb_mode
 
 
 def test_metrics_selections_and_samples(tmp_path: Path) -> None:
@@ -23,8 +23,11 @@ def test_metrics_selections_and_samples(tmp_path: Path) -> None:
     assert rows == [{"step": 1, "train/reward_mean": 0.5, "train/etr": 0.25},
                     {"step": 2, "train/reward_mean": 1.0, "train/etr": 0.25}]
     sel = pd.read_parquet(tmp_path / "selections.parquet")
-    assert sel.columns.tolist() == ["step", "task_id", "successes", "trials"]
+    assert sel.columns.tolist() == ["step", "task_id", "successes", "trials", "round", "trained",
+                                    "predicted"]
     assert sel["step"].tolist() == [1, 1, 2, 2] and sel["successes"].tolist() == [1, 2, 1, 2]
+    assert sel["round"].tolist() == [1] * 4 and sel["trained"].all()  # the defaults
+    assert sel["predicted"].isna().all()
     assert json.loads((tmp_path / "samples.jsonl").read_text())["completion"] == "2"
 
 
@@ -47,6 +50,38 @@ def test_resume_drops_everything_after_the_checkpoint(tmp_path: Path) -> None:
     sel = pd.read_parquet(tmp_path / "selections.parquet")
     assert sel["task_id"].tolist() == ["a", "a", "b"]
     assert (tmp_path / "samples.jsonl").read_text() == ""
+
+
+def test_dynamic_sampling_rounds_are_recorded_and_old_files_read(tmp_path: Path) -> None:
+    log = RunLog(tmp_path)
+    log.add_selections(1, ["a", "b"], np.array([0, 2]), np.array([4, 4]), round=1,
+                       trained=[False, True], predicted=[0.2, 0.6])
+    log.add_selections(1, ["c"], np.array([1]), np.array([4]), round=2, trained=[True],
+                       predicted=[0.4])
+    log.close()
+    sel = read_selections(tmp_path / "selections.parquet")
+    assert sel["round"].tolist() == [1, 1, 2] and sel["trained"].tolist() == [False, True, True]
+    assert sel["predicted"].tolist() == [0.2, 0.6, 0.4]
+    # A file written before the three columns existed reads with their defaults.
+    old = tmp_path / "old.parquet"
+    pd.DataFrame({"step": [1], "task_id": ["a"], "successes": [1.0], "trials": [4.0]}).to_parquet(old)
+    sel = read_selections(old)
+    assert sel["round"].tolist() == [1] and sel["trained"].tolist() == [True]
+    assert sel["predicted"].isna().all()
+
+
+def test_recorded_costs_read_or_rebuild_the_counts(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": 0, "eval/accuracy": 0.1},
+            {"step": 1, "train/response_len": 2.0, "train/rollouts": 40, "train/tokens": 90},
+            {"step": 2, "train/response_len": 3.0, "train/rollouts": 72, "train/tokens": 170}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert recorded_costs(path, 2, per_step=32) == (72, 170)
+    assert recorded_costs(path, 1, per_step=32) == (40, 90)
+    # Rows from before the counts: 32 completions a step, each step's mean length × 32.
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if "train/r" not in k
+                                        or k == "train/response_len"}) + "\n" for r in rows))
+    assert recorded_costs(path, 2, per_step=32) == (64, 160)
 
 
 def test_wandb_mirrors_metrics_offline(tmp_path: Path) -> None:
