@@ -378,7 +378,8 @@ def _print(summary: dict[str, Any], out_dir: Path, plots: list[str], note: Note 
     for row in rows:
         table.add_row(*row)
     console = Console()
-    console.width = max(console.width, 150)  # the table's natural width: never squeeze numbers
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    console.width = max(console.width, min(natural, 300))  # never squeeze numbers (or labels)
     console.print(_axis_line(summary), highlight=False, soft_wrap=True)
     console.print(table)
     if note:
