@@ -64,7 +64,8 @@ def test_dynamic_sampling_rounds_are_recorded_and_old_files_read(tmp_path: Path)
     assert sel["predicted"].tolist() == [0.2, 0.6, 0.4]
     # A file written before the three columns existed reads with their defaults.
     old = tmp_path / "old.parquet"
-    pd.DataFrame({"step": [1], "task_id": ["a"], "successes": [1.0], "trials": [4.0]}).to_parquet(old)
+    pd.DataFrame({"step": [1], "task_id": ["a"], "successes": [1.0],
+                  "trials": [4.0]}).to_parquet(old)
     sel = read_selections(old)
     assert sel["round"].tolist() == [1] and sel["trained"].tolist() == [True]
     assert sel["predicted"].isna().all()

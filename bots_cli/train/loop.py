@@ -167,8 +167,9 @@ class Trainer:
             else:  # a checkpoint written before the counters existed
                 from bots_cli.train.runlog import recorded_costs
 
-                self.rollouts, self.tokens = recorded_costs(
-                    run_dir / "metrics.jsonl", self.step_done, self.s.batch_size * self.s.group_size)
+                per_step = self.s.batch_size * self.s.group_size
+                self.rollouts, self.tokens = recorded_costs(run_dir / "metrics.jsonl",
+                                                            self.step_done, per_step)
             self._restore_state = state["rng"]  # restored last, once nothing else draws
 
     # -- set-up --------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ class Trainer:
         from bots_cli.train.dynamic import batch_groups, refill_size
 
         phases = Phases()
-        B, G = self.s.batch_size, self.s.group_size
+        B = self.s.batch_size
         timeouts = self.dom.reward_timeouts
         rounds: list[Round] = []
         kept = generated = 0

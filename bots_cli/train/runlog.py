@@ -93,8 +93,6 @@ class RunLog:
             lines = read_jsonl_upto(path, step)
             write_text(path, "".join(line + "\n" for line in lines))
         if self.selections_path.is_file():
-            import pandas as pd
-
             frame = read_selections(self.selections_path)
             kept = frame[frame["step"] <= step]
             self._selections = [{str(k): v for k, v in row.items()}
@@ -227,8 +225,7 @@ def recorded_costs(metrics_path: Path, step: int, per_step: int) -> tuple[int, i
     rows = [r for r in rows if "train/response_len" in r]
     if rows and "train/rollouts" in rows[-1]:
         return int(rows[-1]["train/rollouts"]), int(rows[-1]["train/tokens"])
-    return per_step * len(rows), int(round(sum(r["train/response_len"] * per_step
-                                               for r in rows)))
+    return per_step * len(rows), round(sum(r["train/response_len"] * per_step for r in rows))
 
 
 def run_summary(run_dir: Path, cfg: Any, steps: int, elapsed: float) -> dict[str, Any]:

@@ -80,7 +80,9 @@ def verl_batch(batch_dict: dict[str, Any], rewards: np.ndarray) -> DataProto:
     batch = batch.repeat(repeat_times=N, interleave=True)
     scores = torch.zeros(len(batch), 5)
     scores[:, -1] = torch.as_tensor(rewards, dtype=torch.float32)
-    return batch.union(DataProto.from_dict(tensors={"token_level_scores": scores}))
+    mask = (torch.arange(5) < 3).float().expand(len(batch), 5)  # 3 response tokens each
+    return batch.union(DataProto.from_dict(tensors={"token_level_scores": scores,
+                                                    "response_mask": mask}))
 
 
 def test_the_dataloader_draws_the_selectors_batches(exported: Path, tmp_path: Path) -> None:
@@ -100,6 +102,9 @@ def test_the_dataloader_draws_the_selectors_batches(exported: Path, tmp_path: Pa
         np.testing.assert_array_equal(successes, rewards.reshape(B, N).sum(1))
         np.testing.assert_array_equal(trials, np.full(B, N))
         replay.selector.update(ids, successes, trials)
+        # the cost so far: every response fed back, 3 tokens each
+        assert sampler.last_metrics["train/rollouts"] == (step + 1) * B * N
+        assert sampler.last_metrics["train/tokens"] == 3 * (step + 1) * B * N
     np.testing.assert_array_equal(sampler.selector.alpha, replay.selector.alpha)
 
 
@@ -129,6 +134,8 @@ def test_state_goes_through_the_dataloaders_state_dict(exported: Path, tmp_path:
     resumed.load_state_dict(state)
     assert next(iter(resumed))["index"].tolist() == expected  # no selection was drawn again
     np.testing.assert_array_equal(second.selector.alpha, first.selector.alpha)
+    assert (second.rollouts, second.tokens) == (first.rollouts, first.tokens) == (2 * B * N,
+                                                                                  6 * B * N)
 
 
 def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: Path,

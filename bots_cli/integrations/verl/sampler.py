@@ -18,6 +18,10 @@ for rewards outside [0, 1] (`success_threshold` or `reward_range`). The batch si
 verl would silently call it task 0. Reference pass rates come from the rows' `weak_pass_rate` /
 `strong_pass_rate` (columns or `extra_info` keys), as `bots export` writes them.
 
+Besides the selection metrics it reports the cumulative `train/rollouts` and `train/tokens` (the
+responses, and their tokens, of the batches fed back: with a filter before the actor update,
+such as DAPO's, only what reached it).
+
 Each batch is chosen when the dataloader asks for its first index, which with
 `data.dataloader_num_workers=0` (required) is after the previous step's feedback arrived. The
 sampler and its iterator are `Stateful`, so verl's `StatefulDataLoader` saves the selector's full
@@ -211,6 +215,7 @@ class BotsSampler(_Base):
         self._last_fed: frozenset[str] | None = None  # uids of the batch fed back last
         self.last_feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_metrics: dict[str, float] = {}
+        self.rollouts = self.tokens = 0  # responses and response tokens fed back so far
 
     # -- the sampler ---------------------------------------------------------------------------
 
@@ -250,6 +255,8 @@ class BotsSampler(_Base):
         ids, successes, trials = task_evidence(rows, scores, self.success_rule)
         self.selector.update(ids, successes, trials)
         self.ever_selected[ids] = True
+        self.rollouts += len(uids)
+        self.tokens += response_tokens(batch)
         self._last_fed = fed
         self.last_feedback = (ids, successes, trials)
         self.last_metrics = self._metrics(ids, successes, trials, rows, scores)
@@ -261,7 +268,8 @@ class BotsSampler(_Base):
 
         out = {"train/etr": effective_task_ratio(successes, trials),
                "train/zero_variance_share": zero_variance_share([scores[rows == i] for i in ids]),
-               "selector/explored_share": float(self.ever_selected.mean())}
+               "selector/explored_share": float(self.ever_selected.mean()),
+               "train/rollouts": self.rollouts, "train/tokens": self.tokens}
         out.update(self.selector.metrics())
         return out
 
@@ -269,10 +277,25 @@ class BotsSampler(_Base):
 
     def state_dict(self) -> dict[str, Any]:
         return {"selector": self.selector.state_dict(), "ever_selected": self.ever_selected.copy(),
-                "last_fed": sorted(self._last_fed) if self._last_fed is not None else None}
+                "last_fed": sorted(self._last_fed) if self._last_fed is not None else None,
+                "rollouts": self.rollouts, "tokens": self.tokens}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(copy.deepcopy(state["selector"]))
         self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()
         last = state.get("last_fed")
         self._last_fed = None if last is None else frozenset(last)
+        # A state saved before the counts existed continues them from 0.
+        self.rollouts, self.tokens = int(state.get("rollouts", 0)), int(state.get("tokens", 0))
+
+
+def response_tokens(batch: Any) -> int:
+    """The response tokens of a verl batch: its `response_mask` (set by RayPPOTrainer.fit), else
+    the response part of `attention_mask`; 0 when the batch has neither."""
+    tensors = batch.batch
+    if "response_mask" in tensors.keys():
+        return int(tensors["response_mask"].sum().item())
+    if "responses" in tensors.keys() and "attention_mask" in tensors.keys():
+        width = tensors["responses"].shape[-1]
+        return int(tensors["attention_mask"][:, -width:].sum().item())
+    return 0
