@@ -22,11 +22,9 @@ zero-variance groups after scoring). Files written before dynamic sampling lack 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bots_cli.comparison import _pyplot, _save
+from bots_cli.chosen_plots import write_plots
 from bots_cli.errors import UserError
 
 MAX_VALUES = 12  # heatmap rows: more distinct values are binned (numbers) or folded into "other"
 DEFAULT_TARGET = 0.5  # the target of selectors that have none (uniform, curricula)
-SELECTION_DEFAULTS = {"round": 1, "trained": True, "predicted": math.nan}
 
 
 # ---- the records ------------------------------------------------------------------------------
@@ -47,13 +44,9 @@ def normalised_selections(frame: pd.DataFrame) -> pd.DataFrame:
     """A selections table with `round`, `trained` and `predicted` (filled in for older files and
     hand-made frames as runlog.read_selections fills them), ordered by (run, step, round) as the
     selector saw them; task ids as text, for the join."""
-    frame = frame.copy()
-    for column, value in SELECTION_DEFAULTS.items():
-        if column not in frame.columns:
-            frame[column] = value
-    frame = frame.astype({"step": "int64", "round": "int64", "trained": "bool",
-                          "predicted": "float64", "successes": "float64", "trials": "float64"})
-    frame["task_id"] = frame["task_id"].astype(str)
+    from bots_cli.train.runlog import with_selection_columns
+
+    frame = with_selection_columns(frame)
     if "run" not in frame.columns:
         frame["run"] = 0
     return frame.sort_values(["run", "step", "round"], kind="stable").reset_index(drop=True)
@@ -208,18 +201,27 @@ def _errors(predicted: pd.Series, observed: pd.Series) -> tuple[float, float]:
 
 # ---- 5. capability against held-out accuracy -------------------------------------------------
 def capability_vs_accuracy(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per run, (step, capability) and (step, eval/accuracy) from its metrics rows; `corr`: the
-    Pearson correlation over the (run, eval step) pairs that have both (NaN when none)."""
+    """Per run, (step, capability) and (step, eval/accuracy) from its metrics rows, and the
+    Pearson correlation of the two over that run's eval steps; `corr`: the mean of the runs'
+    correlations (each run on its own: pooling runs would mix their levels), `pairs`: the eval
+    steps with both, `correlated`: the runs with a correlation (≥ 3 such steps)."""
     def series(run: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
         return [(int(r["step"]), float(r[key])) for r in run if r.get(key) is not None]
 
-    runs = [{"capability": series(r, "selector/capability"),
-             "accuracy": series(r, "eval/accuracy")} for r in rows]
-    pairs = [(dict(r["capability"])[s], a) for r in runs for s, a in r["accuracy"]
-             if s in dict(r["capability"])]
-    cap = pd.Series([c for c, _ in pairs], dtype=float)
-    acc = pd.Series([a for _, a in pairs], dtype=float)
-    return {"runs": runs, "pairs": len(pairs), "corr": _pearson(cap, acc)}
+    runs, each, pairs = [], [], 0
+    for rows_of_run in rows:
+        run = {"capability": series(rows_of_run, "selector/capability"),
+               "accuracy": series(rows_of_run, "eval/accuracy")}
+        cap = dict(run["capability"])
+        both = [(cap[s], a) for s, a in run["accuracy"] if s in cap]
+        pairs += len(both)
+        r = _pearson(pd.Series([c for c, _ in both], dtype=float),
+                     pd.Series([a for _, a in both], dtype=float))
+        run["corr"] = r
+        each += [r] if math.isfinite(r) else []
+        runs.append(run)
+    return {"runs": runs, "pairs": pairs, "correlated": len(each),
+            "corr": float(np.mean(each)) if each else math.nan}
 
 
 # ---- one group of runs -----------------------------------------------------------------------
@@ -296,13 +298,6 @@ def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: in
                   selections=sel)
 
 
-def slug(label: str) -> str:
-    """A file-name stem unique per label: the label's safe characters, plus a short hash of the
-    label when some had to be replaced (so "a b" and "a_b" never share a file)."""
-    safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "group"
-    return safe if safe == label else f"{safe}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
-
-
 def chosen_section(label: str, run_dirs: list[Path], out_dir: Path, column: str = "level",
                    windows: int = 20, bins: int = 10) -> tuple[str, list[str]]:
     """The "What was chosen: <label>" markdown section of a group of runs (pooled over its
@@ -310,101 +305,6 @@ def chosen_section(label: str, run_dirs: list[Path], out_dir: Path, column: str 
     chosen = analyse(label, run_dirs, column, windows, bins)
     plots = write_plots(chosen, Path(out_dir))
     return section_markdown(chosen, plots), list(plots.values())
-
-
-# ---- plots -----------------------------------------------------------------------------------
-def plot_shares(shares: pd.DataFrame, path: Path, *, title: str, column: str) -> None:
-    """Heatmap: x the pool's share then each step window, y the column's values, colour the
-    share; the pool column is annotated (a uniform selector matches it in every window)."""
-    plt = _pyplot()
-    data = shares.to_numpy(dtype=float)  # (values, 1 + windows)
-    rows, cols = data.shape
-    top = float(np.nanmax(data)) if np.isfinite(data).any() else 1.0
-    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.45 * cols + 3)),
-                                    min(12, max(3, 0.35 * rows + 1.8))), dpi=120)
-    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", origin="lower", cmap="viridis",
-                      vmin=0.0, vmax=top or 1.0)
-    for r in range(rows):
-        for c in range(cols if cols <= 12 else 1):
-            if np.isfinite(data[r, c]):
-                ax.text(c, r, f"{data[r, c]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if data[r, c] < 0.6 * top else "black")
-    ax.axvline(0.5, color="white", linewidth=3)
-    ax.set_xticks(range(cols), list(shares.columns), rotation=90 if cols > 8 else 0, fontsize=8)
-    ax.set_yticks(range(rows), [str(v) for v in shares.index], fontsize=8)
-    ax.set(xlabel="the pool, then windows of training steps", ylabel=column, title=title)
-    fig.colorbar(image, ax=ax, label="share of selections")
-    _save(fig, path)
-
-
-def plot_rates(sel: pd.DataFrame, target: float, path: Path, *, title: str) -> None:
-    """Histogram of the selected groups' observed pass rates, the target as a vertical line."""
-    plt = _pyplot()
-    rate = _rates(sel).to_numpy()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.hist(rate, bins=np.linspace(-0.025, 1.025, 22), weights=np.full(len(rate), 1 / len(rate)),
-            color="C0", edgecolor="white")
-    ax.axvline(target, color="C3", linestyle="--", label=f"target p* = {target:g}")
-    ax.set(xlabel="observed pass rate of a selected task (successes / trials)",
-           ylabel="share of selections", title=title)
-    ax.legend()
-    _save(fig, path)
-
-
-def plot_calibration(table: pd.DataFrame, path: Path, *, title: str) -> None:
-    """Reliability: mean observed rate against mean prediction per bin (size: count)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
-    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    size = 20 + 200 * table["count"] / table["count"].max()
-    ax.plot(table["mean_predicted"], table["mean_observed"], "-", color="C0", alpha=0.5)
-    ax.scatter(table["mean_predicted"], table["mean_observed"], s=size, color="C0",
-               label="bins of the prediction (size: count)")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="posterior mean at selection",
-           ylabel="observed pass rate", title=title)
-    ax.legend(loc="upper left", fontsize=8)
-    _save(fig, path)
-
-
-def plot_capability(runs: list[dict[str, Any]], path: Path, *, title: str) -> None:
-    """Capability μ̃ (left axis) and held-out accuracy (right axis) against step, per run."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    twin = ax.twinx()
-    for i, run in enumerate(runs):
-        if run["capability"]:
-            ax.plot(*zip(*run["capability"], strict=True), color="C0", alpha=0.8,
-                    label="capability μ̃" if i == 0 else None)
-        if run["accuracy"]:
-            twin.plot(*zip(*run["accuracy"], strict=True), "o-", color="C1", alpha=0.8,
-                      label="held-out accuracy" if i == 0 else None)
-    ax.set(xlabel="training step", title=title)
-    ax.set_ylabel("capability estimate μ̃", color="C0")
-    twin.set_ylabel("eval/accuracy", color="C1")
-    ax.grid(alpha=0.3)
-    handles = [h for a in (ax, twin) for h in a.get_legend_handles_labels()[0]]
-    ax.legend(handles=handles, loc="lower right", fontsize=8)
-    _save(fig, path)
-
-
-def write_plots(chosen: Chosen, out_dir: Path) -> dict[str, str]:
-    """The section's PNGs in `out_dir`: kind -> file name (calibration and capability only when
-    the runs have them)."""
-    stem = f"chosen-{slug(chosen.label)}"
-    names = {"share": f"{stem}-by-{slug(chosen.column)}.png", "rates": f"{stem}-pass-rates.png"}
-    plot_shares(chosen.shares, out_dir / names["share"], column=chosen.column,
-                title=f"{chosen.label}: share of selections by {chosen.column}")
-    plot_rates(chosen.selections, chosen.target, out_dir / names["rates"],
-               title=f"{chosen.label}: pass rates of the selected tasks")
-    if chosen.calib["pairs"]:
-        names["calibration"] = f"{stem}-calibration.png"
-        plot_calibration(chosen.calib["table"], out_dir / names["calibration"],
-                         title=f"{chosen.label}: calibration")
-    if any(r["capability"] for r in chosen.capability["runs"]):
-        names["capability"] = f"{stem}-capability.png"
-        plot_capability(chosen.capability["runs"], out_dir / names["capability"],
-                        title=f"{chosen.label}: capability and held-out accuracy")
-    return names
 
 
 # ---- markdown --------------------------------------------------------------------------------
@@ -473,7 +373,8 @@ def section_markdown(chosen: Chosen, plots: dict[str, str]) -> str:
     lines += ["### Capability vs held-out accuracy", ""]
     if cap["pairs"]:
         lines += [f"Pearson r = {fmt(cap['corr'])} between `selector/capability` and "
-                  f"`eval/accuracy` over {cap['pairs']} eval steps (pooled over runs).", ""]
+                  f"`eval/accuracy` over each run's eval steps ({cap['pairs']} in all), mean "
+                  f"over the {cap['correlated']} run(s) with at least 3.", ""]
     else:
         lines += ["n/a: no eval step with both `selector/capability` and `eval/accuracy` (the "
                   "capability estimate is BOTS' interpolation plug-in's).", ""]

@@ -20,9 +20,9 @@ from bots_cli.chosen import (
     pass_rates,
     reselection,
     share_by_window,
-    slug,
     value_labels,
 )
+from bots_cli.chosen_plots import slug
 from bots_cli.errors import UserError
 from tests.conftest import run_bots
 
@@ -135,6 +135,17 @@ def test_capability_against_accuracy_at_eval_steps() -> None:
             {"step": 6, "selector/capability": 0.6, "eval/accuracy": 0.2}]
     out = capability_vs_accuracy([rows])
     assert out["pairs"] == 3 and out["corr"] == pytest.approx(0.5)
+    # Each run is correlated on its own, then averaged: levels that differ between runs (here
+    # run b's capability sits far above a's) do not make a correlation of their own.
+    up = [{"step": s, "selector/capability": c, "eval/accuracy": a}
+          for s, c, a in ((1, 0.1, 0.1), (2, 0.2, 0.2), (3, 0.3, 0.4))]
+    down = [{"step": s, "selector/capability": c, "eval/accuracy": a}
+            for s, c, a in ((1, 0.9, 0.1), (2, 0.8, 0.2), (3, 0.7, 0.4))]
+    both = capability_vs_accuracy([up, down])
+    r_up = capability_vs_accuracy([up])["corr"]
+    assert both["correlated"] == 2 and both["pairs"] == 6
+    assert both["corr"] == pytest.approx(0.0) and r_up > 0.9
+    assert [run["corr"] for run in both["runs"]] == pytest.approx([r_up, -r_up])
     uniform = [{"step": 1, "selector/capability": None, "eval/accuracy": 0.3}]
     none = capability_vs_accuracy([uniform])
     assert none["pairs"] == 0 and math.isnan(none["corr"])
@@ -222,8 +233,8 @@ def test_bots_inspect_writes_its_report_in_its_own_directory(tmp_path: Path) -> 
     assert "## What was chosen: bots" in text
     assert "| 1 | 0.33 | 0.50 | 0.50 | 0.50 |" in text  # level 1: pool, steps 1-2, 3-4, all
     assert "| 8 | 0.231 |" in text  # calibration: errors 0 .5 .4 .05 .2 .2 .5 0, MAE 0.23125
-    assert "Pearson r = 1.00 between `selector/capability` and `eval/accuracy` over 3 eval " \
-        "steps" in text  # capability 0.3 0.2 0.5 against accuracy 0.2 0.1 0.4
+    assert "Pearson r = 1.00 between `selector/capability` and `eval/accuracy` over each run's " \
+        "eval steps (3 in all)" in text  # capability 0.3 0.2 0.5 against accuracy 0.2 0.1 0.4
     for name in ("by-level", "pass-rates", "calibration", "capability"):
         assert (report.parent / f"chosen-bots-{name}.png").is_file()
 

@@ -170,13 +170,17 @@ class RunLog:
 
 
 def read_selections(path: Path) -> Any:
-    """A run's selections.parquet as a DataFrame with every column of `SELECTION_COLUMNS`; a
-    file from before dynamic sampling gets round 1, trained True and predicted NaN."""
+    """A run's selections.parquet as a DataFrame with every column of `SELECTION_COLUMNS`."""
     import pandas as pd
 
-    frame = pd.read_parquet(path)
-    defaults = {"round": 1, "trained": True, "predicted": math.nan}
-    for column, value in defaults.items():
+    return with_selection_columns(pd.read_parquet(path))
+
+
+def with_selection_columns(frame: Any) -> Any:
+    """A copy of a selections table with every column of `SELECTION_COLUMNS`, typed: a file
+    from before dynamic sampling gets round 1, trained True and predicted NaN."""
+    frame = frame.copy()
+    for column, value in {"round": 1, "trained": True, "predicted": math.nan}.items():
         if column not in frame.columns:
             frame[column] = value
     return frame.astype(SELECTION_COLUMNS)
