@@ -1,10 +1,11 @@
 """`bots inspect RUN ...`: what a training run's selector chose (chosen.py), as inspect.md + plots.
 
 The runs given (run directories, or directories above runs, such as a multirun sweep) are grouped
-by their selector config: runs with the same selector settings (seeds of one setting) are pooled
-into one section, runs with different ones get a section each. Everything is read and checked
-before anything is written, so a bad input is one line and leaves nothing behind. The output goes
-to this command's own run directory (outputs/inspect/<date>/<time>/), never into the runs.
+as `bots report` groups them (runs.py): runs that differ only in their seed are pooled into one
+section, runs with different selectors or settings (dynamic sampling, λ, ...) get a section each.
+Everything is read and checked before anything is written, so a bad input is one line and leaves
+nothing behind. The output goes to this command's own run directory
+(outputs/inspect/<date>/<time>/), never into the runs.
 """
 
 from __future__ import annotations
@@ -51,22 +52,15 @@ def find_training_runs(given: list[str]) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def group_by_selector(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, list[Path]]:
-    """Runs with equal selector configs pooled; a label is the selector's name, plus the settings
-    that tell apart groups of the same name."""
-    import json
+    """Runs grouped as `bots report` groups them (runs.py): by selector and the settings that
+    differ among that selector's runs (dynamic sampling on or off, λ, ...); seeds pooled."""
+    from bots_cli.runs import compared_settings, group_labels, selector_label
 
-    configs: dict[str, dict[str, Any]] = {}
-    members: dict[str, list[Path]] = {}
-    for path, cfg in runs:
-        key = json.dumps(cfg["selector"], sort_keys=True, default=str)
-        configs[key] = cfg["selector"]
-        members.setdefault(key, []).append(path)
+    labels = group_labels([(selector_label(path, cfg), compared_settings(cfg))
+                           for path, cfg in runs])
     out: dict[str, list[Path]] = {}
-    for key, sel in configs.items():
-        same = [c for c in configs.values() if c["name"] == sel["name"]]
-        differing = sorted(k for k in sel if len({repr(c.get(k)) for c in same}) > 1)
-        label = " ".join([str(sel["name"]), *(f"{k}={sel[k]}" for k in differing)])
-        out[label] = members[key]
+    for (path, _), label in zip(runs, labels, strict=True):
+        out.setdefault(label, []).append(path)
     return out
 
 

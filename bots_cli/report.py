@@ -53,14 +53,13 @@ from bots_cli.comparison import (
     within_noise,
 )
 from bots_cli.errors import UserError
-
-# Config keys that never tell runs apart: seeds (averaged over), bookkeeping, where files live.
-_IGNORED = ("lambda", "resume", "logger", "train.live", "train.log_every",
-            "train.checkpoint_every", "train.keep_last", "train.profiles_dir",
-            "train.eval_samples")
-_COMPARED = ("selector.", "train.", "trainer.name", "model.name", "domain.name", "refs.name",
-             "engine.name",
-             "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens")
+from bots_cli.runs import (
+    compared_settings,
+    group_labels,
+    saved_overrides,
+    selector_label,
+    shipped_defaults,
+)
 
 
 @dataclass
@@ -83,21 +82,6 @@ class Run:
             raise SkippedRun(str(why)) from None
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: tuple(tree) if isinstance(tree, list) else tree}
-
-
-def _compared(flat: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in flat.items()
-            if k.startswith(_COMPARED) and not k.endswith("seed")
-            and not any(k == i or k.startswith(i + ".") for i in _IGNORED)}
-
-
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     """The rows of a run's jsonl file; only a torn last line (a killed run) is skipped."""
     from bots_cli.train.runlog import read_jsonl_upto
@@ -107,31 +91,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 class SkippedRun(Exception):
     """A run directory `bots report` cannot use, and why (reported as one warning line)."""
-
-
-def _selector_label(path: Path, cfg: dict[str, Any]) -> str:
-    """The selector's config-group choice (`selector=my_bots`, from the run's .hydra/hydra.yaml),
-    or its `name` when the run was not made from a differently named option."""
-    import yaml
-
-    name = str(cfg["selector"]["name"])
-    try:
-        saved = yaml.safe_load((path / ".hydra" / "hydra.yaml").read_text())
-        choice = saved["hydra"]["runtime"]["choices"].get("selector")
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
-        return name
-    return str(choice) if choice else name
-
-
-def _saved_overrides(path: Path) -> tuple[str, ...] | None:
-    """The overrides the run was started with (Hydra's .hydra/overrides.yaml), if saved."""
-    import yaml
-
-    try:
-        saved = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return None
-    return tuple(str(o) for o in saved) if isinstance(saved, list) else None
 
 
 def load_run(path: Path, metric: str, x: str = "steps") -> Run | None:
@@ -161,7 +120,7 @@ def load_run(path: Path, metric: str, x: str = "steps") -> Run | None:
         scores.update({int(r["step"]): float(r[metric]) for r in evaluated if metric in r})
         train_rows = [r for r in rows if "train/etr" in r]
         budget = int(cfg["train"]["steps"])
-        selector = _selector_label(path, cfg)
+        selector = selector_label(path, cfg)
     except UserError as err:
         raise SkippedRun(str(err)) from None
     except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError) as err:
@@ -172,8 +131,8 @@ def load_run(path: Path, metric: str, x: str = "steps") -> Run | None:
         raise SkippedRun(f"no `{metric}` values (set report.metric, or run `bots evaluate "
                          f"run={path}`)")
     run = Run(path=path, selector=selector, seed=int(cfg.get("seed", 0)), budget=budget,
-              settings=_compared(_flatten(cfg)), rows=train_rows, curve=sorted(scores.items()),
-              overrides=_saved_overrides(path))
+              settings=compared_settings(cfg), rows=train_rows, curve=sorted(scores.items()),
+              overrides=saved_overrides(path))
     run.axis_curve(x)  # a run without the axis' costs is skipped here, saying so
     return run
 
@@ -207,27 +166,32 @@ def find_runs(paths: list[str], metric: str, x: str = "steps") -> list[Run]:
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     """Runs grouped by selector and the settings that differ among that selector's runs."""
-    by_selector: dict[str, list[Run]] = defaultdict(list)
-    for run in runs:
-        by_selector[run.selector].append(run)
     groups: dict[str, list[Run]] = {}
-    for name, members in by_selector.items():
-        keys = sorted({k for r in members for k in r.settings})
-        varying = [k for k in keys if len({repr(r.settings.get(k)) for r in members}) > 1]
-        for run in members:
-            label = " ".join([name, *(f"{k.removeprefix('selector.')}={run.settings.get(k)}"
-                                      for k in varying)])
-            groups.setdefault(label, []).append(run)
+    for run, label in zip(runs, group_labels([(r.selector, r.settings) for r in runs]),
+                          strict=True):
+        groups.setdefault(label, []).append(run)
     return groups
 
 
 def pick_baseline(groups: dict[str, list[Run]], baseline: str) -> str | None:
+    """The group `report.baseline` names: a label, or a selector with one group; of a
+    selector's several groups, the one at the shipped settings (e.g. uniform without dynamic
+    sampling beside uniform with it), said on stderr."""
     if baseline in groups:
         return baseline
     named = [label for label, runs in groups.items() if runs[0].selector == baseline]
     if len(named) > 1:
-        raise UserError(f"report.baseline={baseline} matches several groups ({'; '.join(named)});"
-                        " set report.baseline to one of them")
+        defaults, settings = shipped_defaults(baseline), [groups[n][0].settings for n in named]
+        varying = {k for s in settings for k in s if len({repr(o.get(k)) for o in settings}) > 1}
+        shipped = [label for label, s in zip(named, settings, strict=True)
+                   if all(k in defaults and s.get(k) == defaults[k] for k in varying)]
+        if len(shipped) != 1:
+            raise UserError(f"report.baseline={baseline} matches several groups "
+                            f"({'; '.join(named)}); set report.baseline to one of them")
+        print(f"note: report.baseline={baseline}: the baseline is {shipped[0]!r}, the one at "
+              "the shipped settings (set report.baseline to a group label for another)",
+              file=sys.stderr)
+        return shipped[0]
     return named[0] if named else None
 
 
@@ -352,7 +316,8 @@ def _seeds_note(summary: dict[str, Any], groups: dict[str, list[Run]]) -> Note |
             more_seeds_commands(saved))
 
 
-def _markdown(summary: dict[str, Any], metric: str, plots: list[str], note: Note | None) -> str:
+def _markdown(summary: dict[str, Any], metric: str, plots: list[str], note: Note | None,
+              sections: list[str]) -> str:
     header, rows = _cells(summary)
     lines = ["# bots report", "", f"Score: `{metric}`; baseline: {summary['baseline']}.", "",
              _axis_line(summary), "",
@@ -361,7 +326,7 @@ def _markdown(summary: dict[str, Any], metric: str, plots: list[str], note: Note
     lines += ["", _caption(summary), ""]
     lines += [f"**{note[0]}**", "", "```text", *note[1], "```", ""] if note else []
     lines += [f"![{p}]({p})" for p in plots]
-    lines += ["", "Runs:", ""]
+    lines += ["", *sections, "Runs:", ""]  # sections: "What was chosen", one per group
     lines += [f"- {label}: " + ", ".join(g["runs"]) for label, g in summary["groups"].items()]
     return "\n".join(lines) + "\n"
 
@@ -408,6 +373,26 @@ def _sweep(groups: dict[str, list[Run]], summary: dict[str, Any]) -> tuple[str, 
     return None
 
 
+def _chosen_sections(settings: Any, groups: dict[str, list[Run]], summary: dict[str, Any],
+                     out_dir: Path) -> list[str]:
+    """report.md's "What was chosen" section of each group (chosen.py), in the table's order; a
+    group whose runs cannot say (no selections.parquet, no such column) is one warning line."""
+    if not settings.chosen:
+        return []
+    from bots_cli.chosen import chosen_section
+
+    sections = []
+    for label in summary["groups"]:
+        try:
+            text, _ = chosen_section(label, [r.path for r in groups[label]], out_dir,
+                                     column=str(settings.column))
+        except UserError as why:
+            print(f"warning: no 'what was chosen' section for {label}: {why}", file=sys.stderr)
+            continue
+        sections.append(text)
+    return sections
+
+
 def report(cfg: Any) -> dict[str, Any]:
     """The `bots report` command."""
     from hydra.core.hydra_config import HydraConfig
@@ -444,7 +429,8 @@ def report(cfg: Any) -> dict[str, Any]:
                             xlabel=key, ylabel=f"TTB(100%) on {x} (lower is better)",
                             title=f"TTB(100%) against {key}")
                 plots.append(name)
+    sections = _chosen_sections(cfg.report, groups, summary, out_dir)
     write_json(out_dir / "summary.json", json_safe(summary))
-    write_text(out_dir / "report.md", _markdown(summary, metric, plots, note))
+    write_text(out_dir / "report.md", _markdown(summary, metric, plots, note, sections))
     _print(summary, out_dir, plots, note)
     return summary

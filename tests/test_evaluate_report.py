@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bots_cli.comparison import format_metric
+from bots_cli.errors import UserError
 from bots_cli.profile.table import write_with_settings
 from bots_cli.report import Run, _cells, compare, group_runs
 from tests.conftest import run_bots
@@ -77,8 +78,15 @@ def test_report_compares_two_runs(world: Path, tmp_path: Path) -> None:
     assert summary["groups"]["uniform"]["ttb_100"]["values"] in ([1.0], [None])
     text = (report_dir / "report.md").read_text()
     assert "| uniform* |" in text and "| bots |" in text
-    for png in ("accuracy.png", "etr.png"):
+    for png in ("accuracy.png", "etr.png", "chosen-bots-by-level.png",
+                "chosen-uniform-pass-rates.png", "chosen-bots-calibration.png"):
         assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
+    # what each selector chose, in the table's order; uniform has no posterior to calibrate
+    assert text.index("## What was chosen: uniform") < text.index("## What was chosen: bots")
+    uniform_part = text[text.index("## What was chosen: uniform"):
+                        text.index("## What was chosen: bots")]
+    assert "No posterior: n/a" in uniform_part
+    assert "No posterior: n/a" not in text[text.index("## What was chosen: bots"):]
 
     alone = run_bots("report", str(a), cwd=tmp_path, timeout=600)
     assert alone.returncode == 0 and "no uniform run among these" in alone.stderr
@@ -124,6 +132,25 @@ def test_report_metrics_on_hand_made_curves() -> None:
     _, rows = _cells(summary)
     assert [r[0] for r in rows] == ["uniform*", "bots", "mopps"]
     assert "never (1/1)?" in rows[2]  # one seed: a single draw
+
+
+def test_the_baseline_of_several_groups_is_the_one_at_the_shipped_settings(capsys) -> None:
+    from bots_cli.report import pick_baseline
+
+    ds = "train.dynamic_sampling.enabled"
+    runs = [_run("uniform", 0, [0, 1, 1, 1], {ds: False}),
+            _run("uniform", 0, [0, 1, 1, 1], {ds: True}),
+            _run("bots", 0, [0, 1, 1, 1], {ds: True})]
+    groups = group_runs(runs)
+    assert sorted(groups) == ["bots", f"uniform {ds}=False", f"uniform {ds}=True"]
+    assert pick_baseline(groups, "uniform") == f"uniform {ds}=False"
+    assert "the baseline is 'uniform train.dynamic_sampling.enabled=False'" in \
+        capsys.readouterr().err
+    # when the shipped settings do not single one out, the user names it
+    lams = group_runs([_run("uniform", 0, [0, 1, 1, 1], {"selector.lam": 0.3}),
+                       _run("uniform", 0, [0, 1, 1, 1], {"selector.lam": 0.5})])
+    with pytest.raises(UserError, match="matches several groups"):
+        pick_baseline(lams, "uniform")
 
 
 def test_groups_split_by_settings_that_vary_within_a_selector() -> None:

@@ -130,7 +130,7 @@ def _three_seeds() -> dict[str, list[Run]]:
 def test_report_md_marks_noise_and_ranks_against_the_best() -> None:
     summary = compare(_three_seeds(), "uniform")
     assert list(summary["groups"]) == ["uniform", "bots", "dynamic"]  # baseline, then by TTB100
-    text = _markdown(summary, "eval/accuracy", [], _seeds_note(summary, _three_seeds()))
+    text = _markdown(summary, "eval/accuracy", [], _seeds_note(summary, _three_seeds()), [])
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("| group"))
     cols = [c.strip() for c in header.strip("|").split("|")]
@@ -175,7 +175,9 @@ def _write_run(path: Path, selector: str, seed: int, scores: list[float],
 
 
 def _report(tmp_path: Path, *args: str) -> tuple[dict, str, str]:
-    out = run_bots("report", str(tmp_path / "runs"), "report.plot=false", *args, cwd=tmp_path)
+    # hand-made runs: no selections.parquet for a "What was chosen" section
+    out = run_bots("report", str(tmp_path / "runs"), "report.plot=false", "report.chosen=false",
+                   *args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     [where] = [line.removeprefix("report: ") for line in out.stdout.splitlines()
                if line.startswith("report: ")]

@@ -1,0 +1,92 @@
+"""What tells training runs apart: their selector and the settings that differ between them.
+
+`bots report` and `bots inspect` group the runs they are given the same way: by the selector's
+config choice (`selector=...`), then by every compared setting (`COMPARED`, less `IGNORED`) whose
+value differs among that selector's runs; seeds are what a group averages over. A group's label
+is the selector and those settings (`bots train.dynamic_sampling.enabled=True`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Config keys that never tell runs apart: seeds (averaged over), bookkeeping, where files live.
+IGNORED = ("lambda", "resume", "logger", "train.live", "train.log_every",
+           "train.checkpoint_every", "train.keep_last", "train.profiles_dir",
+           "train.eval_samples")
+COMPARED = ("selector.", "train.", "trainer.name", "model.name", "domain.name", "refs.name",
+            "engine.name", "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become tuples (comparable, hashable)."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tuple(tree) if isinstance(tree, list) else tree}
+
+
+def compared_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run config's settings that can tell runs apart, flattened."""
+    return {k: v for k, v in flatten(cfg).items()
+            if k.startswith(COMPARED) and not k.endswith("seed")
+            and not any(k == i or k.startswith(i + ".") for i in IGNORED)}
+
+
+def selector_label(path: Path, cfg: dict[str, Any]) -> str:
+    """The selector's config-group choice (`selector=my_bots`, from the run's .hydra/hydra.yaml),
+    or its `name` when the run was not made from a differently named option."""
+    import yaml
+
+    name = str(cfg["selector"]["name"])
+    try:
+        saved = yaml.safe_load((path / ".hydra" / "hydra.yaml").read_text())
+        choice = saved["hydra"]["runtime"]["choices"].get("selector")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return name
+    return str(choice) if choice else name
+
+
+def saved_overrides(path: Path) -> tuple[str, ...] | None:
+    """The overrides the run was started with (Hydra's .hydra/overrides.yaml), if saved."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return tuple(str(o) for o in saved) if isinstance(saved, list) else None
+
+
+def group_labels(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Each run's group label, for runs given as (selector label, compared settings)."""
+    varying: dict[str, list[str]] = {}
+    for selector in {s for s, _ in runs}:
+        members = [settings for s, settings in runs if s == selector]
+        keys = sorted({k for m in members for k in m})
+        varying[selector] = [k for k in keys if len({repr(m.get(k)) for m in members}) > 1]
+    return [" ".join([selector, *(f"{k.removeprefix('selector.')}={settings.get(k)}"
+                                  for k in varying[selector])])
+            for selector, settings in runs]
+
+
+def shipped_defaults(selector: str) -> dict[str, Any]:
+    """The shipped values of the compared settings: conf/train.yaml's `train` section and, when
+    the selector is a shipped option, conf/selector/<selector>.yaml (flattened, as
+    `compared_settings` keys)."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+
+    conf = config_dir()
+    tree: dict[str, Any] = {"train": OmegaConf.to_container(
+        OmegaConf.load(conf / "train.yaml").train, resolve=False)}
+    option = conf / "selector" / f"{selector}.yaml"
+    if option.is_file():
+        selector_tree = OmegaConf.to_container(OmegaConf.load(option), resolve=False)
+        assert isinstance(selector_tree, dict)
+        tree["selector"] = {k: v for k, v in selector_tree.items() if k != "defaults"}
+    return flatten(tree)
