@@ -30,18 +30,10 @@ def _training_config(path: Path) -> dict[str, Any] | None:
 
 def find_training_runs(given: list[str]) -> list[tuple[Path, dict[str, Any]]]:
     """(run directory, its config) of every training run at or under the given directories."""
-    if not given:
-        raise UserError("no runs given: bots inspect <run directory> ...")
+    from bots_cli.runs import run_directories
+
     out = []
-    for name in given:
-        root = Path(name).expanduser()
-        if not root.is_dir():
-            raise UserError(f"{name}: no such directory")
-        if (root / "config.yaml").is_file():
-            candidates = [root]
-        else:
-            candidates = sorted({p.parent for p in root.rglob("config.yaml")
-                                 if p.parent.name != ".hydra"})
+    for name, candidates in run_directories(given, "inspect"):
         runs = [(d, cfg) for d in candidates if (cfg := _training_config(d)) is not None]
         if not runs:
             raise UserError(f"{name}: not a training run (no config.yaml of `bots train` there "

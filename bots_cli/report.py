@@ -56,6 +56,7 @@ from bots_cli.errors import UserError
 from bots_cli.runs import (
     compared_settings,
     group_labels,
+    run_directories,
     saved_overrides,
     selector_label,
     shipped_defaults,
@@ -140,14 +141,8 @@ def load_run(path: Path, metric: str, x: str = "steps") -> Run | None:
 def find_runs(paths: list[str], metric: str, x: str = "steps") -> list[Run]:
     """Every training run at or under `paths` (directories holding a training config.yaml); a
     training run that cannot be used is skipped with one warning line naming it and why."""
-    if not paths:
-        raise UserError("no runs given: bots report <run or multirun directory> ...")
     runs = []
-    for given in paths:
-        root = Path(given).expanduser()
-        if not root.is_dir():
-            raise UserError(f"{given}: no such directory")
-        dirs = sorted({p.parent for p in root.rglob("config.yaml") if p.parent.name != ".hydra"})
+    for given, dirs in run_directories(paths, "report"):
         found = []
         for d in dirs:
             try:

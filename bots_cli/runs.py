@@ -19,6 +19,24 @@ COMPARED = ("selector.", "train.", "trainer.name", "model.name", "domain.name", 
             "engine.name", "sampling.temperature", "sampling.top_p", "sampling.max_new_tokens")
 
 
+def run_directories(given: list[str], command: str) -> list[tuple[str, list[Path]]]:
+    """Each directory as given, with the directories at or under it that hold a config.yaml
+    (Hydra's .hydra/ aside): the runs `bots <command>` may read. One line for no directory or a
+    missing one."""
+    from bots_cli.errors import UserError
+
+    if not given:
+        raise UserError(f"no runs given: bots {command} <run or multirun directory> ...")
+    out = []
+    for name in given:
+        root = Path(name).expanduser()
+        if not root.is_dir():
+            raise UserError(f"{name}: no such directory")
+        out.append((name, sorted({p.parent for p in root.rglob("config.yaml")
+                                  if p.parent.name != ".hydra"})))
+    return out
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists become tuples (comparable, hashable)."""
     if isinstance(tree, dict):

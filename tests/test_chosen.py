@@ -245,7 +245,7 @@ def test_bots_inspect_writes_its_report_in_its_own_directory(tmp_path: Path) -> 
     ("simulation", "error: {root}/sim: not a training run"),
     ("no selections", "error: {root}/world/run: no selections.parquet"),
     ("column", "error: inspect.column=topic: the task table has no such column (available: "),
-    ("none", "error: no runs given: bots inspect <run directory>"),
+    ("none", "error: no runs given: bots inspect <run or multirun directory>"),
 ])
 def test_bots_inspect_refuses_bad_input_in_one_line(tmp_path: Path, case: str,
                                                     message: str) -> None:
