@@ -147,6 +147,31 @@ def test_native_stops_at_max_rounds_when_no_group_can_be_informative(world: Path
     _replay(run, world, pool)
 
 
+def test_a_resumed_run_continues_the_rounds_and_the_counts(world: Path, tmp_path: Path) -> None:
+    """Stopped at its step-2 checkpoint and resumed to step 4, a run equals one that ran 4 steps:
+    refill rounds draw from (seed, step, round), the counters are in the checkpoint."""
+    pool = _pool(world, "mid", solvable=True)
+    common = ("train.dynamic_sampling.max_rounds=30", "train.checkpoint_every=2")
+    out = run_bots(*_args(world, pool, "train.steps=4", *common), "hydra.run.dir=whole",
+                   cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    out = run_bots(*_args(world, pool, "train.steps=2", *common), "hydra.run.dir=cut",
+                   cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    out = run_bots("train", f"resume={tmp_path / 'cut'}", "train.steps=4", cwd=tmp_path,
+                   timeout=600)
+    assert out.returncode == 0, out.stderr
+
+    def records(run: Path) -> tuple[list[dict[str, float]], pd.DataFrame]:
+        rows = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in metrics(run)]
+        return rows, pd.read_parquet(run / "selections.parquet")
+
+    (whole_rows, whole_sel), (cut_rows, cut_sel) = records(tmp_path / "whole"), \
+        records(tmp_path / "cut")
+    assert cut_rows == whole_rows
+    pd.testing.assert_frame_equal(cut_sel, whole_sel)
+
+
 def test_without_dynamic_sampling_every_step_costs_one_batch(world: Path,
                                                              tmp_path: Path) -> None:
     out = run_bots(*train_args(world, "train.steps=3", "train.eval_every=0"), cwd=tmp_path,

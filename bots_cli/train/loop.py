@@ -250,7 +250,8 @@ class Trainer:
         timeouts = self.dom.reward_timeouts
         rounds: list[Round] = []
         kept = generated = 0
-        self.engine.wake_up()
+        with phases("rollout"):
+            self.engine.wake_up()
         while len(rounds) < self.s.dynamic_sampling.rounds and kept < B:
             n = B if not rounds else refill_size(B - kept, kept, generated, B, len(self.pool))
             rounds.append(self._sample_round(step, len(rounds) + 1, n, phases))
