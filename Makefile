@@ -79,6 +79,7 @@ bench: setup
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/rollout_throughput.py
 	$(BIN)/python benchmarks/sample_efficiency.py --steps 300 -- train.eval_every=25   # ~30 min
+	$(BIN)/python benchmarks/sample_efficiency.py --experiment dynamic_sampling          # ~40 min
 	$(BIN)/python benchmarks/trainers.py --steps 100 -- train.eval_every=25
 
 # On a GPU machine: a randomly initialised model of Qwen2.5-0.5B's shape trained for a few steps
