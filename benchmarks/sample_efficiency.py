@@ -5,9 +5,9 @@ Runs an experiment file of conf/experiment/ as one Hydra multirun (`bots train -
 experiment=<name>`: every configuration and seed with the same budget and pool), then compares
 the runs with `bots report`'s functions against uniform (at the shipped settings) on each axis:
 TTB(100%) and BSF(100%) mean ± std over seeds ("≈": within seed noise by the report's paired
-t-test), the ranking against the best group (`vs best`), final accuracy, ETR of the batches
-trained on and of every group generated (they differ under dynamic sampling), and the rollouts a
-step cost.
+t-test), the ranking against the best group (`vs best`), final accuracy, ETR (of every task
+selected, refills included), the zero-variance share of the batches trained on (0 when dynamic
+sampling filled them), and the rollouts a step cost.
 
     python benchmarks/sample_efficiency.py [--experiment sample_efficiency | dynamic_sampling]
         [--selectors bots uniform] [--seeds 0 1] [--steps 200]
@@ -47,19 +47,18 @@ def table(summary: dict[str, Any], groups: dict[str, Any], x: str) -> list[str]:
     """One markdown table of the comparison on axis `x` (rows in the report's order)."""
     lines = [f"\n#### On {x} ({AXES[x]}); budget {summary['budget']:g}, baseline "
              f"{summary['baseline']}\n",
-             "| group | final acc | TTB(100%) | TTB per seed | vs best | BSF(100%) | ETR trained | "
-             "ETR generated | rollouts / step |",
+             "| group | final acc | TTB(100%) | TTB per seed | vs best | BSF(100%) | ETR | "
+             "zero-var trained | rollouts / step |",
              "| --- | ---: | ---: | --- | :---: | ---: | ---: | ---: | ---: |"]
     for label, g in summary["groups"].items():
         base = label == summary["baseline"]
         ratio = format_metric if base else format_vs_baseline
         cost = np.mean([r.rows[-1]["train/rollouts"] / r.rows[-1]["step"] for r in groups[label]])
-        generated = np.mean([row.get("train/etr_generated", row["train/etr"])
-                             for r in groups[label] for row in r.rows])
         lines.append(f"| {label}{'*' if base else ''} | {format_metric(g['final_accuracy'], 3)} "
                      f"| {ratio(g['ttb_100'])} | {per_seed(g['ttb_100']['values'])} | "
                      f"{g.get('vs_best', '')} | {ratio(g['bsf_100'])} | "
-                     f"{format_metric(g['etr'])} | {generated:.2f} | {cost:.0f} |")
+                     f"{format_metric(g['etr'])} | {format_metric(g['zero_variance_share'])} | "
+                     f"{cost:.0f} |")
     return lines
 
 

@@ -60,6 +60,7 @@ from bots_cli.runs import (
     saved_overrides,
     selector_label,
     shipped_defaults,
+    short,
 )
 
 
@@ -362,6 +363,7 @@ def _sweep(groups: dict[str, list[Run]], summary: dict[str, Any]) -> tuple[str, 
         keys = sorted({k for s in settings for k in s})
         varying = [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
         if len(varying) == 1 and all(isinstance(s.get(varying[0]), int | float)
+                                     and not isinstance(s.get(varying[0]), bool)
                                      for s in settings):
             return varying[0], [(s[varying[0]], summary["groups"][label]["ttb_100"]["mean"])
                                 for s, label in zip(settings, labels, strict=True)]
@@ -419,7 +421,7 @@ def report(cfg: Any) -> dict[str, Any]:
             key, points = sweep
             points = sorted(p for p in points if math.isfinite(p[1]))
             if points:
-                name = f"ttb_vs_{key.removeprefix('selector.')}.png"
+                name = f"ttb_vs_{short(key)}.png"
                 plot_points([p[0] for p in points], [p[1] for p in points], out_dir / name,
                             xlabel=key, ylabel=f"TTB(100%) on {x} (lower is better)",
                             title=f"TTB(100%) against {key}")

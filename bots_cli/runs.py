@@ -3,7 +3,8 @@
 `bots report` and `bots inspect` group the runs they are given the same way: by the selector's
 config choice (`selector=...`), then by every compared setting (`COMPARED`, less `IGNORED`) whose
 value differs among that selector's runs; seeds are what a group averages over. A group's label
-is the selector and those settings (`bots train.dynamic_sampling.enabled=True`).
+is the selector and those settings, without their section (`bots dynamic_sampling.enabled=True`,
+`bots lam=0.3`).
 """
 
 from __future__ import annotations
@@ -86,9 +87,14 @@ def group_labels(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         members = [settings for s, settings in runs if s == selector]
         keys = sorted({k for m in members for k in m})
         varying[selector] = [k for k in keys if len({repr(m.get(k)) for m in members}) > 1]
-    return [" ".join([selector, *(f"{k.removeprefix('selector.')}={settings.get(k)}"
-                                  for k in varying[selector])])
+    return [" ".join([selector, *(f"{short(k)}={settings.get(k)}" for k in varying[selector])])
             for selector, settings in runs]
+
+
+def short(key: str) -> str:
+    """A setting as a group label names it: `selector.lam` -> `lam`,
+    `train.dynamic_sampling.enabled` -> `dynamic_sampling.enabled`."""
+    return key.removeprefix("selector.").removeprefix("train.")
 
 
 def shipped_defaults(selector: str) -> dict[str, Any]:

@@ -137,14 +137,14 @@ def test_report_metrics_on_hand_made_curves() -> None:
 def test_the_baseline_of_several_groups_is_the_one_at_the_shipped_settings(capsys) -> None:
     from bots_cli.report import pick_baseline
 
-    ds = "train.dynamic_sampling.enabled"
-    runs = [_run("uniform", 0, [0, 1, 1, 1], {ds: False}),
-            _run("uniform", 0, [0, 1, 1, 1], {ds: True}),
-            _run("bots", 0, [0, 1, 1, 1], {ds: True})]
+    key, ds = "train.dynamic_sampling.enabled", "dynamic_sampling.enabled"
+    runs = [_run("uniform", 0, [0, 1, 1, 1], {key: False}),
+            _run("uniform", 0, [0, 1, 1, 1], {key: True}),
+            _run("bots", 0, [0, 1, 1, 1], {key: True})]
     groups = group_runs(runs)
     assert sorted(groups) == ["bots", f"uniform {ds}=False", f"uniform {ds}=True"]
     assert pick_baseline(groups, "uniform") == f"uniform {ds}=False"
-    assert "the baseline is 'uniform train.dynamic_sampling.enabled=False'" in \
+    assert "the baseline is 'uniform dynamic_sampling.enabled=False'" in \
         capsys.readouterr().err
     # when the shipped settings do not single one out, the user names it
     lams = group_runs([_run("uniform", 0, [0, 1, 1, 1], {"selector.lam": 0.3}),

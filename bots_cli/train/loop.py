@@ -276,15 +276,13 @@ class Trainer:
         every = [c for r in rounds for g in r.groups for c in g]
         self.rollouts += len(every)
         self.tokens += sum(len(c.token_ids) for c in every)
-        successes = np.array([r.successes[b] for r, b in batch])
-        trials = np.array([r.trials[b] for r, b in batch])
         predicted = np.concatenate([r.predicted for r in rounds])
         metrics: dict[str, Any] = {
             "train/reward_mean": float(np.mean(np.concatenate([r.rewards.ravel()
                                                                for r in rounds]))),
-            "train/etr": effective_task_ratio(successes, trials),
-            "train/etr_generated": float(np.mean(np.concatenate(
-                [r.informative for r in rounds]))),
+            # ETR of every task selected (all rounds); zero-variance share of the batch trained on
+            "train/etr": effective_task_ratio(np.concatenate([r.successes for r in rounds]),
+                                              np.concatenate([r.trials for r in rounds])),
             "train/zero_variance_share": zero_variance_share(rewards),
             **{f"train/{k}": v for k, v in stats.items()},
             "train/lr": lr,

@@ -131,8 +131,8 @@ class BotsGRPOTrainer(GRPOTrainer):
     `max_rounds` rounds (the module docstring; bots_cli/train/dynamic.py).
 
     Besides TRL's own metrics it logs, through TRL's logging (so wandb, tensorboard, ... see
-    them), `train/etr` and `train/zero_variance_share` (of the batch trained on),
-    `train/etr_generated` (of every group generated), `train/sampling_rounds`, the cumulative
+    them), `train/etr` (of every task selected, all rounds), `train/zero_variance_share` (of
+    the batch trained on), `train/sampling_rounds`, the cumulative
     `train/rollouts` and `train/tokens` (completions and completion tokens generated),
     `selector/explored_share` and, for BOTS, `selector/capability` and
     `selector/posterior_mean_of_selected`.
@@ -389,14 +389,11 @@ class BotsGRPOTrainer(GRPOTrainer):
         from bots_cli.metrics import effective_task_ratio
 
         m = self._metrics["train"]
-        trained = [(fb, fb.trained) for fb in rounds]
-        successes = np.concatenate([fb.successes[t] for fb, t in trained])
-        trials = np.concatenate([fb.trials[t] for fb, t in trained])
-        signal = np.concatenate([fb.informative[t] for fb, t in trained])
-        m["train/etr"].append(effective_task_ratio(successes, trials))
+        # ETR of every task selected (all rounds); zero-variance share of the batch trained on
+        m["train/etr"].append(effective_task_ratio(np.concatenate([fb.successes for fb in rounds]),
+                                                   np.concatenate([fb.trials for fb in rounds])))
+        signal = np.concatenate([fb.informative[fb.trained] for fb in rounds])
         m["train/zero_variance_share"].append(float(1.0 - signal.mean()))
-        m["train/etr_generated"].append(float(np.concatenate(
-            [fb.informative for fb in rounds]).mean()))
         m["train/sampling_rounds"].append(float(len(rounds)))
         m["train/rollouts"] = [float(self.rollouts)]
         m["train/tokens"] = [float(self.tokens)]
