@@ -94,7 +94,8 @@ def _print(heads: dict[str, dict[str, str]], report: Path) -> None:
     for label, head in heads.items():
         table.add_row(label, *head.values())
     console = Console()
-    console.width = max(console.width, 150)
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    console.width = max(console.width, min(natural, 300))  # never squeeze numbers (or labels)
     console.print(table)
     console.print(f"inspect: {report}", highlight=False, soft_wrap=True)
 
