@@ -210,8 +210,8 @@ def capability_vs_accuracy(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
 
     runs, each, pairs = [], [], 0
     for rows_of_run in rows:
-        run = {"capability": series(rows_of_run, "selector/capability"),
-               "accuracy": series(rows_of_run, "eval/accuracy")}
+        run: dict[str, Any] = {"capability": series(rows_of_run, "selector/capability"),
+                               "accuracy": series(rows_of_run, "eval/accuracy")}
         cap = dict(run["capability"])
         both = [(cap[s], a) for s, a in run["accuracy"] if s in cap]
         pairs += len(both)

@@ -15,6 +15,7 @@ import numpy as np
 
 from bots_cli.atomic import write_text
 from bots_cli.checks import check_int, check_range
+from bots_cli.comparison import Curve
 from bots_cli.errors import InvalidValue
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.selection import Selector, build_selector
@@ -69,13 +70,13 @@ def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> 
 
 def run_one(
     world: World, selector: Selector, sim: SimParams, seed: int
-) -> tuple[list[dict[str, Any]], list[tuple[int, float]]]:
+) -> tuple[list[dict[str, Any]], Curve]:
     """Train a fresh learner with `selector`; return per-step rows and the eval curve."""
     rng = np.random.default_rng([seed, 0x5EED])
     learner = Learner.start(world)
     explored = np.zeros(world.params.n_tasks, dtype=bool)
     rows: list[dict[str, Any]] = []
-    curve = [(0, learner.heldout_accuracy(world))]
+    curve: Curve = [(0, learner.heldout_accuracy(world))]
     for step in range(1, sim.steps + 1):
         t0 = time.perf_counter()
         ids = selector.select(sim.batch_size)
@@ -140,7 +141,7 @@ def simulate(cfg: Any) -> dict[str, Any]:
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[int, list[tuple[int, float]]]] = {name: {} for name in configs}
+    curves: dict[str, dict[int, Curve]] = {name: {} for name in configs}
     started = time.perf_counter()
     for seed in range(seed0, seed0 + sim.seeds):
         world = probe if seed == seed0 else World.generate(world_params, seed)

@@ -76,7 +76,7 @@ def refill_size(missing: int, kept: int, generated: int, batch_size: int, pool: 
     return min(n, pool)
 
 
-def batch_groups(signal: Sequence[bool], batch_size: int) -> np.ndarray:
+def batch_groups(signal: Sequence[bool] | np.ndarray, batch_size: int) -> np.ndarray:
     """Indices (into the step's groups, in generation order) of the groups trained on: the first
     `batch_size` informative ones, then the earliest equal-reward ones up to `batch_size`."""
     flags = np.asarray(signal, dtype=bool)

@@ -132,8 +132,8 @@ class RunLog:
 
     def add_selections(self, step: int, task_ids: list[str], successes: np.ndarray,
                        trials: np.ndarray, *, round: int = 1,
-                       trained: Sequence[bool] | None = None,
-                       predicted: Sequence[float] | None = None) -> None:
+                       trained: Sequence[bool] | np.ndarray | None = None,
+                       predicted: Sequence[float] | np.ndarray | None = None) -> None:
         """Record which tasks a step's sampling round used and how they went (written by
         `flush`): whether each group went into the update (`trained`; all of them by default)
         and the selector's posterior mean of the task when it was chosen (`predicted`; NaN for

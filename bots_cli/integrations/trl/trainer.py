@@ -37,7 +37,7 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -112,10 +112,11 @@ class Feedback:
     trials: np.ndarray  # (S,) scored completions per task
     select_seconds: float
     update_seconds: float
+    predicted: np.ndarray  # (S,) posterior mean at selection (NaN: no posterior)
+    informative: np.ndarray  # (S,) bool: the group's rewards are not all equal
     round: int = 1  # the sampling round within the generation batch (dynamic sampling)
-    predicted: np.ndarray | None = None  # (S,) posterior mean at selection (NaN: no posterior)
-    informative: np.ndarray | None = None  # (S,) bool: the group's rewards are not all equal
-    trained: np.ndarray | None = None  # (S,) bool: the group is in the batch TRL trains on
+    trained: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (S,) bool:
+    # the group is in the batch TRL trains on (set once the generation batch is complete)
 
 
 class BotsGRPOTrainer(GRPOTrainer):
@@ -195,6 +196,12 @@ class BotsGRPOTrainer(GRPOTrainer):
                              f"train_dataset has {len(ids)} rows: build it with n_tasks="
                              f"{len(ids)} (selector index i is row i)")
 
+    @property
+    def group_size(self) -> int:
+        """Completions per task (TRL's num_generations; GRPOConfig always sets it)."""
+        assert self.num_generations is not None
+        return int(self.num_generations)
+
     def optimizer_steps_per_generation(self) -> int:
         """Optimizer steps between two generation batches."""
         generate_every = self.args.steps_per_generation * self.num_iterations
@@ -265,7 +272,7 @@ class BotsGRPOTrainer(GRPOTrainer):
 
         from bots_cli.train.dynamic import batch_groups, refill_size
 
-        G, P = self.num_generations, self.accelerator.num_processes
+        G, P = self.group_size, self.accelerator.num_processes
         rounds = [self.feedback[-1]]
         outputs = [first]
         kept, generated = int(rounds[0].informative.sum()), self.n_slots
@@ -293,7 +300,7 @@ class BotsGRPOTrainer(GRPOTrainer):
                   ) -> dict[str, Any]:
         """This process's rows of the batch made of `groups` ((round, group) pairs, in order)
         from every round's output: gathered across processes, re-padded, sliced back."""
-        G, P = self.num_generations, self.accelerator.num_processes
+        G, P = self.group_size, self.accelerator.num_processes
         pad_id = self._tokenizer.pad_token_id
         sequence_is = str(getattr(self, "vllm_importance_sampling_mode", "")).startswith("seq")
         layout = {"prompt_ids": ("left", pad_id), "prompt_mask": ("left", 0),
