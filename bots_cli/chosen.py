@@ -64,9 +64,10 @@ def check_task_ids(sel: pd.DataFrame, pool: pd.DataFrame, where: str) -> None:
                         "changed since the run?")
 
 
-def check_column(pool: pd.DataFrame, column: str) -> None:
+def check_column(pool: pd.DataFrame, column: str, key: str = "inspect.column") -> None:
+    """One line when the task table lacks `column` (`key`: the setting that named it)."""
     if column not in pool.columns:
-        raise UserError(f"inspect.column={column}: the task table has no such column "
+        raise UserError(f"{key}={column}: the task table has no such column "
                         f"(available: {', '.join(map(str, pool.columns))})")
 
 
@@ -261,9 +262,10 @@ def training_pool_of(cfg: Any) -> pd.DataFrame:
 
 
 def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: int = 20,
-            bins: int = 10) -> Chosen:
+            bins: int = 10, column_key: str = "inspect.column") -> Chosen:
     """Read the runs and compute every number of the section (nothing is written): a
-    `UserError` when a run cannot be read or the column is not in the task table."""
+    `UserError` when a run cannot be read or the column (set by `column_key`) is not in the task
+    table."""
     from omegaconf import OmegaConf
 
     from bots_cli.train.runlog import read_jsonl_upto, read_selections
@@ -277,7 +279,7 @@ def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: in
         key = repr(OmegaConf.to_container(cfg.domain)) + repr(OmegaConf.to_container(cfg.train))
         if key not in pools:
             pools[key] = training_pool_of(cfg)
-            check_column(pools[key], column)
+            check_column(pools[key], column, column_key)
         sel = normalised_selections(read_selections(run / "selections.parquet").assign(run=i))
         if sel.empty:
             raise UserError(f"{run}: selections.parquet has no rows yet")
@@ -299,10 +301,11 @@ def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: in
 
 
 def chosen_section(label: str, run_dirs: list[Path], out_dir: Path, column: str = "level",
-                   windows: int = 20, bins: int = 10) -> tuple[str, list[str]]:
+                   windows: int = 20, bins: int = 10,
+                   column_key: str = "inspect.column") -> tuple[str, list[str]]:
     """The "What was chosen: <label>" markdown section of a group of runs (pooled over its
     seeds) and the PNG files it wrote into `out_dir` (names unique per label)."""
-    chosen = analyse(label, run_dirs, column, windows, bins)
+    chosen = analyse(label, run_dirs, column, windows, bins, column_key)
     plots = write_plots(chosen, Path(out_dir))
     return section_markdown(chosen, plots), list(plots.values())
 

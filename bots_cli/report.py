@@ -382,7 +382,7 @@ def _chosen_sections(settings: Any, groups: dict[str, list[Run]], summary: dict[
     for label in summary["groups"]:
         try:
             text, _ = chosen_section(label, [r.path for r in groups[label]], out_dir,
-                                     column=str(settings.column))
+                                     column=str(settings.column), column_key="report.column")
         except UserError as why:
             print(f"warning: no 'what was chosen' section for {label}: {why}", file=sys.stderr)
             continue

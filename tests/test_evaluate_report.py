@@ -90,6 +90,12 @@ def test_report_compares_two_runs(world: Path, tmp_path: Path) -> None:
 
     alone = run_bots("report", str(a), cwd=tmp_path, timeout=600)
     assert alone.returncode == 0 and "no uniform run among these" in alone.stderr
+    # a column the task table lacks leaves the sections out, saying which setting named it
+    other = run_bots("report", str(a), "report.column=topic", "report.plot=false", cwd=tmp_path,
+                     timeout=600)
+    assert other.returncode == 0
+    assert "warning: no 'what was chosen' section for bots: report.column=topic: the task " \
+        "table has no such column" in other.stderr
 
 
 def test_report_on_a_sweep_groups_by_the_swept_value(world: Path, tmp_path: Path) -> None:
