@@ -94,7 +94,7 @@ def _replay(run: Path, world: Path, pool: Path) -> object:
 
 
 def _check_counts(run: Path, rounds_cap: int, group: int = G) -> pd.DataFrame:
-    rows = metrics(run)[1:] if metrics(run)[0].get("step") == 0 else metrics(run)
+    rows = [r for r in metrics(run) if "train/rollouts" in r]  # training steps, not step 0
     selections = pd.read_parquet(run / "selections.parquet")
     assert (selections["trials"] == group).all()
     per_step = selections.groupby("step")

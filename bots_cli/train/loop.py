@@ -50,6 +50,7 @@ from bots_cli.errors import UserError
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.seeds import derive_seed
 from bots_cli.selection.feedback import SuccessRule, task_evidence
+from bots_cli.train.dynamic import batch_groups, informative, posterior_means, refill_size
 from bots_cli.train.settings import TrainSettings
 
 
@@ -243,8 +244,6 @@ class Trainer:
     def step(self, step: int) -> tuple[dict[str, Any], list[Round]]:
         """One training step: its metrics, and every sampling round's tasks and evidence (one
         round unless `train.dynamic_sampling` is on, see dynamic.py)."""
-        from bots_cli.train.dynamic import batch_groups, refill_size
-
         phases = Phases()
         B = self.s.batch_size
         timeouts = self.dom.reward_timeouts
@@ -309,8 +308,6 @@ class Trainer:
         G = self.s.group_size
         with phases("select"):
             ids = self.selector.select(n)
-        from bots_cli.train.dynamic import informative, posterior_means
-
         predicted = posterior_means(self.selector, ids)
         rows = [self.pool.iloc[int(i)] for i in ids]
         prompts = [self.prompt(int(i)) for i in ids]

@@ -21,8 +21,8 @@ With `dynamic_sampling=True` (bots_cli/train/dynamic.py: DAPO-style, the same ru
 loop) a generation batch runs in rounds: each round is one call of the original
 `_generate_and_score_completions` on freshly selected tasks and one selector update; then every
 process gathers the rounds' tensors, keeps the rows of the batch's groups (informative first) and
-takes its own share back, so TRL's buffering, shuffling and loss see an ordinary batch. Text-only:
-a round carrying image tensors is refused.
+takes its own share back (batches.py), so TRL's buffering, shuffling and loss see an ordinary
+batch. Text-only: a round carrying image tensors is refused.
 
 Every process builds the same selector (same seed) and receives the same gathered feedback, so
 the selections agree; each generation batch checks that they do and stops with an error if not
@@ -294,60 +294,11 @@ class BotsGRPOTrainer(GRPOTrainer):
         for c in chosen:
             r, j = where[c]
             rounds[r].trained[j] = True
-        return self._batch_of(outputs, [where[c] for c in chosen])
+        from bots_cli.integrations.trl.batches import merge_rounds
 
-    def _batch_of(self, outputs: list[dict[str, Any]], groups: list[tuple[int, int]]
-                  ) -> dict[str, Any]:
-        """This process's rows of the batch made of `groups` ((round, group) pairs, in order)
-        from every round's output: gathered across processes, re-padded, sliced back."""
-        G, P = self.group_size, self.accelerator.num_processes
-        pad_id = self._tokenizer.pad_token_id
         sequence_is = str(getattr(self, "vllm_importance_sampling_mode", "")).startswith("seq")
-        layout = {"prompt_ids": ("left", pad_id), "prompt_mask": ("left", 0),
-                  "completion_ids": ("right", pad_id), "completion_mask": ("right", 0),
-                  "old_per_token_logps": ("right", 0.0), "ref_per_token_logps": ("right", 0.0),
-                  "sampling_per_token_logps": ("right", 0.0), "tool_mask": ("right", 1),
-                  "importance_sampling_ratio": ("row", 0) if sequence_is else ("right", 1.0),
-                  "advantages": ("row", 0), "num_items_in_batch": ("total", 0)}
-        unknown = sorted(set().union(*outputs) - set(layout))
-        if unknown:
-            raise UserError(f"dynamic sampling handles text batches only; this batch also "
-                            f"carries {', '.join(unknown)}: set dynamic_sampling=False")
-        every: dict[str, Any] = {}
-        for key, (side, value) in layout.items():
-            if key not in outputs[0] or side == "total":
-                continue
-            parts = []
-            for out in outputs:
-                t = out[key]
-                if side != "row":
-                    t = self.accelerator.pad_across_processes(t, dim=1, pad_index=value,
-                                                              pad_first=side == "left")
-                parts.append(self.accelerator.gather(t) if P > 1 else t)
-            if side != "row":
-                width = max(t.size(1) for t in parts)
-                parts = [_pad_to(t, width, value, left=side == "left") for t in parts]
-            every[key] = parts
-        rows = [torch.arange(j * G, (j + 1) * G) for _, j in groups]
-        per_process = len(groups) * G // P
-        mine = slice(self.accelerator.process_index * per_process,
-                     (self.accelerator.process_index + 1) * per_process)
-        batch: dict[str, Any] = {}
-        for key, parts in every.items():
-            picked = torch.cat([parts[r][idx.to(parts[r].device)]
-                                for (r, _), idx in zip(groups, rows, strict=True)])
-            batch[key] = picked
-        loss_mask = batch["completion_mask"]
-        if "tool_mask" in batch:
-            loss_mask = loss_mask * batch["tool_mask"]
-        out = {key: t[mine] for key, t in batch.items()}
-        out["num_items_in_batch"] = loss_mask.sum().to(outputs[0]["num_items_in_batch"].device)
-        # Left padding none of this process's prompts needs is cut, as in TRL's own batches
-        # (the model numbers positions from the first column).
-        used = out["prompt_mask"].sum(dim=1).max()
-        for key in ("prompt_ids", "prompt_mask"):
-            out[key] = out[key][:, out[key].size(1) - int(used):]
-        return out
+        return merge_rounds(outputs, [where[c] for c in chosen], G, self.accelerator,
+                            self._tokenizer.pad_token_id, sequence_is)
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -466,12 +417,3 @@ class BotsGRPOTrainer(GRPOTrainer):
             self.rollouts, self.tokens = int(state["rollouts"]), int(state["tokens"])
         elif self.resumed_costs is not None:  # a checkpoint from before the counts existed
             self.rollouts, self.tokens = self.resumed_costs
-
-
-def _pad_to(t: torch.Tensor, width: int, value: Any, *, left: bool) -> torch.Tensor:
-    """`t` (rows, w) padded with `value` to (rows, width), on the left or the right."""
-    extra = width - t.size(1)
-    if extra <= 0:
-        return t
-    pad = torch.full((t.size(0), extra, *t.shape[2:]), value, dtype=t.dtype, device=t.device)
-    return torch.cat([pad, t] if left else [t, pad], dim=1)
