@@ -23,6 +23,7 @@ class Command:
     summary: str
     examples: list[str] = field(default_factory=list)
     paths_key: str | None = None  # bare arguments (no "=") become this list override
+    check: str | None = None  # "module:function" validating a job's config (every job of -m)
 
 
 def paths_override(key: str, overrides: list[str]) -> list[str]:
@@ -38,6 +39,7 @@ COMMANDS = [
     Command(
         name="simulate",
         target="bots_cli.simulate.run:simulate",
+        check="bots_cli.simulate.run:check_config",
         summary="Compare task selectors on a synthetic learner in seconds (no model, no GPU).",
         examples=[
             "bots simulate",
@@ -71,6 +73,7 @@ COMMANDS = [
     Command(
         name="train",
         target="bots_cli.train.command:train",
+        check="bots_cli.train.command:check_config",
         summary="GRPO finetuning with a task selector choosing every batch (resumable).",
         examples=[
             "bots train",
@@ -207,6 +210,7 @@ def _register(app: typer.Typer, cmd: Command) -> None:
             cfg_part=cfg.value if cfg else None,
             resolve=resolve,
             extra_config_dir=config_dir_,
+            check=cmd.check,
         )
 
     # The annotations are strings (postponed evaluation) read in this module's globals, so the

@@ -151,12 +151,22 @@ class RunDirs:
             d.rmdir()
 
 
-def run_command_function(target: str, cfg: Any, dirs: RunDirs | None = None) -> Any:
-    """Import `module:function` and call it with the composed config, reporting user errors;
-    a refused start's new run directory is removed."""
+def command_function(target: str) -> Any:
+    """The function `module:function` names (its module imported now)."""
     module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def run_command_function(target: str, cfg: Any, dirs: RunDirs | None = None,
+                         lists: set[str] | None = None) -> Any:
+    """Import `module:function` and call it with the composed config (its list settings given
+    one bare value made lists: `overrides.as_lists`), reporting user errors; a refused start's
+    new run directory is removed."""
+    from bots_cli.overrides import as_lists
+
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
+        func = command_function(target)
+        as_lists(cfg, lists or set())
         return func(cfg)
     except UserError as err:
         if dirs is not None:
@@ -188,6 +198,21 @@ def interrupted(cfg: Any) -> None:
     raise SystemExit(INTERRUPTED_EXIT) from None
 
 
+def check_jobs(check: Any, jobs: list[tuple[list[str], Any]], lists: set[str]) -> None:
+    """Run a command's config check on every job of a sweep; the first refusal is one line
+    naming the job, and no job has run."""
+    from bots_cli.overrides import as_lists
+
+    shared = set.intersection(*(set(o) for o, _ in jobs)) if jobs else set()
+    for number, (job_overrides, cfg) in enumerate(jobs):
+        try:
+            as_lists(cfg, lists)
+            check(cfg)
+        except UserError as err:
+            swept = " ".join(o for o in job_overrides if o not in shared) or "no overrides"
+            fail(UserError(f"{err} (job {number} of the sweep: {swept}); no job was started"))
+
+
 def _quote(value: str) -> str:
     """A value as a Hydra override literal: single-quoted, with \\ and ' escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -203,9 +228,12 @@ def launch(
     cfg_part: str | None = None,
     resolve: bool = False,
     extra_config_dir: str | None = None,
+    check: str | None = None,
 ) -> None:
-    """Compose `conf/<config_name>.yaml` with `overrides` and run `target` (or a sweep of it)."""
-    from bots_cli.overrides import check_overrides, file_logging, resolved_dir
+    """Compose `conf/<config_name>.yaml` with `overrides` and run `target` (or a sweep of it).
+    `check` (`module:function`, called with a job's config) validates every job of a sweep
+    before the first one starts."""
+    from bots_cli.overrides import compose_overrides, file_logging, resolved_dir
 
     name = config_name or command.replace("-", "_")
     extra = None
@@ -214,13 +242,16 @@ def launch(
         if not extra.is_dir():
             fail(UserError(f"--config-dir {extra_config_dir}: no such directory"))
     try:
-        composed = check_overrides(command, name, overrides, conf_dir=config_dir(),
-                                   multirun=multirun, extra_dir=extra)
+        composition = compose_overrides(command, name, overrides, conf_dir=config_dir(),
+                                        multirun=multirun, extra_dir=extra)
     except UserError as err:
         fail(err)
+    composed = composition.first
     if multirun and cfg_part:
         fail(UserError("--cfg prints the config of one job: drop -m, or give each swept key "
                        "one value"))
+    if multirun and check and not cfg_part:
+        check_jobs(command_function(check), composition.jobs, composition.lists)
 
     argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
     key = INTO_RUN.get(command)
@@ -264,7 +295,7 @@ def launch(
 
     @hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")
     def _task(cfg: Any) -> Any:
-        return run_command_function(target, cfg, dirs)
+        return run_command_function(target, cfg, dirs, composition.lists)
 
     saved = sys.argv
     sys.argv = argv

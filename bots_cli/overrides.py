@@ -11,15 +11,26 @@ composed once with Hydra's own config loader (the same search path as `bots <com
   which pass their keys on as they are;
 - `logger=none` for a command without that group: the groups the command has.
 
-With `-m`, every value of every sweep is composed once (the others at their first value), so a
-bad value anywhere in a sweep is refused before its first job starts.
+With `-m`, every job of the sweep is composed (every combination of the swept values, those of
+an experiment's `hydra.sweeper.params` included), so a bad value anywhere in a sweep is refused
+before its first job starts; `compose_overrides` hands the jobs' configs on for the command's own
+checks.
+
+`~key` deletes only what may be absent: a key of a `FREE_FORM` section or the optional
+`experiment` group; deleting a setting a command reads is one line, not a KeyError later.
+
+A list setting (its default is a list, or it is in `NULL_LISTS`) given one bare value is a list
+of that one value: `sampling.stop=STOP` is ['STOP'], never the characters S, T, O, P
+(`as_lists`, applied to every job's config before the command reads it).
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +39,12 @@ from bots_cli.errors import UserError
 # Sections whose keys are passed on as they are (documented in their config files): `+` may add
 # keys there. trainer.trl.args: any GRPOConfig field; domain.columns: extra task-table columns.
 FREE_FORM = ("trainer.trl.args", "domain.columns")
+# Settings that hold a list although their default is null (every setting whose default is a
+# list is one too), as dotted paths or path endings: `success.reward_range` is
+# `selector.success.reward_range` and `compare.<name>.success.reward_range` alike.
+NULL_LISTS = ("train.levels", "evaluate.steps", "evaluate.domains", "success.reward_range")
+# Config groups that may be left out with `~group` (their default is none).
+OPTIONAL_GROUPS = ("experiment",)
 _QUOTED = re.compile(r"'([^']*)'")
 
 
@@ -64,28 +81,35 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _variants(parsed: list[Any]) -> list[list[str]]:
-    """The job overrides to compose: the first value of every sweep, then each other value of
-    each sweep once (a sweep's values are checked without composing every combination)."""
-    fixed = [o.input_line for o in parsed]
-    sweeps = [(i, o) for i, o in enumerate(parsed) if o.is_sweep_override()]
-    if not sweeps:
-        return [fixed]
-    values = {}
-    for i, o in sweeps:
-        if not o.is_discrete_sweep():
-            fixed[i] = ""  # interval sweeps are for optimizer sweepers; they choose the values
-            continue
-        key = o.get_key_element()
-        values[i] = [f"{key}={v}" for v in o.sweep_string_iterator()]
-        if not values[i]:
-            raise UserError(f"{o.input_line}: the sweep has no values")
-        fixed[i] = values[i][0]
-    out = [[x for x in fixed if x]]
-    for i, vals in values.items():
-        for v in vals[1:]:
-            out.append([v if j == i else x for j, x in enumerate(fixed) if x])
-    return out
+def _jobs(parsed: list[Any]) -> list[list[str]]:
+    """The overrides of every job, as Hydra's basic sweeper makes them: every combination of the
+    swept values (interval sweeps are for optimizing sweepers, which choose the values)."""
+    choices: list[list[str]] = []
+    for o in parsed:
+        if not o.is_sweep_override():
+            choices.append([o.input_line])
+        elif o.is_discrete_sweep():
+            key = o.get_key_element()
+            values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            if not values:
+                raise UserError(f"{o.input_line}: the sweep has no values")
+            choices.append(values)
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def _config_sweeps(cfg: Any, parsed: list[Any], loader: Any) -> list[Any]:
+    """The sweeps an experiment file declares (`hydra.sweeper.params`) that the command line
+    does not override, parsed, as Hydra's basic sweeper adds them."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) if cfg else None
+    if not params:
+        return []
+    given = {o.key_or_group for o in parsed}
+    declared = OmegaConf.to_container(params)
+    assert isinstance(declared, dict)
+    lines = [f"{k!s}={v}" for k, v in declared.items() if str(k) not in given]
+    return _parse(lines, loader)
 
 
 def _compose(loader: Any, name: str, overrides: list[str]) -> Any:
@@ -202,10 +226,27 @@ def _check_added_keys(command: str, loader: Any, name: str, overrides: list[str]
         raise UserError(f"{line}: {_unknown_key(command, key, schema)}")
 
 
+@dataclass
+class Composition:
+    """What the overrides compose to: the first job's config (Hydra's node included), with -m
+    every job's config and overrides, and the list settings of the command (`as_lists`)."""
+
+    first: Any
+    jobs: list[tuple[list[str], Any]] = field(default_factory=list)
+    lists: set[str] = field(default_factory=set)
+
+
 def check_overrides(command: str, name: str, overrides: list[str], *, conf_dir: Path,
                     multirun: bool = False, extra_dir: Path | None = None) -> Any:
-    """Compose `<conf_dir>/<name>.yaml` with `overrides` (each sweep value with -m); the
-    composed config of the first job (Hydra's node included), or one `UserError` line."""
+    """The composed config of the first job (see `compose_overrides`), or one `UserError`."""
+    return compose_overrides(command, name, overrides, conf_dir=conf_dir, multirun=multirun,
+                             extra_dir=extra_dir).first
+
+
+def compose_overrides(command: str, name: str, overrides: list[str], *, conf_dir: Path,
+                      multirun: bool = False, extra_dir: Path | None = None) -> Composition:
+    """Compose `<conf_dir>/<name>.yaml` with `overrides` (every job of a sweep with -m), or one
+    `UserError` line."""
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -213,32 +254,125 @@ def check_overrides(command: str, name: str, overrides: list[str], *, conf_dir: 
     loader = _loader(conf_dir, extra_dir)
     job = f"hydra.job.name={command}"
     parsed = _parse(overrides, loader)
-    try:
-        variants = _variants(parsed) if multirun else [[o.input_line for o in parsed]]
-    except HydraException as err:
-        raise UserError(f"cannot expand the sweep: {_first_line(err)}") from None
-    first = None
-    for variant in variants:
+    _check_deletions(command, parsed, loader, name, job)
+
+    def compose(variant: list[str]) -> Any:
         try:
             cfg = _compose(loader, name, [*variant, job])
         except (HydraException, OmegaConfBaseException) as err:
-            try:
-                base = _compose(loader, name, [job])
+            groups = [o for o in variant if _is_group(loader, o)]
+            try:  # the schema of this job's groups (selector=uniform has no selector.rho)
+                base = _compose(loader, name, [*groups, job])
             except (HydraException, OmegaConfBaseException):
-                base = None
-            raise UserError(_composition_error(command, err, base)) from None
+                try:
+                    base = _compose(loader, name, [job])
+                except (HydraException, OmegaConfBaseException):
+                    base = None
+            where = f" (with {' '.join(groups)})" if groups and multirun else ""
+            raise UserError(_composition_error(command, err, base) + where) from None
         try:
             _check_added_keys(command, loader, name, [*variant, job], _parse(variant), cfg)
         except (HydraException, OmegaConfBaseException):
             pass  # the schema does not compose without the `+` keys: Hydra decides
-        first = cfg if first is None else first
-    sweeper = OmegaConf.select(first, "hydra.sweeper._target_", default="") if first else ""
+        return cfg
+
+    try:
+        jobs = _jobs(parsed) if multirun else [[o.input_line for o in parsed]]
+        first_variant = jobs[0]
+        first = compose(first_variant)
+        sweeper = str(OmegaConf.select(first, "hydra.sweeper._target_", default=""))
+        basic = sweeper.endswith(".BasicSweeper")
+        if multirun and basic:
+            declared = _config_sweeps(first, parsed, loader)
+            if declared:
+                jobs = _jobs([*declared, *parsed])
+    except HydraException as err:
+        raise UserError(f"cannot expand the sweep: {_first_line(err)}") from None
     ranged = [o.input_line for o in parsed if o.is_sweep_override() and not o.is_discrete_sweep()]
-    if multirun and ranged and str(sweeper).endswith(".BasicSweeper"):
+    if multirun and ranged and basic:
         raise UserError(f"{ranged[0]}: Hydra's basic sweeper runs lists of values only; an "
                         "interval needs an optimizing sweeper (hydra/sweeper=optuna, installed "
                         "as hydra-optuna-sweeper)")
-    return first
+    out = Composition(first=first)
+    groups: dict[tuple[str, ...], None] = {(): None}  # the group choices of the jobs
+    for variant in jobs:
+        cfg = first if variant == first_variant else compose(variant)
+        out.jobs.append((variant, cfg))
+        groups[tuple(o for o in variant if _is_group(loader, o))] = None
+    for choice in groups:
+        try:
+            out.lists |= list_settings(_compose(loader, name, [*choice, job]))
+        except (HydraException, OmegaConfBaseException):
+            pass
+    return out
+
+
+def _is_group(loader: Any, override: str) -> bool:
+    key = override.split("=", 1)[0].lstrip("+~")
+    return bool(loader.repository.group_exists(key.split("@")[0]))
+
+
+def _check_deletions(command: str, parsed: list[Any], loader: Any, name: str, job: str) -> None:
+    """`~key` may delete only what a command can do without: a key of a free-form section, a
+    key added with `+`, or an optional group."""
+    added = {o.key_or_group for o in parsed if o.is_add() or o.is_force_add()}
+    for o in parsed:
+        if not o.is_delete():
+            continue
+        key = o.key_or_group
+        if (key in OPTIONAL_GROUPS or key in added
+                or any(key.startswith(f + ".") for f in FREE_FORM)):
+            continue
+        if loader.repository.group_exists(key):
+            raise UserError(f"{o.input_line}: bots {command} needs a {key}; choose another "
+                            f"option ({key}=...) instead of deleting it")
+        raise UserError(f"{o.input_line}: bots {command} reads {key}; set it ({key}=...) "
+                        "instead of deleting it")
+
+
+def list_settings(cfg: Any) -> set[str]:
+    """The dotted paths of a composed config's list settings: those whose value is a list
+    (their default, when `cfg` is composed without value overrides) and those of `NULL_LISTS`."""
+    from omegaconf import DictConfig, ListConfig
+
+    out: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            if path == "hydra" or path in FREE_FORM:
+                continue
+            child = node._get_node(key)
+            if isinstance(child, ListConfig) or any(
+                    path == n or path.endswith("." + n) for n in NULL_LISTS):
+                out.add(path)
+            elif isinstance(child, DictConfig) and not child._is_none() \
+                    and not child._is_interpolation():
+                walk(child, path + ".")
+
+    if cfg is not None:
+        walk(cfg, "")
+    return out
+
+
+def as_lists(cfg: Any, paths: set[str]) -> None:
+    """Make each list setting of `cfg` given one bare value a list of that value (in place);
+    a section given for a list is one `UserError` line."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+    for path in sorted(paths):
+        parent_path, _, key = path.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_path, default=None) if parent_path else cfg
+        if not isinstance(parent, DictConfig) or key not in parent:
+            continue
+        node = parent._get_node(key)
+        if node is None or isinstance(node, ListConfig) or node._is_none() \
+                or node._is_interpolation():
+            continue
+        if isinstance(node, DictConfig):
+            raise UserError(f"{path} is a list, not a section; write {path}=[a,b]")
+        with open_dict(parent):
+            parent[key] = [node._value()]
 
 
 def resolved_dir(cfg: Any, key: str) -> str | None:

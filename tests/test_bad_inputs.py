@@ -61,17 +61,29 @@ def test_a_successful_run_leaves_no_empty_log(scratch: Path) -> None:
     assert not [p for p in scratch.rglob("*.log") if p.stat().st_size == 0]
 
 
-def test_a_sweep_keeps_its_finished_jobs_and_drops_the_refused_one(scratch: Path) -> None:
-    out = run_bots("simulate", "-m", "lambda=0.1,2", *SMALL, cwd=scratch)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip().endswith("error: lambda (forgetting factor) must be in [0, 1], "
-                                       "got 2")
-    [sweep] = list((scratch / "outputs" / "multirun" / "simulate").glob("*/*"))
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
-    assert (sweep / "0" / "summary.json").is_file()
-    refused = run_bots("simulate", "-m", "lambda=2,0.1", *SMALL, cwd=scratch)
-    assert refused.returncode == 2
-    assert [p.parent.name for p in scratch.rglob("multirun.yaml")] == [sweep.name]
+def test_a_sweep_with_one_bad_job_starts_none(scratch: Path) -> None:
+    """Every job of a sweep is checked before the first starts (issue 23, item 7)."""
+    out = run_bots("simulate", "-m", "lambda=0.1,2,0.3", *SMALL, cwd=scratch)
+    one_line_error(out, "lambda (forgetting factor) must be in [0, 1], got 2 (job 1 of the "
+                        "sweep: lambda=2); no job was started")
+    assert not (scratch / "outputs").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train.group_size=4,1"], "train.group_size must be ≥ 2, got 1: GRPO's advantages compare "
+                               "the completions of one task with each other (job 1 of the "
+                               "sweep: train.group_size=1)"),
+    (["train.batch_size=4,6", "train.mini_batch_size=2,4"],  # only one combination is bad
+     "train.mini_batch_size (4) must divide train.batch_size (6): each optimizer step takes an "
+     "equal share of the batch (job 3 of the sweep: train.batch_size=6 "
+     "train.mini_batch_size=4)"),
+    (["experiment=demo", "train.lr=1e-5,-1"],  # the experiment sweeps selector=bots,uniform
+     "train.lr must be > 0, got -1 (job 1 of the sweep: selector=bots train.lr=-1)"),
+])
+def test_every_job_of_a_training_sweep_is_checked_first(scratch: Path, args: list[str],
+                                                        message: str) -> None:
+    one_line_error(run_bots("train", "-m", *args, cwd=scratch), message)
+    assert not (scratch / "outputs").exists()
 
 
 def test_resume_of_a_missing_directory_creates_nothing(scratch: Path) -> None:
@@ -237,3 +249,84 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == [err.strip()] and "Traceback" not in err
     assert err.startswith("interrupted: bots simulate stopped; its run directory is ")
+
+
+# -- issue 23 item 1: one bare value for a list setting is a list of that value ---------------
+
+@pytest.mark.parametrize(("command", "overrides", "message"), [
+    ("evaluate", ["evaluate.domains=bogus"], "evaluate.domains: no domain 'bogus' (known: "),
+    ("train", ["train.levels=99"], "train.levels: no task of the train split has level 99"),
+    ("simulate", ["selector.prior=abc"], "selector.prior must be a pair (a0, b0), got ('abc',)"),
+    ("simulate", ["compare.mopps.prior=7"], "compare.mopps.prior must be a pair (a0, b0)"),
+    ("train", ["train.levels={a: 1}"], "train.levels is a list, not a section; write "
+                                        "train.levels=[a,b]"),
+])
+def test_a_bare_value_for_a_list_setting_is_one_element(scratch: Path, command: str,
+                                                         overrides: list[str],
+                                                         message: str) -> None:
+    one_line_error(run_bots(command, *overrides, cwd=scratch), message)
+    assert not (scratch / "outputs").exists()
+
+
+def test_a_bare_split_exports_that_split(scratch: Path) -> None:
+    out = run_bots("export", "export.splits=eval", "export.out_dir=out",
+                   "export.references=none", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert files_under(scratch / "out") == {"eval.parquet"}
+
+
+def test_list_settings_of_every_command_take_a_bare_value() -> None:
+    """The class, in-process: every setting whose default is a list (or that NULL_LISTS names)
+    becomes a one-element list, whichever command and config group it belongs to."""
+    from bots_cli.launch import config_dir
+    from bots_cli.overrides import as_lists, compose_overrides
+
+    cases = {
+        "train": ["sampling.stop=STOP1", "train.betas=0.9", "logger=wandb", "logger.tags=mine",
+                  "trainer=trl", "trainer.trl.report_to=tensorboard", "train.levels=5",
+                  "selector.success.reward_range=1", "model.build.level_weights=2"],
+        "evaluate": ["evaluate.steps=abc", "evaluate.domains=logic"],
+        "export": ["export.splits=train"],
+        "report": ["report.runs=some/run"],
+    }
+    for command, overrides in cases.items():
+        composed = compose_overrides(command, command, overrides, conf_dir=config_dir())
+        cfg = composed.first
+        as_lists(cfg, composed.lists)
+        for override in overrides:
+            key, value = override.split("=")
+            if key in ("logger", "trainer"):
+                continue
+            got = cfg
+            for part in key.split("."):
+                got = got[part]
+            assert list(got) == [yaml.safe_load(value)], (command, key, got)
+
+
+# -- issue 23 items 6, 8, 11: a setting that would be silently wrong or ignored is refused ------
+
+@pytest.mark.parametrize(("command", "override", "message"), [
+    ("train", "selector.success.threshold=2", "selector.success.threshold=2: the domains' "
+                                              "rewards lie in [0, 1], so every completion "
+                                              "would count as a failure"),
+    ("train", "selector.success.threshold=0", "selector.success.threshold=0: the domains' "
+                                              "rewards lie in [0, 1], so every completion "
+                                              "would count as a success"),
+    ("simulate", "selector.success.threshold=0.5", "selector.success.threshold=0.5: bots "
+                                                   "simulate's rollouts are successes (0 or 1) "
+                                                   "already"),
+    ("simulate", "compare.uniform.success.reward_range=[0,2]",
+     "compare.uniform.success.reward_range=[0, 2]: bots simulate's rollouts are successes"),
+    ("train", "sampling.temperature=0", "sampling.temperature=0 gives every completion of a "
+                                        "group the same text"),
+    ("train", "trainer=trl sampling.temperature=0", "sampling.temperature=0 gives every "
+                                                    "completion of a group the same text"),
+    ("train", "model.dtype=int8", "model.dtype=int8: bots train sets the policy's dtype from "
+                                  "train.precision"),
+    ("train", "model.dtype=float16", "model.dtype=float16: bots train sets the policy's dtype"),
+])
+def test_settings_that_would_be_wrong_or_ignored_are_refused(scratch: Path, command: str,
+                                                             override: str,
+                                                             message: str) -> None:
+    one_line_error(run_bots(command, *override.split(), cwd=scratch), message)
+    assert not (scratch / "outputs").exists()

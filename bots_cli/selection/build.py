@@ -192,3 +192,29 @@ def build_selector(
         return BUILDERS[name](resolved, n_tasks, weak, strong, seed, columns)
     except InvalidValue as err:
         raise InvalidValue(f"{key}.{err}") from None
+
+
+def check_selector_config(cfg: Mapping[str, Any], *, group_size: int,
+                          key: str = "selector") -> None:
+    """A selector config's hyperparameters checked without a task pool (before a sweep's first
+    job, or before a run loads anything): it is built on a stand-in pool of a few tasks with
+    pass rates of 0.5, the groups and knn plug-ins on a stand-in column. What depends on the
+    pool itself (its size, its columns, its reference profiles) is checked when it is loaded."""
+    from bots_cli.checks import check_int
+
+    spec = dict(cfg)
+    n = 4
+    columns: dict[str, Any] = {"prompt": [f"task {i}" for i in range(n)]}
+    implicit = spec.get("implicit")
+    if implicit is not None:
+        implicit = dict(implicit)
+        name = check_choice(f"{key}.implicit.name", implicit.get("name"), IMPLICIT)
+        if name == "knn":
+            check_int(f"{key}.implicit.k", implicit.get("k"), lo=1)
+        if name != "interpolation":  # forget and smoothing are checked by the groups plug-in
+            implicit.update(name="groups", column="group")
+            columns["group"] = np.zeros(n, dtype=np.int64)
+        spec["implicit"] = implicit
+    rates = np.full(n, 0.5)
+    build_selector(spec, n_tasks=n, weak=rates, strong=rates, seed=0, group_size=group_size,
+                   key=key, columns=columns)

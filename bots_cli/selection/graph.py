@@ -37,9 +37,9 @@ def knn_graph(vectors: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.neighbors import NearestNeighbors
 
     n = vectors.shape[0]
-    k = check_int("selector.implicit.k", k, lo=1)
+    k = check_int("implicit.k", k, lo=1)
     if n < 2:
-        raise InvalidValue("selector.implicit.k: the knn plug-in needs at least two tasks")
+        raise InvalidValue("implicit.k: the knn plug-in needs at least two tasks")
     k = min(k, n - 1)
     search = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute")
     search.fit(vectors)
@@ -59,19 +59,19 @@ def task_vectors(columns: Any, column: str | None) -> Any:
     `columns["prompt"]` when `column` is None."""
     if column is not None:
         if column not in columns:
-            raise InvalidValue(f"selector.implicit.column={column}: the task table has no such "
-                               "column")
+            raise InvalidValue(f"implicit.column={column}: the task table has no such column "
+                               f"(its columns: {', '.join(str(c) for c in columns)})")
         rows = [np.asarray(v, dtype=np.float64) for v in columns[column]]
         dims = {r.shape for r in rows}
         if len(dims) != 1 or len(next(iter(dims))) != 1:
-            raise InvalidValue(f"selector.implicit.column={column} must hold one vector of the "
+            raise InvalidValue(f"implicit.column={column} must hold one vector of the "
                                f"same length per task, got shapes {sorted(dims)[:3]}")
         out = np.stack(rows)
         if not np.isfinite(out).all():
-            raise InvalidValue(f"selector.implicit.column={column} has NaN or inf values")
+            raise InvalidValue(f"implicit.column={column} has NaN or inf values")
         return out
     if "prompt" not in columns:
-        raise InvalidValue("selector.implicit.name=knn without implicit.column needs the tasks' "
+        raise InvalidValue("implicit.name=knn without implicit.column needs the tasks' "
                            "prompts (TF-IDF); none were given")
     _sklearn()
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -82,5 +82,5 @@ def task_vectors(columns: Any, column: str | None) -> Any:
     try:
         return vectorizer.fit_transform(texts)
     except ValueError as err:  # every prompt empty
-        raise InvalidValue(f"selector.implicit.name=knn: the prompts have no text to compare "
-                           f"({err}); give a vector column in selector.implicit.column") from None
+        raise InvalidValue(f"implicit.name=knn: the prompts have no text to compare "
+                           f"({err}); give a vector column in implicit.column") from None

@@ -109,26 +109,39 @@ def run_one(
     return rows, curve
 
 
-def simulate(cfg: Any) -> dict[str, Any]:
-    """Run every selector on `simulate.seeds` worlds; write curves, summary, plot; print a table."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+@dataclass
+class Simulation:
+    """A checked `bots simulate` config: what runs, on which worlds."""
 
+    world: WorldParams
+    sim: SimParams
+    seed0: int
+    configs: dict[str, tuple[str, Any]]  # selector name -> (config key, config)
+    probe: World  # the first seed's world, on which every selector was built once
+
+
+def check_config(cfg: Any) -> Simulation:
+    """Every value of a `bots simulate` config checked (each selector built once on the first
+    seed's world), before anything is written; a bad value is one `UserError` line."""
     check_range("lambda (forgetting factor)", cfg["lambda"], 0.0, 1.0)
     world_params = WorldParams.from_config(cfg.world)
     sim = SimParams.from_config(cfg.simulate, world_params)
     seed0 = check_int("seed", cfg.seed, lo=0)
     configs = selector_configs(cfg)
+    for key, sel_cfg in configs.values():
+        _check_success(key, sel_cfg)
     if not world_params.references:  # compared selectors that need references sit this out
         from bots_cli.selection.build import needs_references
 
+        if needs_references(cfg.selector):
+            raise InvalidValue(f"selector={cfg.selector.name} reads reference pass rates, and "
+                               "world.references=false has none; choose a selector without "
+                               "them (selector=mopps, uniform, or selector.rho=0), or set "
+                               "world.references=true")
         skipped = [n for n, (key, c) in configs.items() if key != "selector"
                    and needs_references(c)]
         for name in skipped:
             del configs[name]
-        if skipped:
-            print(f"world.references=false: not comparing {', '.join(skipped)} (they read "
-                  "reference pass rates)")
     if sim.baseline not in configs:
         raise InvalidValue(f"simulate.baseline ({sim.baseline!r}) must be one of the compared "
                            f"selectors: {', '.join(configs)}")
@@ -136,6 +149,32 @@ def simulate(cfg: Any) -> dict[str, Any]:
     probe = World.generate(world_params, seed0)
     for key, sel_cfg in configs.values():
         _build(sel_cfg, probe, seed0, sim.group_size, key)
+    return Simulation(world_params, sim, seed0, configs, probe)
+
+
+def _check_success(key: str, sel_cfg: Any) -> None:
+    """The simulated rollouts are successes (0 or 1) already: a rule mapping rewards to
+    successes (`selector.success`) would change nothing, so setting one is refused."""
+    success = sel_cfg.get("success") or {}
+    for name, value in success.items():
+        if value is not None:
+            raise InvalidValue(f"{key}.success.{name}={value}: bots simulate's rollouts are "
+                               "successes (0 or 1) already, so no reward is mapped; drop it "
+                               "(it applies to bots train)")
+
+
+def simulate(cfg: Any) -> dict[str, Any]:
+    """Run every selector on `simulate.seeds` worlds; write curves, summary, plot; print a table."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    checked = check_config(cfg)
+    world_params, sim, seed0 = checked.world, checked.sim, checked.seed0
+    configs, probe = checked.configs, checked.probe
+    skipped = [n for n in selector_configs(cfg) if n not in configs]
+    if skipped:
+        print(f"world.references=false: not comparing {', '.join(skipped)} (they read "
+              "reference pass rates)")
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

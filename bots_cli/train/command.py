@@ -40,6 +40,51 @@ def _resumed_config(cfg: Any, run_dir: Path) -> Any:
     return saved
 
 
+TRAINERS = ("native", "trl")
+MODEL_DTYPES = ("auto",)  # the policy's dtype comes from train.precision
+
+
+def check_config(cfg: Any) -> None:
+    """Every value of a `bots train` config that can be checked without the data or a model:
+    the train, sampling and selector settings, the success rule, the trainer's options. Called
+    at the start of every run (a resumed one on its saved config) and, with -m, on every job of
+    the sweep before the first starts; a bad value is one `UserError` line."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.checks import check_int, check_range
+    from bots_cli.engines import SamplingParams
+    from bots_cli.selection.build import check_selector_config
+    from bots_cli.selection.feedback import SuccessRule
+    from bots_cli.train.settings import TrainSettings
+
+    check_range("lambda (forgetting factor)", cfg["lambda"], 0.0, 1.0)
+    check_int("seed", cfg.seed, lo=0)
+    s = TrainSettings.from_config(cfg.train)
+    sampling = SamplingParams.from_config(cfg.sampling)
+    if sampling.temperature == 0:
+        raise UserError("sampling.temperature=0 gives every completion of a group the same "
+                        "text, so GRPO has no signal to learn from; use a temperature > 0 "
+                        "(evaluate.temperature=0 is for greedy evaluation)")
+    rule = SuccessRule.from_config(cfg.selector.success)
+    if rule.threshold is not None and not 0.0 < rule.threshold <= 1.0:
+        raise UserError(f"selector.success.threshold={cfg.selector.success.threshold}: the "
+                        "domains' rewards lie in [0, 1], so every completion would count as "
+                        f"{'a failure' if rule.threshold > 1 else 'a success'}; use a "
+                        "threshold in (0, 1]")
+    dtype = str(OmegaConf.select(cfg, "model.dtype", default="auto"))
+    if dtype not in MODEL_DTYPES:
+        raise UserError(f"model.dtype={dtype}: bots train sets the policy's dtype from "
+                        "train.precision (auto | fp32 | bf16-mixed | bf16); drop model.dtype")
+    check_selector_config(cfg.selector, group_size=s.group_size)
+    trainer = str(OmegaConf.select(cfg, "trainer.name", default="native"))
+    if trainer not in TRAINERS:
+        raise UserError(f"trainer must be native or trl, got {trainer!r}")
+    if trainer == "trl":
+        from bots_cli.train.trl_backend import check_trl_options
+
+        check_trl_options(cfg.trainer.get("trl"))
+
+
 def start_run(cfg: Any) -> tuple[Path, Any, bool]:
     """(run directory, the run's config, whether it resumes); a new run's config.yaml is
     written here, a resumed run's config is read back."""
@@ -57,10 +102,12 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
             # Refused here, before the pool, the references or a model are loaded.
             raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
                             "new run")
+        check_config(cfg)
     else:
         if (run_dir / "metrics.jsonl").exists():
             raise UserError(f"{run_dir} already holds a training run; continue it with "
                             f"resume={run_dir}, or choose another run directory")
+        check_config(cfg)
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return run_dir, cfg, resuming
 
