@@ -28,7 +28,7 @@ from bots_cli.profile.table import read_profile
 from bots_cli.selection.build import build_selector
 from bots_cli.train.settings import TrainSettings
 from bots_cli.train.trl_backend import plan_steps
-from tests.conftest import run_bots
+from tests.conftest import REPO, run_bots
 from tests.trainworld import (
     STEP_KEYS,
     kill_once_saved,
@@ -250,3 +250,106 @@ def test_plan_maps_batches_onto_trl_steps() -> None:
         plan_steps(_settings(), None, 3)
     with pytest.raises(UserError, match="set one of them"):
         plan_steps(_settings(micro_batch_size=16), 8, 2)
+
+
+def _llama_style_model(root: Path) -> Path:
+    """A random two-layer Llama whose tokenizer adds a BOS to every text it encodes (as Llama,
+    Gemma and Mistral tokenizers do) and whose chat template writes one too (Llama 3's)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    from bots_cli.models.tiny import byte_to_char
+
+    core = Tokenizer(models.BPE(vocab={c: b for b, c in byte_to_char().items()}, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(["<|begin_of_text|>", "<|eot_id|>", "<|pad|>",
+                             "<|start_header_id|>", "<|end_header_id|>"])
+    bos = core.token_to_id("<|begin_of_text|>")
+    core.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", bos)])
+    template = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}"
+                "<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>{% endfor %}"
+                "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+                "{% endif %}")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<|pad|>", padding_side="left", chat_template=template,
+        clean_up_tokenization_spaces=False)
+    assert tokenizer("1+1=")["input_ids"][0] == bos  # it adds a BOS to text
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=bos, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    path = root / "llama-style"
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+# `bots train` with every `generate` call's prompt (the unpadded ids the model conditions on)
+# appended to $PROMPT_IDS: TRL's rollouts (model in training mode) and the held-out evaluation.
+GENERATE_SPY = """
+import json, os, sys
+from transformers.generation.utils import GenerationMixin
+original = GenerationMixin.generate
+def generate(self, *args, **kwargs):
+    ids, mask = kwargs["input_ids"].tolist(), kwargs["attention_mask"].tolist()
+    with open(os.environ["PROMPT_IDS"], "a") as f:
+        for row, keep in zip(ids, mask):
+            f.write(json.dumps({"training": self.training,
+                                "ids": [t for t, k in zip(row, keep) if k]}) + "\\n")
+    return original(self, *args, **kwargs)
+GenerationMixin.generate = generate
+from bots_cli.cli import main
+main()
+"""
+
+
+def test_trl_trains_on_the_prompt_tokens_evaluation_and_the_length_check_see(
+        tmp_path: Path) -> None:
+    """With a tokenizer that adds a BOS and a chat template that writes one, a task's prompt is
+    the same token ids in TRL's rollouts, in the held-out evaluation and in the prompt-length
+    check: one BOS, not two."""
+    from bots_cli.models.loading import load_tokenizer, render_prompt_for_model
+    from bots_cli.train.pool import prompt_lengths
+
+    model = _llama_style_model(tmp_path)
+    tasks = tmp_path / "tasks.jsonl"
+    pd.DataFrame(train_tasks("t")[:4]).to_json(tasks, orient="records", lines=True)
+    spy = tmp_path / "prompt_ids.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-c", GENERATE_SPY, "train", TRL, f"model.path={model}",
+         "selector=uniform", f"domain.data.train={tasks}", f"domain.data.eval={tasks}",
+         "train.steps=1", "train.batch_size=2", "train.group_size=2", "train.eval_every=1",
+         "train.eval_tasks=4", "train.eval_n=1", "train.live=false", "sampling.max_new_tokens=2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PROMPT_IDS": str(spy)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    calls = [json.loads(line) for line in spy.read_text().splitlines()]
+    trained = {tuple(c["ids"]) for c in calls if c["training"]}
+    evaluated = {tuple(c["ids"]) for c in calls if not c["training"]}
+    assert len(trained) == 2 and len(evaluated) == 4  # the batch's tasks; the held-out ones
+
+    tokenizer = load_tokenizer(model)
+    from bots_cli.domains import load_domain
+
+    dom = load_domain("arith", OmegaConf.load(REPO / "conf" / "domain" / "arith.yaml"))
+    prompts = [render_prompt_for_model(tokenizer, dom.render_messages(task))
+               for task in train_tasks("t")[:4]]
+    lengths = dict(zip(prompts, prompt_lengths(prompts, tokenizer), strict=True))
+    for ids in trained:
+        assert ids.count(tokenizer.bos_token_id) == 1, tokenizer.decode(list(ids))
+        assert ids in evaluated  # the same tokens as the evaluation of that task
+        text = tokenizer.decode(list(ids))
+        assert lengths[text] == len(ids)  # the length the start-up check measured

@@ -176,7 +176,8 @@ def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, A
 
 
 def training_dataset(pool: Any, dom: Any, tokenizer: Any) -> Any:
-    """The pool as TRL's dataset: `task_id` and the prompt text the native loop renders."""
+    """The pool as TRL's dataset: `task_id` and the prompt text the native loop renders (the
+    chat template applied; the trainer tokenizes it without adding special tokens)."""
     from datasets import Dataset
 
     from bots_cli.models.loading import render_prompt_for_model
@@ -211,11 +212,23 @@ def latest_trl_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
 
 
 def _trainer_class() -> Any:
-    """BotsGRPOTrainer with the native loop's phase timers (time/rollout, time/reward)."""
+    """BotsGRPOTrainer with the native loop's phase timers (time/rollout, time/reward), fed the
+    prompts as `training_dataset` renders them."""
     from bots_cli.integrations.trl import BotsGRPOTrainer
 
     class TimedBotsGRPOTrainer(BotsGRPOTrainer):
         phase_seconds: dict[str, float]
+
+        def _tokenize_prompts(self, prompts: list[Any]) -> Any:
+            """The prompt text is already the model's chat template (which writes any BOS
+            itself), so it is tokenized without special tokens, as the evaluation and the
+            prompt-length check tokenize it: TRL 1.16 would add a second BOS (Llama, Gemma,
+            Mistral tokenizers)."""
+            if not prompts or not isinstance(prompts[0], str):
+                return super()._tokenize_prompts(prompts)
+            tokenizer: Any = self.processing_class  # a tokenizer: text prompts, no images
+            ids = tokenizer(text=prompts, add_special_tokens=False)["input_ids"]
+            return ids, None, {}  # (prompt ids, images, multimodal fields), as TRL's text path
 
         def _timed(self, name: str, call: Any, *args: Any) -> Any:
             start = time.perf_counter()

@@ -15,11 +15,15 @@ from typing import Any
 
 from bots_cli.train.settings import TrainSettings
 
-# TRL's logged names -> the native loop's names (metrics.jsonl compares across trainers).
+# TRL's logged names -> the native loop's names (metrics.jsonl compares across trainers); the
+# last five are BotsGRPOTrainer's own, logged without `train/` as TRL's are (wandb prefixes it).
 RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl",
            "grad_norm": "train/grad_norm", "clip_ratio/region_mean": "train/clip_frac",
            "learning_rate": "train/lr", "completions/mean_length": "train/response_len",
-           "completions/clipped_ratio": "train/truncated_share"}
+           "completions/clipped_ratio": "train/truncated_share", "etr": "train/etr",
+           "zero_variance_share": "train/zero_variance_share",
+           "sampling_rounds": "train/sampling_rounds", "rollouts": "train/rollouts",
+           "tokens": "train/tokens"}
 
 COUNTS = ("train/rollouts", "train/tokens", "train/sampling_rounds")  # whole numbers in the rows
 
@@ -173,12 +177,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         for key, value in logs.items():
             if not isinstance(value, (int, float)) or key == "epoch":
                 continue
-            if key in COUNTS:
-                row[key] = int(value)
-            elif key.startswith(("train/", "selector/")):
-                row[key] = value
-            else:
-                row[RENAMED.get(key, f"trl/{key}")] = value
+            name = RENAMED.get(key, key if key.startswith("selector/") else f"trl/{key}")
+            row[name] = int(value) if name in COUNTS else value
         row.update(self._pending)
         self._pending = {}
         self.log.log(step, row)

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("trl")
+
+from transformers import TrainerCallback
 
 from bots_cli.errors import InvalidValue
 from bots_cli.integrations.trl import (
@@ -74,6 +77,8 @@ def test_selector_is_told_exactly_the_rewards_trl_computed(tmp_path: Path) -> No
     reward = RecordingReward()
     trainer = make_trainer(tmp_path, reward=reward, per_device_train_batch_size=16,
                            steps_per_generation=2, gradient_accumulation_steps=1, max_steps=6)
+    logs = LoggedRows()
+    trainer.add_callback(logs)
     trainer.train()
     assert len(trainer.feedback) == len(reward.calls) == 3  # one generation per 2 steps
     replay = selector()
@@ -88,9 +93,25 @@ def test_selector_is_told_exactly_the_rewards_trl_computed(tmp_path: Path) -> No
         replay.update(fb.ids, fb.successes, fb.trials)
     np.testing.assert_array_equal(replay.alpha, trainer.selector.alpha)
     np.testing.assert_array_equal(replay.beta, trainer.selector.beta)
-    logged = [row for row in trainer.state.log_history if "train/etr" in row]
-    assert logged and {"train/zero_variance_share", "selector/capability",
-                       "selector/explored_share"} <= set(logged[-1])
+    # What TRL's logging hands its loggers, as wandb's callback names it (one `train/` prefix).
+    from transformers.integrations.integration_utils import rewrite_logs
+
+    wandb = [rewrite_logs(row) for row in logs.rows if "etr" in row]  # generation steps
+    assert wandb and {"train/etr", "train/zero_variance_share", "train/sampling_rounds",
+                      "train/rollouts", "train/tokens", "train/selector/capability",
+                      "train/selector/explored_share"} <= set(wandb[-1])
+    assert not [key for row in wandb for key in row if key.startswith("train/train/")]
+
+
+class LoggedRows(TrainerCallback):
+    """Every row TRL's logging hands the loggers (wandb, tensorboard, ...)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def on_log(self, args: object, state: object, control: object, logs: dict | None = None,
+               **kw: object) -> None:
+        self.rows.append(dict(logs or {}))
 
 
 def test_checkpoints_hold_the_selector_and_resume_continues_it(tmp_path: Path) -> None:
@@ -112,6 +133,42 @@ def test_checkpoints_hold_the_selector_and_resume_continues_it(tmp_path: Path) -
         again.train(resume_from_checkpoint=str(checkpoint))
 
 
+def test_checkpoints_end_generation_batches_whatever_the_accumulation(tmp_path: Path) -> None:
+    """A generation batch of 3 micro-batches under gradient accumulation 2 is used up only
+    every 3 optimizer steps (micro-batch 6); a checkpoint between would resume mid-batch."""
+    odd = dict(per_device_train_batch_size=4, steps_per_generation=3,
+               gradient_accumulation_steps=2, save_strategy="steps")
+    for steps in (1, 2):
+        with pytest.raises(ValueError, match=rf"save_steps \({steps}\) must be a multiple of 3"):
+            make_trainer(tmp_path / "refused", save_steps=steps, **odd)
+    trainer = make_trainer(tmp_path / "ok", save_steps=3, max_steps=3, **odd)
+    trainer.train()
+    saved = torch.load(tmp_path / "ok" / "checkpoint-3" / STATE_FILE, weights_only=False)
+    assert saved["generations"] == len(trainer.feedback) == 2  # both batches used up
+
+
+def test_keep_last_never_leaves_the_run_without_a_complete_checkpoint(tmp_path: Path) -> None:
+    """With save_total_limit=1 the older checkpoint goes only once the new one holds the
+    selector: here writing checkpoint-4's selector fails (once checkpoint-2 is saved, a
+    directory is put in its way), and checkpoint-2 is still there, complete."""
+    from bots_cli.train.checkpoint import trl_checkpoints
+
+    out = tmp_path / "checkpoints"
+
+    class InTheWay(TrainerCallback):
+        def on_save(self, args: object, state: object, control: object, **kw: object) -> None:
+            (out / "checkpoint-4" / STATE_FILE / "in-the-way").mkdir(parents=True, exist_ok=True)
+
+    trainer = make_trainer(out, max_steps=4, save_strategy="steps", save_steps=2,
+                           save_total_limit=1)
+    trainer.add_callback(InTheWay())
+    with pytest.raises(IsADirectoryError):
+        trainer.train()
+    assert trl_checkpoints(tmp_path) == {2: out / "checkpoint-2"}
+    for name in ("model.safetensors", "optimizer.pt", "trainer_state.json", "rng_state.pth"):
+        assert (out / "checkpoint-2" / name).is_file(), name
+
+
 def test_rewards_outside_the_unit_interval_need_a_rule(tmp_path: Path) -> None:
     with pytest.raises(InvalidValue, match="reward of 2 is outside"):
         make_trainer(tmp_path / "a", reward=RecordingReward(2.0), max_steps=1).train()
@@ -129,6 +186,50 @@ def _with(**kwargs: object) -> type:
     return Configured
 
 
+class FirstTaskUnscorable(RecordingReward):
+    """No reward (None, as TRL allows) for every completion of the first task of each call."""
+
+    def __call__(self, completions: list[str], task_id: list[str], **kw: object) -> list:
+        rewards = super().__call__(completions, task_id, **kw)
+        return [None if t == task_id[0] else r for t, r in zip(task_id, rewards, strict=True)]
+
+
+def test_dynamic_sampling_trains_the_informative_groups_when_one_is_unscorable(
+        tmp_path: Path) -> None:
+    """A group without a single reward is not evidence (task_evidence drops it), so the
+    rounds' feedback is shorter than their rows; the groups trained on are still exactly the
+    ones flagged `trained` (selections.parquet's column), told apart by the prompts TRL's loss
+    received."""
+    from collections import Counter
+
+    from bots_cli.models.tiny import build_tokenizer
+
+    task_of = dict(zip(dataset()["prompt"], dataset()["task_id"], strict=True))
+    decode = build_tokenizer().decode
+    seen: list[tuple[int, str]] = []  # (generation batch, task) of every row the loss received
+
+    class LossRows(_with(dynamic_sampling=True, max_rounds=8)):  # type: ignore[misc]
+        def _compute_loss(self, model: object, inputs: dict) -> object:
+            for ids, mask in zip(inputs["prompt_ids"].tolist(), inputs["prompt_mask"].tolist(),
+                                 strict=True):
+                text = decode([t for t, k in zip(ids, mask, strict=True) if k])
+                seen.append((self.generations, task_of[text]))
+            return super()._compute_loss(model, inputs)
+
+    reward = FirstTaskUnscorable()
+    trainer = make_trainer(tmp_path, reward=reward, trainer_cls=LossRows,
+                           per_device_train_batch_size=16, max_steps=2)
+    trainer.train()
+    unscorable = {task_ids[0] for task_ids, _ in reward.calls}
+    for generation in (1, 2):
+        rounds = [fb for fb in trainer.feedback if fb.generation == generation]
+        trained = [f"t{i}" for fb in rounds for i in fb.ids[fb.trained]]
+        assert len(trained) == 4 and all(fb.informative[fb.trained].all() for fb in rounds)
+        assert not unscorable & set(trained)
+        rows = Counter(task for g, task in seen if g == generation)
+        assert rows == Counter(trained * 4), generation  # a task may be drawn in two rounds
+
+
 def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no column 'task_id'"):
         make_trainer(tmp_path, ds=dataset().rename_column("task_id", "id"))
@@ -136,8 +237,10 @@ def test_refusals(tmp_path: Path) -> None:
         make_trainer(tmp_path, ds=dataset(ids=["t0"] * 40))
     with pytest.raises(ValueError, match="built for 30 tasks"):
         make_trainer(tmp_path, sel=selector(n=30))
-    with pytest.raises(ValueError, match=r"save_steps \(3\) must be a multiple of the 2"):
+    with pytest.raises(ValueError, match=r"save_steps \(3\) must be a multiple of 2: "):
         make_trainer(tmp_path, steps_per_generation=2, save_strategy="steps", save_steps=3)
+    with pytest.raises(ValueError, match=r"remove_unused_columns=False"):
+        make_trainer(tmp_path, remove_unused_columns=True).train()
     with pytest.raises(ValueError, match="map-style"):
         make_trainer(tmp_path, ds=dataset().to_iterable_dataset())
     with pytest.raises(UnsupportedVersion,

@@ -15,14 +15,15 @@ call to the original in each:
   every process, before the next batch is selected;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the selector's full state (posterior,
   capability estimate, random generator) is written into every checkpoint as `bots_selector.pt`
-  and restored on `resume_from_checkpoint`.
+  (before `save_total_limit` removes older checkpoints) and restored on `resume_from_checkpoint`.
 
 With `dynamic_sampling=True` (bots_cli/train/dynamic.py: DAPO-style, the same rule as the native
 loop) a generation batch runs in rounds: each round is one call of the original
 `_generate_and_score_completions` on freshly selected tasks and one selector update; then every
 process gathers the rounds' tensors, keeps the rows of the batch's groups (informative first) and
 takes its own share back (batches.py), so TRL's buffering, shuffling and loss see an ordinary
-batch. Text-only: a round carrying image tensors is refused.
+batch. A group is found by its task, not by its place in the round's feedback (which leaves out a
+group without a single reward). Text-only: a round carrying image tensors is refused.
 
 Every process builds the same selector (same seed) and receives the same gathered feedback, so
 the selections agree; each generation batch checks that they do and stops with an error if not
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.errors import UserError
+from bots_cli.errors import InvalidValue, UserError
 from bots_cli.selection.feedback import SuccessRule, task_evidence
 from bots_cli.train.checkpoint import TRL_STATE_FILE as STATE_FILE  # written into each checkpoint
 
@@ -132,11 +133,12 @@ class BotsGRPOTrainer(GRPOTrainer):
     `max_rounds` rounds (the module docstring; bots_cli/train/dynamic.py).
 
     Besides TRL's own metrics it logs, through TRL's logging (so wandb, tensorboard, ... see
-    them), `train/etr` (of every task selected, all rounds), `train/zero_variance_share` (of
-    the batch trained on), `train/sampling_rounds`, the cumulative
-    `train/rollouts` and `train/tokens` (completions and completion tokens generated),
+    them; wandb adds its `train/` prefix to every name), `etr` (of every task selected, all
+    rounds), `zero_variance_share` (of the batch trained on), `sampling_rounds`, the
+    cumulative `rollouts` and `tokens` (completions and completion tokens generated),
     `selector/explored_share` and, for BOTS, `selector/capability` and
-    `selector/posterior_mean_of_selected`.
+    `selector/posterior_mean_of_selected`. It needs `remove_unused_columns=False` (TRL's
+    default) and checkpoints on generation-batch boundaries (`save_steps`).
     """
 
     args: Any  # a trl.GRPOConfig (typed as transformers' TrainingArguments upstream)
@@ -185,6 +187,10 @@ class BotsGRPOTrainer(GRPOTrainer):
         if self.task_id_column not in ds.column_names:
             raise ValueError(f"train_dataset has no column {self.task_id_column!r} (columns: "
                              f"{', '.join(ds.column_names)}); pass task_id_column=<its id column>")
+        if self.args.remove_unused_columns:
+            raise InvalidValue(f"BotsGRPOTrainer needs GRPOConfig(remove_unused_columns=False) "
+                               f"(TRL's default): remove_unused_columns=True drops the "
+                               f"{self.task_id_column!r} column it finds each row's task by")
         ids = [str(t) for t in ds[self.task_id_column]]
         self.index = {t: i for i, t in enumerate(ids)}
         if len(self.index) != len(ids):
@@ -202,22 +208,31 @@ class BotsGRPOTrainer(GRPOTrainer):
         assert self.num_generations is not None
         return int(self.num_generations)
 
-    def optimizer_steps_per_generation(self) -> int:
-        """Optimizer steps between two generation batches."""
+    def optimizer_steps_per_boundary(self) -> int:
+        """The fewest optimizer steps that end on a generation-batch boundary: a batch lasts
+        g = steps_per_generation × num_iterations micro-batches and an optimizer step takes
+        gradient_accumulation_steps (a) of them, so optimizer step N ends a batch when N·a is a
+        multiple of g, i.e. when N is a multiple of g / gcd(g, a)."""
+        from math import gcd
+
         generate_every = self.args.steps_per_generation * self.num_iterations
-        return max(1, generate_every // self.args.gradient_accumulation_steps)
+        return generate_every // gcd(generate_every, self.args.gradient_accumulation_steps)
 
     def _check_save_steps(self) -> None:
         """A checkpoint between two generation batches would lose the rest of the batch on
         resume (TRL does not save its buffer), so checkpoints must fall on batch boundaries."""
-        every = self.optimizer_steps_per_generation()
+        every = self.optimizer_steps_per_boundary()
         steps = self.args.save_steps
         strategy = getattr(self.args.save_strategy, "value", self.args.save_strategy)
         if every > 1 and strategy == "steps" and steps >= 1 and int(steps) % every:
-            raise ValueError(f"save_steps ({steps}) must be a multiple of the {every} optimizer "
-                             "steps one generation batch feeds (steps_per_generation × "
-                             "num_iterations / gradient_accumulation_steps), so that a resumed "
-                             "run loses no selected batch")
+            raise ValueError(
+                f"save_steps ({steps}) must be a multiple of {every}: a generation batch lasts "
+                f"steps_per_generation × num_iterations = "
+                f"{self.args.steps_per_generation * self.num_iterations} micro-batches and an "
+                f"optimizer step takes gradient_accumulation_steps = "
+                f"{self.args.gradient_accumulation_steps}, so a batch ends only every {every} "
+                "optimizer steps (TRL does not save a half-used batch: a resumed run would lose "
+                "its rest)")
 
     # -- selection -----------------------------------------------------------------------------
 
@@ -250,9 +265,10 @@ class BotsGRPOTrainer(GRPOTrainer):
         first = len(self.feedback)
         self.generations += 1
         self._round = 1
-        output = self._generate_round(self._select(self.n_slots), np.asarray(slots))
+        chosen = self._select(self.n_slots)
+        output = self._generate_round(chosen, np.asarray(slots))
         if self.dynamic_sampling.enabled:
-            output = self._dynamic_batch(output)
+            output = self._dynamic_batch(output, chosen)
         else:
             self.feedback[-1].trained = np.ones(len(self.feedback[-1].ids), dtype=bool)
         self._log_selection_metrics(self.feedback[first:])
@@ -265,9 +281,10 @@ class BotsGRPOTrainer(GRPOTrainer):
         rows = [self.train_dataset[int(i)] for i in self._batch_tasks]
         return super()._generate_and_score_completions(rows)
 
-    def _dynamic_batch(self, first: dict[str, Any]) -> dict[str, Any]:
+    def _dynamic_batch(self, first: dict[str, Any], first_tasks: np.ndarray) -> dict[str, Any]:
         """More rounds until `n_slots` informative groups are in hand (or `max_rounds`), then
-        this process's share of the batch made of them (dynamic.py's rule)."""
+        this process's share of the batch made of them (dynamic.py's rule). `first_tasks`:
+        round 1's task of each group of rows, in row order."""
         from math import gcd
 
         from bots_cli.train.dynamic import batch_groups, refill_size
@@ -275,6 +292,7 @@ class BotsGRPOTrainer(GRPOTrainer):
         G, P = self.group_size, self.accelerator.num_processes
         rounds = [self.feedback[-1]]
         outputs = [first]
+        tasks = [first_tasks]  # each round's task of each group of rows, in row order
         kept, generated = int(rounds[0].informative.sum()), self.n_slots
         while len(rounds) < self.dynamic_sampling.max_rounds and kept < self.n_slots:
             # n·G completions split over P processes in whole rows
@@ -283,17 +301,22 @@ class BotsGRPOTrainer(GRPOTrainer):
             self._round = len(rounds) + 1
             rank = self.accelerator.process_index
             local = np.arange(n * G // P) + rank * (n * G // P)  # this process's global rows
-            outputs.append(self._generate_round(self._select(n), local // G))
+            tasks.append(self._select(n))
+            outputs.append(self._generate_round(tasks[-1], local // G))
             rounds.append(self.feedback[-1])
             kept += int(rounds[-1].informative.sum())
             generated += n
-        chosen = batch_groups(np.concatenate([fb.informative for fb in rounds]), self.n_slots)
-        where = [(r, j) for r, fb in enumerate(rounds) for j in range(len(fb.ids))]
+        # Groups are matched to their rows by task, not by position: a round's feedback leaves
+        # out a group without a single reward (task_evidence), which is not informative.
+        where = [(r, j) for r, row_tasks in enumerate(tasks) for j in range(len(row_tasks))]
+        signal = np.concatenate([np.isin(row_tasks, fb.ids[fb.informative])
+                                 for row_tasks, fb in zip(tasks, rounds, strict=True)])
+        chosen = batch_groups(signal, self.n_slots)
         for fb in rounds:
             fb.trained = np.zeros(len(fb.ids), dtype=bool)
         for c in chosen:
             r, j = where[c]
-            rounds[r].trained[j] = True
+            rounds[r].trained |= rounds[r].ids == tasks[r][j]
         from bots_cli.integrations.trl.batches import merge_rounds
 
         sequence_is = str(getattr(self, "vllm_importance_sampling_mode", "")).startswith("seq")
@@ -348,13 +371,13 @@ class BotsGRPOTrainer(GRPOTrainer):
 
         m = self._metrics["train"]
         # ETR of every task selected (all rounds); zero-variance share of the batch trained on
-        m["train/etr"].append(effective_task_ratio(np.concatenate([fb.successes for fb in rounds]),
-                                                   np.concatenate([fb.trials for fb in rounds])))
+        m["etr"].append(effective_task_ratio(np.concatenate([fb.successes for fb in rounds]),
+                                             np.concatenate([fb.trials for fb in rounds])))
         signal = np.concatenate([fb.informative[fb.trained] for fb in rounds])
-        m["train/zero_variance_share"].append(float(1.0 - signal.mean()))
-        m["train/sampling_rounds"].append(float(len(rounds)))
-        m["train/rollouts"] = [float(self.rollouts)]
-        m["train/tokens"] = [float(self.tokens)]
+        m["zero_variance_share"].append(float(1.0 - signal.mean()))
+        m["sampling_rounds"].append(float(len(rounds)))
+        m["rollouts"] = [float(self.rollouts)]
+        m["tokens"] = [float(self.tokens)]
         m["selector/explored_share"].append(float(self.ever_selected.mean()))
         for key, value in self.selector.metrics().items():
             m[key].append(value)
@@ -365,14 +388,23 @@ class BotsGRPOTrainer(GRPOTrainer):
     # -- checkpoints ---------------------------------------------------------------------------
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
+        # transformers deletes checkpoints beyond save_total_limit at the end of its own
+        # _save_checkpoint; it waits until the selector is in the new one, so a crash in between
+        # never leaves the run without a complete checkpoint.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
         digests = self._selector_digests()  # also waits until every process's part is on disk
         if self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-            folder = os.path.join(self._get_output_dir(trial=trial),
-                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            run_dir = self._get_output_dir(trial=trial)
+            folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             self.save_selector(os.path.join(folder, STATE_FILE), digests)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit, use_mtime=True,
+                               best_model_checkpoint=self.state.best_model_checkpoint)
 
     def _selector_digests(self) -> list[str]:
         """Every process's selector state, hashed; they must all be equal."""
