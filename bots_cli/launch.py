@@ -90,6 +90,15 @@ def train_run_dir(key: str, value: Any) -> Path:
     return run_dir
 
 
+def _continue(run_dir: Path) -> str:
+    """How to continue a directory's run when it is a `bots train` run, else nothing."""
+    try:
+        train_run_dir("resume", run_dir)
+    except UserError:
+        return ""
+    return f"; continue it with `bots train resume={run_dir}`"
+
+
 def fail(err: UserError) -> None:
     """Report a user error as one line and exit with USER_ERROR_EXIT."""
     print(f"error: {err}", file=sys.stderr)
@@ -104,9 +113,22 @@ class RunDirs:
     created: list[Path] = field(default_factory=list)  # directories made here, outermost first
     existing: set[str] = field(default_factory=set)  # entries of `root` before the launch
 
-    def create(self, root: Path, what: str) -> None:
-        """Make `root` (and its missing parents), or a one-line error naming `what` set it."""
+    def create(self, root: Path | str, what: str) -> None:
+        """Make `root` (and its missing parents), or a one-line error naming `what` set it.
+        A command writes only into a directory that is new or its own: the working directory
+        and a directory that holds a run already (its config.yaml, Hydra's .hydra/ or a sweep's
+        multirun.yaml) are refused before anything is written."""
+        if not str(root).strip():
+            raise UserError(f"{what} is empty; give the run a directory of its own, or leave "
+                            f"{what} out for outputs/<command>/<date>/<time>")
         root = Path(os.path.abspath(root))
+        if root == Path(os.getcwd()):
+            raise UserError(f"{what}={root} is the working directory; give the run a "
+                            "directory of its own")
+        held = [n for n in (*_START_FILES, "multirun.yaml") if (root / n).exists()]
+        if held:
+            raise UserError(f"{what}={root} holds a run already ({held[0]}){_continue(root)}; "
+                            "choose a new directory")
         missing = [p for p in [root, *root.parents] if not p.exists()][::-1]
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -276,7 +298,7 @@ def launch(
             root = resolved_dir(composed, dir_key)
             if root is not None:
                 # Fixed here (the timestamp resolved once), so this launch knows what it made.
-                dirs.create(Path(root), dir_key)
+                dirs.create(root, dir_key)
                 argv.append(f"{dir_key}={_quote(str(dirs.root))}")
     except UserError as err:
         fail(err)

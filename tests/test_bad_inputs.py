@@ -86,6 +86,51 @@ def test_every_job_of_a_training_sweep_is_checked_first(scratch: Path, args: lis
     assert not (scratch / "outputs").exists()
 
 
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {p: (root / p).read_bytes() for p in files_under(root) if (root / p).is_file()}
+
+
+@pytest.mark.parametrize(("command", "extra"), [
+    ("simulate", SMALL),
+    ("train", ["train.steps=1"]),
+    ("profile-refs", []),
+    ("make-data", ["make_data.out_dir=somewhere"]),
+])
+def test_a_run_directory_that_holds_a_run_is_never_written_into(scratch: Path, command: str,
+                                                                extra: list[str]) -> None:
+    """Issue 23 items 4 and 5: hydra.run.dir naming another run is refused before Hydra writes
+    its .hydra/ there; nothing of that run changes."""
+    run = fake_run(scratch)
+    before = snapshot(run)
+    out = run_bots(command, *extra, f"hydra.run.dir={run}", cwd=scratch)
+    message = one_line_error(out, f"hydra.run.dir={run} holds a run already")
+    assert message.endswith(f"continue it with `bots train resume={run}`; choose a new "
+                            "directory")
+    assert snapshot(run) == before
+    assert not (scratch / "outputs").exists() and not (scratch / "somewhere").exists()
+
+
+def test_a_sweep_directory_that_holds_a_sweep_is_refused(scratch: Path) -> None:
+    sweep = scratch / "sweep"
+    out = run_bots("simulate", "-m", "lambda=0.1", *SMALL, f"hydra.sweep.dir={sweep}",
+                   cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    before = snapshot(sweep)
+    out = run_bots("simulate", "-m", "lambda=0.3", *SMALL, f"hydra.sweep.dir={sweep}",
+                   cwd=scratch)
+    one_line_error(out, f"hydra.sweep.dir={sweep} holds a run already (multirun.yaml); choose "
+                        "a new directory")
+    assert snapshot(sweep) == before
+
+
+@pytest.mark.parametrize("value", ["", ".", "$PWD"])
+def test_the_working_directory_is_no_run_directory(scratch: Path, value: str) -> None:
+    value = value.replace("$PWD", str(scratch))
+    out = run_bots("simulate", *SMALL, f"hydra.run.dir={value}", cwd=scratch)
+    one_line_error(out, "hydra.run.dir")
+    assert files_under(scratch) == set()
+
+
 def test_resume_of_a_missing_directory_creates_nothing(scratch: Path) -> None:
     missing = scratch / "nonexistent"
     out = run_bots("train", f"resume={missing}", cwd=scratch)
