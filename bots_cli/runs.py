@@ -22,19 +22,26 @@ COMPARED = ("selector.", "train.", "trainer.name", "model.name", "domain.name", 
 
 def run_directories(given: list[str], command: str) -> list[tuple[str, list[Path]]]:
     """Each directory as given, with the directories at or under it that hold a config.yaml
-    (Hydra's .hydra/ aside): the runs `bots <command>` may read. One line for no directory or a
-    missing one."""
+    (Hydra's .hydra/ aside): the runs `bots <command>` may read. A run is listed once however
+    it is reached (a sweep and one of its jobs, a directory given twice, a symlink): under the
+    first directory that reaches it; a directory whose runs were all listed already is left
+    out. One line for no directory or a missing one."""
     from bots_cli.errors import UserError
 
     if not given:
         raise UserError(f"no runs given: bots {command} <run or multirun directory> ...")
     out = []
+    seen: set[Path] = set()
     for name in given:
         root = Path(name).expanduser()
         if not root.is_dir():
             raise UserError(f"{name}: no such directory")
-        out.append((name, sorted({p.parent for p in root.rglob("config.yaml")
-                                  if p.parent.name != ".hydra"})))
+        found = sorted({p.parent for p in root.rglob("config.yaml") if p.parent.name != ".hydra"})
+        fresh = [d for d in found if d.resolve() not in seen]
+        seen.update(d.resolve() for d in found)
+        if found and not fresh:
+            continue  # every run under it was reached already: each counts once
+        out.append((name, fresh))
     return out
 
 

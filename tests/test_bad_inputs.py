@@ -375,3 +375,40 @@ def test_settings_that_would_be_wrong_or_ignored_are_refused(scratch: Path, comm
                                                              message: str) -> None:
     one_line_error(run_bots(command, *override.split(), cwd=scratch), message)
     assert not (scratch / "outputs").exists()
+
+
+# -- issue 23 item 2: a run is one seed however it is reached ---------------------------------
+
+def _hand_made_run(path: Path, selector: str, scores: list[float]) -> Path:
+    """A training run as `bots report` reads it: config.yaml and metrics.jsonl."""
+    import json
+
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": 0, "train": {"steps": 30}, "selector": {"name": selector}}))
+    rows = [{"step": step, "train/etr": 0.5, "train/zero_variance_share": 0.5,
+             "selector/explored_share": 1.0, "time/select": 0.01, "time/selector_update": 0.01,
+             "time/step": 1.0, "eval/accuracy": score}
+            for step, score in zip((0, 10, 20, 30), scores, strict=True)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("named", [
+    ["sweep", "sweep/1"],            # a sweep and one of its jobs
+    ["sweep", "sweep"],              # a directory twice
+    ["sweep/0", "sweep/1", "sweep/./1", "link"],  # a job by two spellings, and a symlink to it
+])
+def test_report_counts_a_run_reached_twice_once(scratch: Path, named: list[str]) -> None:
+    import json
+
+    _hand_made_run(scratch / "sweep" / "0", "uniform", [0.1, 0.2, 0.3, 0.6])
+    _hand_made_run(scratch / "sweep" / "1", "bots", [0.1, 0.4, 0.6, 0.6])
+    (scratch / "link").symlink_to(scratch / "sweep" / "1")
+    out = run_bots("report", *named, "report.plot=false", "report.chosen=false", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    [summary] = list((scratch / "outputs").rglob("summary.json"))
+    groups = json.loads(summary.read_text())["groups"]
+    assert {name: len(g["ttb_100"]["values"]) for name, g in groups.items()} == {"uniform": 1,
+                                                                              "bots": 1}
+    assert "0.67?" in out.stdout  # one seed: a single draw, marked as such
