@@ -7,16 +7,17 @@ verl builds it in two ways (`bots_cli.integrations.verl` says which version does
   `BotsSampler(data_source=dataset, data_config=config.data)` and the trainer calls
   `sampler.update(batch=batch)` after each step (an `AbstractCurriculumSampler`);
 - verl ≥ 0.9, through `BotsTaskRunner` (trainer.py), which hands it to `RayPPOTrainer` as
-  `train_sampler` and feeds it from `_update_actor`.
+  `train_sampler`, feeds it from `_update_actor` and saves it in `global_step_N/bots_sampler.pt`.
 
 Its settings are `data.sampler.*`: `selector` (a file of the project's `conf/selector/`, e.g.
 `bots`, or a mapping with `name:` and overrides such as `lam: 0.5`), `group_size` (responses per
 prompt: `${actor_rollout_ref.rollout.n}`; BOTS' `m` defaults to it), `seed`, and the success rule
 for rewards outside [0, 1] (`success_threshold` or `reward_range`). The batch size is
 `data.train_batch_size`. Row i of the dataset is selector index i; each row's `extra_info.index`
-(what verl copies into the batch as `index`) names it, and a row without one is refused, since
-verl would silently call it task 0. Reference pass rates come from the rows' `weak_pass_rate` /
-`strong_pass_rate` (columns or `extra_info` keys), as `bots export` writes them.
+names it (the batch at the actor update still carries `extra_info`), and a row without one is
+refused, since verl would silently call it task 0. Reference pass rates come from the rows'
+`weak_pass_rate` / `strong_pass_rate` (columns or `extra_info` keys), as `bots export` writes
+them.
 
 Besides the selection metrics it reports the cumulative `train/rollouts` and `train/tokens` (the
 responses, and their tokens, of the batches fed back: with a filter before the actor update,
@@ -25,8 +26,9 @@ such as DAPO's, only what reached it).
 Each batch is chosen when the dataloader asks for its first index, which with
 `data.dataloader_num_workers=0` (required) is after the previous step's feedback arrived. The
 sampler and its iterator are `Stateful`, so verl's `StatefulDataLoader` saves the selector's full
-state (posterior, capability, random generator) in its checkpoints and restores it instead of
-fast-forwarding (which would draw selections again).
+state (posterior, capability, random generator) in its checkpoints and restores it mid-epoch
+instead of fast-forwarding (which would draw selections again); at an epoch boundary verl restores
+no dataloader state, and `BotsRayPPOTrainer` restores the sampler from its own file.
 """
 
 from __future__ import annotations
@@ -233,13 +235,14 @@ class BotsSampler(_Base):
 
     def update(self, batch: Any) -> None:
         """One step's feedback from verl's batch (a DataProto): responses grouped by `uid`, each
-        group's task from `index`, each response's outcome score summed over its tokens
-        (`token_level_scores`, the reward on the last response token)."""
+        group's task from `extra_info["index"]` (`batch_task_index`), each response's outcome
+        score summed over its tokens (`token_level_scores`, the reward on the last response
+        token)."""
         uids = [str(u) for u in batch.non_tensor_batch["uid"]]
         fed = frozenset(uids)
         if fed == self._last_fed:
             return  # the same step delivered twice (BotsRayPPOTrainer and verl ≤ 0.7's hook)
-        index = np.asarray(batch.non_tensor_batch["index"]).astype(np.int64)
+        index = batch_task_index(batch)
         task_of: dict[str, int] = {}
         for uid, task in zip(uids, index.tolist(), strict=True):  # a group is one task's
             if task_of.setdefault(uid, task) != task:
@@ -287,6 +290,24 @@ class BotsSampler(_Base):
         self._last_fed = None if last is None else frozenset(last)
         # A state saved before the counts existed continues them from 0.
         self.rollouts, self.tokens = int(state.get("rollouts", 0)), int(state.get("tokens", 0))
+
+
+def batch_task_index(batch: Any) -> np.ndarray:
+    """The task number of every response in a verl batch, from its `extra_info["index"]`.
+
+    That is what reaches the actor update: `RayPPOTrainer._get_gen_batch` moves every other
+    non-tensor key (`index` among them) into the generation batch, and verl's agent loop copies
+    them back only when it scores without reward-loop workers, which is not the default. verl ≤ 0.7
+    keeps `index` in the batch; it is used when `extra_info` is absent."""
+    keys = batch.non_tensor_batch
+    if "extra_info" in keys:
+        infos = keys["extra_info"]
+        if all(isinstance(e, Mapping) and e.get("index") is not None for e in infos):
+            return np.asarray([int(e["index"]) for e in infos], dtype=np.int64)
+    if "index" in keys:
+        return np.asarray(keys["index"]).astype(np.int64)
+    raise ValueError("the batch's responses carry no task number (neither extra_info['index'] "
+                     "nor index): train on data written by `bots export format=verl`")
 
 
 def response_tokens(batch: Any) -> int:
