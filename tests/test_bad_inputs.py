@@ -412,3 +412,31 @@ def test_report_counts_a_run_reached_twice_once(scratch: Path, named: list[str])
     assert {name: len(g["ttb_100"]["values"]) for name, g in groups.items()} == {"uniform": 1,
                                                                               "bots": 1}
     assert "0.67?" in out.stdout  # one seed: a single draw, marked as such
+
+
+# -- issue 23 item 3: the shipped tiny build is never replaced by another recipe --------------
+
+def test_another_tiny_recipe_builds_beside_the_shipped_one() -> None:
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+    from bots_cli.models.build import TinySettings
+
+    cfg = OmegaConf.load(config_dir() / "model" / "tiny.yaml")
+    shipped = TinySettings.from_config(cfg).build_dir
+    assert shipped.name == "arith"
+    for key, value in [("weak_steps", 5), ("strong_steps", 10_000), ("seed", 1), ("lr", 0.01)]:
+        other = cfg.copy()
+        other.build[key] = value
+        beside = TinySettings.from_config(other).build_dir
+        assert beside.parent == shipped.parent and beside.name.startswith("arith-")
+        assert beside == TinySettings.from_config(other).build_dir  # the same recipe, one place
+    elsewhere = cfg.copy()
+    elsewhere.build.update(dir="/somewhere", weak_steps=5)
+    assert TinySettings.from_config(elsewhere).build_dir == Path("/somewhere/arith")
+
+
+def test_a_tiny_build_without_warm_start_steps_is_refused(scratch: Path) -> None:
+    out = run_bots("build-tiny", "model.build.weak_steps=0", cwd=scratch)
+    one_line_error(out, "model.build.weak_steps must be ≥ 1, got 0")
+    assert not (scratch / "outputs").exists()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,24 @@ class TinySettings:
 
     @classmethod
     def from_config(cls, model_cfg: Any) -> TinySettings:
+        """The settings of a model config's `build` section. A recipe other than the shipped
+        one never builds in the shipped build's directory (`<dir>/<name>`, tracked in git): it
+        builds beside it, in `<dir>/<name>-<recipe hash>`, so the shipped checkpoints (and
+        their profiles) stay as they are whatever a command is given."""
+        settings = cls._parse(model_cfg)
+        shipped = _shipped_parse()
+        if settings.build_dir == shipped.build_dir and settings.recipe() != shipped.recipe():
+            return replace(settings, build_dir=settings.build_dir.with_name(
+                f"{settings.build_dir.name}-{recipe_hash(settings.recipe())}"))
+        return settings
+
+    @classmethod
+    def _parse(cls, model_cfg: Any) -> TinySettings:
         b = model_cfg.get("build") if model_cfg is not None else None
         if b is None:
             raise UserError(f"model={model_cfg.get('name')} has no `build` section: only the tiny "
                             "model is built locally (use model=tiny)")
-        weak = check_int("model.build.weak_steps", b["weak_steps"], lo=0)
+        weak = check_int("model.build.weak_steps", b["weak_steps"], lo=1)
         strong = check_int("model.build.strong_steps", b["strong_steps"], lo=1)
         if strong <= weak:
             raise UserError(f"model.build.strong_steps ({strong}) must exceed weak_steps ({weak}):"
@@ -109,6 +122,23 @@ class TinySettings:
                 schedule=check_choice("model.build.lr_schedule", b["lr_schedule"], SCHEDULES),
             ),
         )
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    """Eight hex digits naming a recipe (its settings, as JSON with sorted keys)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _shipped_parse() -> TinySettings:
+    """conf/model/tiny.yaml's `build` section as it is, where the shipped build lives."""
+    from omegaconf import OmegaConf
+
+    from bots_cli.launch import config_dir
+
+    return TinySettings._parse(OmegaConf.load(config_dir() / "model" / "tiny.yaml"))
 
 
 def shipped_recipe() -> TinySettings:
