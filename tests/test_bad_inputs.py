@@ -440,3 +440,34 @@ def test_a_tiny_build_without_warm_start_steps_is_refused(scratch: Path) -> None
     out = run_bots("build-tiny", "model.build.weak_steps=0", cwd=scratch)
     one_line_error(out, "model.build.weak_steps must be ≥ 1, got 0")
     assert not (scratch / "outputs").exists()
+
+
+# -- issue 23 item 9: a run whose records do not match its checkpoint is not resumed -----------
+
+@pytest.mark.parametrize(("records", "held"), [
+    ({}, "metrics.jsonl is missing"),
+    ({"metrics": [0, 1]}, "metrics.jsonl stops at step 1"),
+    ({"metrics": [0, 1, 2]}, "selections.parquet is missing"),
+    ({"metrics": [0, 1, 2], "selections": [1]}, "selections.parquet stops at step 1"),
+])
+def test_resume_refuses_records_that_stop_before_the_checkpoint(scratch: Path, records: dict,
+                                                                held: str) -> None:
+    import json
+
+    import pandas as pd
+
+    run = fake_run(scratch)
+    (run / "checkpoints" / "step_2").mkdir(parents=True)
+    (run / "checkpoints" / "step_2" / "state.pt").write_bytes(b"")
+    if "metrics" in records:
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n"
+                                                   for s in records["metrics"]))
+    if "selections" in records:
+        pd.DataFrame({"step": records["selections"], "task_id": "t"}).to_parquet(
+            run / "selections.parquet")
+    before = snapshot(run)
+    out = run_bots("train", f"resume={run}", cwd=scratch)
+    one_line_error(out, f"{run / held}, but the checkpoint to resume from is of step 2: the "
+                        "run's records do not match it; restore it from a copy, or start a new "
+                        "run")
+    assert snapshot(run) == before

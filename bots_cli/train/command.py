@@ -98,11 +98,16 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
 
         run_dir = train_run_dir("resume", cfg.resume)
         cfg = _resumed_config(cfg, run_dir)
-        if latest_checkpoint(run_dir) is None and not trl_checkpoints(run_dir):
+        latest, trl = latest_checkpoint(run_dir), trl_checkpoints(run_dir)
+        if latest is None and not trl:
             # Refused here, before the pool, the references or a model are loaded.
             raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
                             "new run")
         check_config(cfg)
+        from bots_cli.train.runlog import check_records
+
+        step = int(latest.name.split("_")[1]) if latest is not None else max(trl)
+        check_records(run_dir, step)
     else:
         if (run_dir / "metrics.jsonl").exists():
             raise UserError(f"{run_dir} already holds a training run; continue it with "

@@ -61,6 +61,38 @@ def read_jsonl_upto(path: Path, last_step: float) -> list[str]:
     return kept
 
 
+def check_records(run_dir: Path, step: int) -> None:
+    """Refuse to resume from the checkpoint of `step` when the run's records stop before it
+    (metrics.jsonl or selections.parquet deleted, replaced or cut): the resumed run would hold
+    only its new steps, silently. One line naming the file and what to do."""
+    import pandas as pd
+
+    if step <= 0:
+        return
+    fix = "restore it from a copy, or start a new run"
+    metrics = Path(run_dir) / "metrics.jsonl"
+    rows = [json.loads(line) for line in read_jsonl_upto(metrics, step)]
+    last = max((int(r.get("step", 0)) for r in rows), default=None)
+    if last is None or last < step:
+        held = "is missing" if not metrics.is_file() else (
+            "holds no step" if last is None else f"stops at step {last}")
+        raise UserError(f"{metrics} {held}, but the checkpoint to resume from is of step "
+                        f"{step}: the run's records do not match it; {fix}")
+    selections = Path(run_dir) / "selections.parquet"
+    if not selections.is_file():
+        raise UserError(f"{selections} is missing, but the checkpoint to resume from is of step "
+                        f"{step}: the run's records do not match it; {fix}")
+    try:
+        steps = pd.read_parquet(selections, columns=["step"])["step"]
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{selections} cannot be read ({type(err).__name__}): the run's "
+                        f"records are damaged; {fix}") from None
+    if steps.empty or int(steps.max()) < step:
+        held = "holds no step" if steps.empty else f"stops at step {int(steps.max())}"
+        raise UserError(f"{selections} {held}, but the checkpoint to resume from is of step "
+                        f"{step}: the run's records do not match it; {fix}")
+
+
 class RunLog:
     """The records of one training run."""
 
