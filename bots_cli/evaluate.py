@@ -44,12 +44,31 @@ def checkpoints(run: Path) -> dict[int, Path]:
     return found
 
 
+# Config groups a run brings itself: with run=<dir>, its saved model, domain and sampling are
+# evaluated, so overriding them would be ignored (what changes instead, after the colon).
+RUN_OWNS = {"model": "evaluate a model without run=", "domain": "evaluate.domains=[...]",
+            "sampling": "evaluate.temperature=..."}
+
+
+def check_run_overrides(overrides: list[str]) -> None:
+    """With run=<dir>, an override of what the run brings itself (its model, domain, sampling)
+    would be ignored: one line naming it and what changes the evaluation instead."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        group = key.split(".")[0].split("@")[0]
+        if group in RUN_OWNS:
+            raise UserError(f"{override}: with run=<dir> the run's own {group} is evaluated, so "
+                            f"this would be ignored; drop it (use {RUN_OWNS[group]})")
+
+
 def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:
     """(run dir or None, the run's saved config or None, [(step, model config)])."""
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     if cfg.get("run") is None:
         return None, None, [(0, cfg.model)]
+    check_run_overrides(list(HydraConfig.get().overrides.task))
     run = Path(str(cfg.run)).expanduser()
     if not (run / "config.yaml").is_file():
         raise UserError(f"run={cfg.run}: not a `bots train` run directory (no config.yaml)")
@@ -172,6 +191,26 @@ def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg
     return tables[0]
 
 
+def check_prompts_fit(cfg: Any, engine: Any, model_cfg: Any, tokenizer: Any, doms: list[Any],
+                      sampling: Any) -> None:
+    """Refuse, before anything is generated, a held-out prompt that leaves less than
+    `max_new_tokens` of the model's context (it would be cut and score 0), as `bots train`
+    refuses it."""
+    from bots_cli.train.pool import check_prompt_lengths, context_length, prompt_lengths
+
+    model = getattr(engine, "model", None)
+    context = context_length(model) if model is not None else None
+    if context is None and model_cfg.get("path"):
+        context = context_length(str(model_cfg["path"]))
+    if context is None:
+        return
+    for domain_cfg in doms:
+        dom, tasks = _tasks(cfg, domain_cfg)
+        held = HeldOut(dom, tasks, tokenizer)
+        check_prompt_lengths(held.task_ids, prompt_lengths(held.prompts, tokenizer), context,
+                             sampling.max_new_tokens, f"{dom.name} {cfg.evaluate.split}")
+
+
 def summarise(table: Any, domain: str, k: int) -> dict[int, dict[str, float]]:
     """Per step: eval/<domain>/accuracy, pass@k and per-level accuracy."""
     out: dict[int, dict[str, float]] = {}
@@ -225,9 +264,11 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         _existing(paths[str(domain_cfg.name)], eval_settings(cfg, domain_cfg, sampling),
                   bool(cfg.evaluate.overwrite))
     tables: dict[str, Any] = {}
-    for step, model_cfg in models:
+    for number, (step, model_cfg) in enumerate(models):
         with build_engine(engine_cfg, model_cfg, domain_cfg=doms[0]) as engine:
             tokenizer = engine_tokenizer(engine, model_cfg, doms[0])
+            if number == 0:  # every checkpoint of a run has the same context
+                check_prompts_fit(cfg, engine, model_cfg, tokenizer, doms, sampling)
             for domain_cfg in doms:
                 name = str(domain_cfg.name)
                 tables[name] = evaluate_domain(cfg, step, engine, tokenizer, domain_cfg,

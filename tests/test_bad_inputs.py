@@ -471,3 +471,29 @@ def test_resume_refuses_records_that_stop_before_the_checkpoint(scratch: Path, r
                         "run's records do not match it; restore it from a copy, or start a new "
                         "run")
     assert snapshot(run) == before
+
+
+# -- issue 23 items 10, 11: evaluate refuses what would score 0 or be ignored ------------------
+
+def test_evaluate_refuses_prompts_longer_than_the_context(scratch: Path) -> None:
+    out = run_bots("evaluate", "model=tiny", "domain=logic", "evaluate.max_tasks=4", cwd=scratch)
+    one_line_error(out, "task 'logic-eval-00000' (logic eval split): its prompt is ")
+    assert "but the model's context of 512 tokens leaves 0 for it" in out.stderr
+    assert not (scratch / "outputs").exists()
+
+
+@pytest.mark.parametrize(("override", "instead"), [
+    ("model=qwen7b", "evaluate a model without run="),
+    ("model.checkpoint=strong", "evaluate a model without run="),
+    ("domain=logic", "evaluate.domains=[...]"),
+    ("sampling.temperature=0", "evaluate.temperature=..."),
+])
+def test_evaluate_of_a_run_refuses_what_the_run_brings(scratch: Path, override: str,
+                                                       instead: str) -> None:
+    run = fake_run(scratch)
+    before = snapshot(run)
+    out = run_bots("evaluate", f"run={run}", override, cwd=scratch)
+    group = override.split("=")[0].split(".")[0]
+    one_line_error(out, f"{override}: with run=<dir> the run's own {group} is evaluated, so "
+                        f"this would be ignored; drop it (use {instead})")
+    assert snapshot(run) == before
