@@ -26,8 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bots_cli.atomic import atomic_path
+from bots_cli.atomic import atomic_path, writable_dir
 from bots_cli.checks import check_choice
+from bots_cli.domains.base import SPLITS
 from bots_cli.errors import UserError
 
 FORMATS = ("verl", "trl")
@@ -90,10 +91,17 @@ def export(cfg: Any) -> dict[str, Any]:
     if not cfg.export.get("out_dir"):
         raise UserError("export.out_dir is required: the directory to write the "
                         f"{fmt} files to, e.g. export.out_dir=exports/{cfg.domain.name}")
-    out_dir = Path(str(cfg.export.out_dir)).expanduser()
+    splits = [str(split) for split in cfg.export.splits]
+    if not splits:
+        raise UserError(f"export.splits is empty: nothing to export; name the splits, e.g. "
+                        f"export.splits=[{','.join(SPLITS)}]")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise UserError(f"export.splits: no split {unknown[0]!r} (splits: {', '.join(SPLITS)})")
+    out_dir = writable_dir(str(cfg.export.out_dir), "export.out_dir")
     dom = load_domain(str(cfg.domain.name), cfg.domain)
     suffix = "parquet" if fmt == "verl" else "jsonl"
-    targets = {str(split): out_dir / f"{split}.{suffix}" for split in cfg.export.splits}
+    targets = {split: out_dir / f"{split}.{suffix}" for split in splits}
     existing = [p for p in targets.values() if p.exists()]
     if existing and not cfg.export.overwrite:
         raise UserError(f"{existing[0]} exists; set export.overwrite=true to replace it")

@@ -497,3 +497,32 @@ def test_evaluate_of_a_run_refuses_what_the_run_brings(scratch: Path, override: 
     one_line_error(out, f"{override}: with run=<dir> the run's own {group} is evaluated, so "
                         f"this would be ignored; drop it (use {instead})")
     assert snapshot(run) == before
+
+
+# -- issue 23, tracebacks: an output directory that cannot take files is one line -------------
+
+@pytest.mark.parametrize("command", ["profile-refs profile.dir", "export export.out_dir",
+                                     "make-data make_data.out_dir"])
+@pytest.mark.parametrize(("where", "message"), [
+    ("afile", "=afile is a file, not a directory; choose a directory"),
+    ("/proc/x", "=/proc/x: cannot create it"),
+    ("/proc", "=/proc: cannot write there"),  # exists, but takes no files (even for root)
+])
+def test_an_output_directory_that_takes_no_files_is_one_line(scratch: Path, command: str,
+                                                             where: str, message: str) -> None:
+    name, key = command.split()
+    (scratch / "afile").write_text("")
+    one_line_error(run_bots(name, f"{key}={where}", cwd=scratch), f"{key}{message}")
+    assert files_under(scratch) == {"afile"}
+
+
+@pytest.mark.parametrize(("splits", "message"), [
+    ("[]", "export.splits is empty: nothing to export; name the splits, e.g. "
+           "export.splits=[train,eval]"),
+    ("[train,valid]", "export.splits: no split 'valid' (splits: train, eval)"),
+])
+def test_export_of_no_split_or_an_unknown_one_is_one_line(scratch: Path, splits: str,
+                                                          message: str) -> None:
+    one_line_error(run_bots("export", f"export.splits={splits}", "export.out_dir=out",
+                            cwd=scratch), message)
+    assert files_under(scratch) == set()

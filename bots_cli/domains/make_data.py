@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bots_cli.atomic import writable_dir
 from bots_cli.checks import check_choice
 from bots_cli.domains import load_domain
 from bots_cli.domains.base import as_dict
@@ -26,7 +27,7 @@ def make_data(cfg: Any) -> dict[str, Any]:
     fmt = check_choice("make_data.format", opts.get("format", "jsonl"), ("jsonl", "parquet"))
     out_dir = opts.get("out_dir")
     if out_dir:
-        _check_out_dir(Path(str(out_dir)))
+        writable_dir(str(out_dir), "make_data.out_dir")
     splits = dom.make_splits()
     summary: dict[str, Any] = {}
     for split, df in splits.items():
@@ -40,15 +41,3 @@ def make_data(cfg: Any) -> dict[str, Any]:
         summary[split] = {"path": str(path), "rows": rows}
         print(f"{dom.name} {split}: {rows} tasks -> {path}")
     return summary
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """make_data.out_dir is a directory (made here if missing), or a one-line error."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"make_data.out_dir={out_dir} is a file, not a directory; choose a "
-                        "directory for the task tables")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"make_data.out_dir={out_dir}: cannot create it "
-                        f"({err.strerror or err})") from None

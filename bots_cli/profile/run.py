@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.atomic import atomic_path, write_json, write_text
+from bots_cli.atomic import atomic_path, writable_dir, write_json, write_text
 from bots_cli.profile.table import pass_rate_summary, profile_path, read_profile, write_profile
 
 ROLES = ("weak", "strong")
@@ -147,9 +147,9 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
     dom = load_domain(str(cfg.domain.name), cfg.domain)
     tasks = dom.load(cfg.domain, split=str(cfg.profile.split), max_tasks=cfg.profile.max_tasks,
                      key="profile.max_tasks")
+    out_dir = writable_dir(profiles_dir(cfg.profile.dir), "profile.dir")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    out_dir = profiles_dir(cfg.profile.dir)
 
     levels = tasks["level"].to_numpy() if "level" in tasks.columns else None
     summary: dict[str, Any] = {}
