@@ -23,7 +23,6 @@ replaced only with `export.overwrite=true`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from bots_cli.atomic import atomic_path, writable_dir
