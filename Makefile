@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate clean data bubblewrap gpu-check
+.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate clean data bubblewrap gpu-check verl-check
 
 setup: $(STAMP) bubblewrap
 
@@ -65,7 +65,14 @@ setup-verl: $(VERL_STAMP)
 
 test: setup setup-verl
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
-	$(VENV_VERL)/bin/python -m pytest -q tests/integrations/test_verl.py
+	$(VENV_VERL)/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_fit.py
+
+# BOTS inside verl 0.9.1 as a user launches it, on this CPU: verl's run_ppo, a local Ray, the task
+# runner as a Ray actor and verl's own RayPPOTrainer.fit(), with only the GPU workers (actor and
+# rollout server) stood in; an uninterrupted run against one resumed at an epoch boundary and
+# mid-epoch (~6 min on 2 cores; `make test` runs it too).
+verl-check: setup-verl
+	$(VENV_VERL)/bin/python -m pytest -q tests/integrations/test_verl_fit.py
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m slow

@@ -28,7 +28,8 @@ from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 from bots_cli.errors import UserError
 from bots_cli.integrations.verl.sampler import BotsSampler
 from bots_cli.integrations.verl.trainer import (
-    bots_in_task_runner,
+    BotsRayPPOTrainer,
+    BotsTaskRunner,
     check_config,
     task_runner_class,
 )
@@ -141,24 +142,17 @@ def test_state_goes_through_the_dataloaders_state_dict(exported: Path, tmp_path:
 def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """BotsRayPPOTrainer feeds at the actor update (before the checkpoint); verl 0.7's own hook
-    delivering the same batch again afterwards changes nothing."""
+    delivering the same batch again afterwards changes nothing. (verl's whole fit() under Ray:
+    test_verl_fit.py.)"""
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
-
-    from bots_cli.integrations.verl.trainer import runner_module
-
-    v0 = runner_module()
 
     ds = rl_dataset(exported, tmp_path)
     def actor_update(self: Any, batch: Any) -> DataProto:  # the GPU workers' part, stood in for
         return DataProto.from_dict(tensors={}, meta_info={"metrics": {"actor/loss": 0.5}})
 
     monkeypatch.setattr(RayPPOTrainer, "_update_actor", actor_update)
-    with bots_in_task_runner():
-        sampler = v0.create_rl_sampler(data_config(), ds)
-        trainer_cls = v0.RayPPOTrainer
-    assert v0.RayPPOTrainer is RayPPOTrainer  # verl's own names are back after the run
-    assert isinstance(sampler, BotsSampler) and issubclass(trainer_cls, RayPPOTrainer)
-    trainer = object.__new__(trainer_cls)  # its workers need GPUs: only the hook is used here
+    sampler = BotsSampler(data_source=ds, data_config=data_config())
+    trainer = object.__new__(BotsRayPPOTrainer)  # its workers need GPUs: only the hook is used
     trainer.train_dataloader = loader(ds, sampler)
     batch = verl_batch(next(iter(trainer.train_dataloader)), np.ones(B * N))
     metrics = trainer._update_actor(batch).meta_info["metrics"]
@@ -167,7 +161,26 @@ def test_the_trainer_feeds_the_sampler_once_per_step(exported: Path, tmp_path: P
     after_one = sampler.selector.state_dict()
     sampler.update(batch)
     np.testing.assert_array_equal(sampler.selector.state_dict()["alpha"], after_one["alpha"])
-    assert task_runner_class() is not None  # verl's Ray actor class, subclassed
+
+
+def test_ray_ships_the_task_runner_by_reference() -> None:
+    """Ray pickles an actor class with cloudpickle; a class it can find by module and name goes
+    by reference, so the actor imports this module (and verl's own) instead of a by-value copy
+    whose functions look names up in a fresh dict (verl's TaskRunner is such a class: its module
+    name points at Ray's wrapper)."""
+    import pickle
+
+    import cloudpickle
+    from verl.trainer.main_ppo_v0 import TaskRunner
+
+    protocol = cloudpickle.DEFAULT_PROTOCOL
+    for cls in (BotsTaskRunner, BotsRayPPOTrainer):  # what plain pickle writes: a reference
+        assert cloudpickle.dumps(cls, protocol=protocol) == pickle.dumps(cls, protocol=protocol)
+    verl_class = TaskRunner.__ray_actor_class__
+    with pytest.raises(pickle.PicklingError, match="not the same object"):
+        pickle.dumps(verl_class, protocol=protocol)  # so cloudpickle ships it by value
+    assert issubclass(BotsTaskRunner, verl_class)
+    assert task_runner_class().__ray_metadata__.modified_class.__mro__[1] is BotsTaskRunner
 
 
 def test_refusals(exported: Path, tmp_path: Path) -> None:
@@ -192,7 +205,10 @@ def test_refusals(exported: Path, tmp_path: Path) -> None:
     check_config(good)
     for key, value, message in [("trainer.use_v1", True, "trainer.use_v1=false"),
                                 ("data.dataloader_num_workers", 8, "dataloader_num_workers=0"),
-                                ("data.sampler", None, r"\+data\.sampler\.selector=bots")]:
+                                ("data.sampler", None, r"\+data\.sampler\.selector=bots"),
+                                ("data.gen_batch_size", 2 * B, "remove data.gen_batch_size"),
+                                ("algorithm.filter_groups.enable", True,
+                                 "filter_groups.enable=true is ignored")]:
         bad = OmegaConf.create(OmegaConf.to_container(good))
         OmegaConf.update(bad, key, value)
         with pytest.raises(UserError, match=message):
@@ -217,13 +233,14 @@ cfg = OmegaConf.merge(data_config(), {{"shuffle": True, "sampler": {{
     "class_path": "pkg://bots_cli.integrations.verl.sampler", "class_name": "BotsSampler"}}}})
 sampler = create_rl_sampler(cfg, rl_dataset(Path({str(exported)!r}), Path({str(tmp_path)!r})))
 assert type(sampler).__name__ == "BotsSampler" and isinstance(sampler, AbstractCurriculumSampler)
-# The task runner works with 0.7 too: its TaskRunner then builds our sampler and trainer.
-from bots_cli.integrations.verl.trainer import bots_in_task_runner, runner_module, task_runner_class
+# The task runner works with 0.7 too: it subclasses 0.7's TaskRunner, whose run looks up the
+# names it answers.
+from bots_cli.integrations.verl.trainer import BotsTaskRunner, runner_module, task_runner_class
 import verl.trainer.main_ppo as m
-assert runner_module() is m
-with bots_in_task_runner():
-    assert m.RayPPOTrainer.__name__ == "BotsRayPPOTrainer"
-assert m.RayPPOTrainer.__name__ == "RayPPOTrainer" and task_runner_class() is not None
+base = getattr(m.TaskRunner, "__ray_actor_class__", m.TaskRunner)
+assert runner_module() is m and issubclass(BotsTaskRunner, base)
+assert set(["create_rl_sampler", "RayPPOTrainer"]) <= set(base.run.__globals__)
+assert task_runner_class() is not None
 print("ok")
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(side)])}

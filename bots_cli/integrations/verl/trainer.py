@@ -13,7 +13,8 @@ the `sampler.update(batch)` call. What remains is `RayPPOTrainer(..., train_samp
     (temp file, then rename) before verl writes the rest and marks the step as the latest.
   - `_load_checkpoint()`: after verl's own resume, restores the sampler from that file. verl
     restores its dataloader (and so the sampler) only mid-epoch: at an epoch boundary it skips
-    `data.pt` (`global_steps % len(train_dataloader) == 0`), which would restart BOTS from its prior.
+    `data.pt` (`global_steps % len(train_dataloader) == 0`), which would restart BOTS from its
+    prior.
 - `BotsTaskRunner` is verl's RayPPOTrainer `TaskRunner` (`verl.trainer.main_ppo_v0` in 0.9, with
   `trainer.use_v1=false`; `verl.trainer.main_ppo` in 0.7). Its `run` is verl's, with the two names
   that function looks up, `create_rl_sampler` and `RayPPOTrainer`, answered by `BotsSampler` and
@@ -65,7 +66,7 @@ def runner_module() -> Any:
         return importlib.import_module("verl.trainer.main_ppo")
 
 
-def _verl_task_runner() -> type:
+def _verl_task_runner() -> Any:
     """verl's TaskRunner class itself: 0.9 wraps it in a Ray actor class, 0.7 does not."""
     runner = runner_module().TaskRunner
     return getattr(runner, "__ray_actor_class__", runner)
@@ -131,7 +132,8 @@ class BotsRayPPOTrainer(RayPPOTrainer):
         if trainer.resume_mode == "resume_path":
             folder = str(trainer.resume_from_path)
         else:
-            folder = os.path.join(str(trainer.default_local_dir), f"global_step_{self.global_steps}")
+            folder = os.path.join(str(trainer.default_local_dir),
+                                  f"global_step_{self.global_steps}")
         return folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
 
 
