@@ -84,6 +84,7 @@ def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:
             have = ", ".join(str(s) for s in sorted(found)) or "none"
             raise UserError(f"run {run} has no checkpoint at step {missing[0]} (checkpoints: "
                             f"{have}); step 0 is the starting model")
+    _check_intact(found, steps)
     out = []
     for step in steps:
         model_cfg = OmegaConf.to_container(saved.model, resolve=True)
@@ -92,6 +93,20 @@ def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:
             model_cfg.update(path=str(found[step]), hub_id=None, build=None)
         out.append((step, model_cfg))
     return run, saved, out
+
+
+def _check_intact(found: dict[int, Path], steps: list[int]) -> None:
+    """Refuse a checkpoint whose model files are damaged, naming the file and the intact
+    checkpoints (before any model is loaded)."""
+    from bots_cli.train.checkpoint import damage
+
+    for step in steps:
+        why = damage(found[step]) if step else None
+        if why is not None:
+            intact = [s for s in sorted(found) if s != step and damage(found[s]) is None]
+            have = ", ".join(str(s) for s in intact) or "none"
+            raise UserError(f"{why}; leave step {step} out of evaluate.steps (intact "
+                            f"checkpoints: {have}; step 0 is the starting model)")
 
 
 def domains(cfg: Any, saved: Any) -> list[Any]:

@@ -526,3 +526,53 @@ def test_export_of_no_split_or_an_unknown_one_is_one_line(scratch: Path, splits:
     one_line_error(run_bots("export", f"export.splits={splits}", "export.out_dir=out",
                             cwd=scratch), message)
     assert files_under(scratch) == set()
+
+
+# -- issue 23, tracebacks: a damaged checkpoint names its file and the intact one before it ----
+
+def _checkpoint(run: Path, step: int) -> Path:
+    """A checkpoint directory with well-formed (tiny) files: state.pt a zip archive as torch
+    writes them, model/model.safetensors one float32 tensor."""
+    import json
+    import struct
+    import zipfile
+
+    ckpt = run / "checkpoints" / f"step_{step}"
+    (ckpt / "model").mkdir(parents=True)
+    with zipfile.ZipFile(ckpt / "state.pt", "w") as archive:
+        archive.writestr("state/data.pkl", b"x" * 64)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    (ckpt / "model" / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header
+                                                       + b"\0" * 8)
+    (ckpt / "model" / "config.json").write_text("{}")
+    return ckpt
+
+
+@pytest.mark.parametrize(("file", "damage", "why"), [
+    ("state.pt", "truncate", "is damaged (not a whole torch file: truncated or replaced?)"),
+    ("state.pt", "garbage", "is damaged (not a whole torch file: truncated or replaced?)"),
+    ("model/model.safetensors", "truncate", "is damaged (shorter than its header says: "
+                                            "truncated?)"),
+    ("model/model.safetensors", "garbage", "is damaged (its safetensors header does not read)"),
+])
+def test_a_damaged_checkpoint_names_the_file_and_the_intact_one(scratch: Path, file: str,
+                                                                damage: str, why: str) -> None:
+    run = fake_run(scratch)
+    _checkpoint(run, 2)
+    latest = _checkpoint(run, 4)
+    path = latest / file
+    data = path.read_bytes()
+    path.write_bytes(data[:-4] if damage == "truncate" else b"garbage" * 9)
+    before = snapshot(run)
+    out = run_bots("train", f"resume={run}", cwd=scratch)
+    one_line_error(out, f"{path} {why}; the checkpoint of step 2 ({run / 'checkpoints/step_2'}) "
+                        f"is intact: move {latest} aside (e.g. mv {latest} {latest}.damaged) to "
+                        "resume from step 2")
+    if file.startswith("model"):
+        out = run_bots("evaluate", f"run={run}", "evaluate.steps=[4]", cwd=scratch)
+        one_line_error(out, f"{path} {why}; leave step 4 out of evaluate.steps (intact "
+                            "checkpoints: 2; step 0 is the starting model)")
+    assert snapshot(run) == before
+    (run / "checkpoints" / "step_2" / "state.pt").write_bytes(b"")
+    out = run_bots("train", f"resume={run}", cwd=scratch)
+    one_line_error(out, f"{path} {why}; no earlier checkpoint is intact: start a new run")

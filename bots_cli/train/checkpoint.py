@@ -72,6 +72,66 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def damage(path: Path) -> str | None:
+    """What is wrong with the first damaged file of a checkpoint (or model) directory, None when
+    every file reads: a safetensors file whose header does not parse or whose data it does not
+    hold (truncated, replaced), a torch file (`.pt`, `.bin`) that is not a whole zip archive.
+    Cheap: headers and archive directories only, not the tensors."""
+    import json
+    import struct
+    import zipfile
+
+    for file in sorted(Path(path).rglob("*")):
+        if file.suffix == ".safetensors":
+            try:
+                size = file.stat().st_size
+                with file.open("rb") as f:
+                    (n,) = struct.unpack("<Q", f.read(8))
+                    if n > size - 8:
+                        raise ValueError("header longer than the file")
+                    header = json.loads(f.read(n))
+                ends = [int(t["data_offsets"][1]) for k, t in header.items()
+                        if k != "__metadata__"]
+            except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError,
+                    AttributeError):
+                return f"{file} is damaged (its safetensors header does not read)"
+            if 8 + n + max(ends, default=0) > size:
+                return f"{file} is damaged (shorter than its header says: truncated?)"
+        elif file.suffix in (".pt", ".bin", ".pth"):
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    archive.infolist()
+            except (OSError, zipfile.BadZipFile, ValueError):
+                return f"{file} is damaged (not a whole torch file: truncated or replaced?)"
+    return None
+
+
+def damaged_checkpoint_error(damaged: str, intact: list[tuple[int, Path]], fix: str) -> Any:
+    """The `UserError` for a damaged checkpoint: which file, and which earlier one is intact."""
+    from bots_cli.errors import UserError
+
+    if intact:
+        step, where = intact[-1]
+        return UserError(f"{damaged}; the checkpoint of step {step} ({where}) is intact: "
+                         f"{fix.format(step=step)}")
+    return UserError(f"{damaged}; no earlier checkpoint is intact: start a new run")
+
+
+def check_resumable(run_dir: Path, latest: Path) -> None:
+    """Refuse to resume from a damaged latest checkpoint, naming the file and the newest intact
+    earlier checkpoint (the damaged one must be moved aside to resume from it)."""
+    why = damage(latest)
+    if why is None:
+        return
+    root = Path(run_dir) / "checkpoints"
+    earlier = sorted((int(m.group(1)), p) for p in root.iterdir()
+                     if p.is_dir() and (m := _STEP_DIR.match(p.name))
+                     and (p / "state.pt").is_file() and p != latest)
+    intact = [(step, p) for step, p in earlier if damage(p) is None]
+    raise damaged_checkpoint_error(why, intact, f"move {latest} aside (e.g. mv {latest} "
+                                   f"{latest}.damaged) to resume from step {{step}}")
+
+
 def load_checkpoint(path: Path, restore_rng: bool = True) -> dict[str, Any]:
     """The saved state of a checkpoint (the model is loaded by the caller from `path/model`)."""
     state: dict[str, Any] = torch.load(Path(path) / "state.pt", weights_only=False)
@@ -91,8 +151,14 @@ def trl_checkpoints(run_dir: Path) -> dict[int, Path]:
     of selected batches trained, read from the selector's state)."""
     root = Path(run_dir) / "checkpoints"
     found: dict[int, Path] = {}
-    for path in sorted(root.glob("checkpoint-*")) if root.is_dir() else []:
-        if path.name.split("-", 1)[1].isdigit() and (path / TRL_STATE_FILE).is_file():
+    numbered = [p for p in root.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()] \
+        if root.is_dir() else []
+    for path in sorted(numbered, key=lambda p: int(p.name.split("-", 1)[1])):
+        if (path / TRL_STATE_FILE).is_file():
+            why = damage(path)
+            if why is not None:  # the ones before it were read: they are intact
+                raise damaged_checkpoint_error(why, sorted(found.items()), f"move {path} aside "
+                                               f"(e.g. mv {path} {path}.damaged) to use it")
             state = torch.load(path / TRL_STATE_FILE, weights_only=False)
             found[int(state["generations"])] = path
     return found

@@ -106,6 +106,10 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
         check_config(cfg)
         from bots_cli.train.runlog import check_records
 
+        if latest is not None:
+            from bots_cli.train.checkpoint import check_resumable
+
+            check_resumable(run_dir, latest)
         step = int(latest.name.split("_")[1]) if latest is not None else max(trl)
         check_records(run_dir, step)
     else:
