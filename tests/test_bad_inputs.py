@@ -576,3 +576,36 @@ def test_a_damaged_checkpoint_names_the_file_and_the_intact_one(scratch: Path, f
     (run / "checkpoints" / "step_2" / "state.pt").write_bytes(b"")
     out = run_bots("train", f"resume={run}", cwd=scratch)
     one_line_error(out, f"{path} {why}; no earlier checkpoint is intact: start a new run")
+
+
+# -- issue 23, tracebacks: trainer=trl options TRL would refuse mid-start ----------------------
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+trainer.trl.args.bogus_field=1", "trainer.trl.args.bogus_field is not a field of TRL's "
+                                        "GRPOConfig; see `help(trl.GRPOConfig)`"),
+    ("+trainer.trl.args.mask_truncated_completion=true",
+     "trainer.trl.args.mask_truncated_completion is not a field of TRL's GRPOConfig (did you "
+     "mean mask_truncated_completions?)"),
+    ("trainer.trl.deepspeed=/nonexistent.json", "trainer.trl.deepspeed=/nonexistent.json: no "
+                                                "such file"),
+    ("trainer.trl.deepspeed=bad.json", "trainer.trl.deepspeed=bad.json: not a JSON file"),
+    ("trainer.trl.report_to=tensorboardx", "trainer.trl.report_to: 'tensorboardx' is not a "
+                                           "logger transformers knows; known: azure_ml, "),
+    ("trainer.trl.report_to=[wandb,none]", "trainer.trl.report_to: none stands alone"),
+])
+def test_trl_options_trl_would_refuse_are_one_line(scratch: Path, override: str,
+                                                   message: str) -> None:
+    (scratch / "bad.json").write_text("{")
+    out = run_bots("train", "trainer=trl", override, cwd=scratch)
+    one_line_error(out, message)
+    assert files_under(scratch) == {"bad.json"}
+
+
+def test_trl_with_vllm_but_without_it_is_one_line(scratch: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    out = run_bots("train", "trainer=trl", "trainer.trl.use_vllm=true", cwd=scratch)
+    one_line_error(out, "trainer.trl.use_vllm=true needs vLLM, which is not installed")
+    assert files_under(scratch) == set()

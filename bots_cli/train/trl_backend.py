@@ -125,7 +125,68 @@ def check_trl_options(trl_cfg: Any) -> dict[str, Any]:
     if opts.get("vllm_mode", "colocate") not in ("colocate", "server"):
         raise UserError(f"trainer.trl.vllm_mode must be colocate or server, got "
                         f"{opts['vllm_mode']!r}")
+    _check_trl_environment(opts)
     return opts
+
+
+def _check_trl_environment(opts: dict[str, Any]) -> None:
+    """What TRL and transformers would otherwise refuse mid-start with a long traceback: a
+    GRPOConfig field that does not exist, vLLM or DeepSpeed asked for but not installed, a
+    DeepSpeed config that is not a JSON file, a logger transformers does not know (or that is
+    not installed). Each is one line naming the setting."""
+    import importlib.util
+    import json
+
+    args = opts.get("args") or {}
+    if args and importlib.util.find_spec("trl") is not None:
+        import dataclasses
+        import difflib
+
+        from trl import GRPOConfig
+
+        fields = [f.name for f in dataclasses.fields(GRPOConfig)]
+        for key in args:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                raise UserError(f"trainer.trl.args.{key} is not a field of TRL's GRPOConfig"
+                                + (f" (did you mean {close[0]}?)" if close else "")
+                                + "; see `help(trl.GRPOConfig)` for its fields")
+    if opts.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise UserError("trainer.trl.use_vllm=true needs vLLM, which is not installed (pip "
+                        "install vllm, NVIDIA GPUs); or set trainer.trl.use_vllm=false")
+    deepspeed = opts.get("deepspeed")
+    if deepspeed is not None:
+        path = Path(str(deepspeed)).expanduser()
+        if not path.is_file():
+            raise UserError(f"trainer.trl.deepspeed={deepspeed}: no such file; give a DeepSpeed "
+                            "JSON config file (or null)")
+        try:
+            json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise UserError(f"trainer.trl.deepspeed={deepspeed}: not a JSON file "
+                            f"({type(err).__name__}: {err})") from None
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError("trainer.trl.deepspeed needs DeepSpeed, which is not installed "
+                            "(pip install deepspeed)")
+    report_to = opts.get("report_to") or []
+    wanted = [str(r) for r in ([report_to] if isinstance(report_to, str) else report_to)]
+    alone = [r for r in wanted if r in ("all", "none")]
+    if alone and len(wanted) > 1:
+        raise UserError(f"trainer.trl.report_to: {alone[0]} stands alone "
+                        f"(trainer.trl.report_to={alone[0]}), not in a list with others")
+    if wanted and not alone:
+        from transformers.integrations import integration_utils
+
+        known = sorted(integration_utils.INTEGRATION_TO_CALLBACK)
+        installed = integration_utils.get_available_reporting_integrations()
+        for name in wanted:
+            if name in installed:
+                continue
+            if name in known:
+                raise UserError(f"trainer.trl.report_to: {name} is not installed (pip install "
+                                f"{name}), or drop it from the list")
+            raise UserError(f"trainer.trl.report_to: {name!r} is not a logger transformers "
+                            f"knows; known: {', '.join(known)}, all, none")
 
 
 def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, Any],
