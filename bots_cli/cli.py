@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from bots_cli.launch import config_dir, launch
+from bots_cli.launch import INTERRUPTED_EXIT, config_dir, launch
 
 
 @dataclass(frozen=True)
@@ -248,4 +248,28 @@ app = build_app()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        _quiet_interrupt_at_exit()
+
+
+def _quiet_interrupt_at_exit() -> None:
+    """Once the command is over, Ctrl-C only ends the process: pressed while the interpreter
+    runs its exit handlers (wandb, logging, temporary files), it would print "Exception ignored
+    in atexit callback ... KeyboardInterrupt" and a traceback. The command has said what it did
+    already; the process leaves at once with the interrupted exit code, 130."""
+    import contextlib
+    import os
+    import signal
+    import sys
+    import threading
+
+    def leave(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a stream closed by then
+                stream.flush()
+        os._exit(INTERRUPTED_EXIT)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, leave)

@@ -609,3 +609,20 @@ def test_trl_with_vllm_but_without_it_is_one_line(scratch: Path) -> None:
     out = run_bots("train", "trainer=trl", "trainer.trl.use_vllm=true", cwd=scratch)
     one_line_error(out, "trainer.trl.use_vllm=true needs vLLM, which is not installed")
     assert files_under(scratch) == set()
+
+
+def test_ctrl_c_while_exiting_is_no_traceback(tmp_path: Path) -> None:
+    """Issue 23: Ctrl-C landing in the exit handlers (here one that interrupts itself) ends the
+    process with 130, without "Exception ignored in atexit callback ... KeyboardInterrupt"."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, os, signal, sys, time\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n"
+            "sys.argv = ['bots', 'simulate', '--cfg', 'job']\n"
+            "from bots_cli.cli import main\n"
+            "main()\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 130, out.stderr
+    assert out.stderr == "" and "seeds:" in out.stdout  # the command's output is all there
