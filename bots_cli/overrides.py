@@ -70,10 +70,22 @@ def _parse(overrides: list[str], loader: Any = None) -> list[Any]:
         try:
             out += parser.parse_overrides([line])
         except OverrideParseException as err:
-            hint = "; write key=value" if "=" not in line else ""
-            raise UserError(f"cannot read the override {line!r}: {_first_line(err)}{hint}") \
-                from None
+            raise UserError(f"cannot read the override {line!r}: {_first_line(err)}"
+                            f"{_parse_hint(line)}") from None
     return out
+
+
+def _parse_hint(line: str) -> str:
+    """What to do about an override Hydra's grammar cannot read: key=value, or quotes around a
+    value holding characters the grammar reserves (=, brackets, quotes...) or non-ASCII text."""
+    key, eq, value = line.partition("=")
+    if not eq:
+        return "; write key=value"
+    if value[:1] in ("'", '"') or (value.isascii() and not set(value) & set("=()[]{}'\"\\:,$")):
+        return ""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return (f"; quote the value: \"{key}='{escaped}'\" (single quotes for Hydra inside double "
+            "quotes for the shell)")
 
 
 def _first_line(err: BaseException) -> str:

@@ -141,22 +141,30 @@ def load_run(path: Path, metric: str, x: str = "steps") -> Run | None:
 
 def find_runs(paths: list[str], metric: str, x: str = "steps") -> list[Run]:
     """Every training run at or under `paths` (directories holding a training config.yaml); a
-    training run that cannot be used is skipped with one warning line naming it and why."""
+    training run that cannot be used is skipped with one warning line naming it and why, and
+    the others are reported. A directory with no training run at all is one error line, and so
+    is a report whose every run was skipped."""
     runs = []
+    skipped = 0
     for given, dirs in run_directories(paths, "report"):
-        found = []
+        found, warned = [], 0
         for d in dirs:
             try:
                 run = load_run(d, metric, x)
             except SkippedRun as why:
                 print(f"warning: skipping {d}: {why}", file=sys.stderr)
+                warned += 1
                 continue
             if run is not None:
                 found.append(run)
-        if not found:
+        if not found and not warned:
             raise UserError(f"{given}: no training run with `{metric}` values under it (a run "
                             "directory holds config.yaml and metrics.jsonl)")
         runs += found
+        skipped += warned
+    if not runs:
+        raise UserError(f"no run to report: every training run found ({skipped}) was "
+                        "skipped (the warnings above say why)")
     return runs
 
 

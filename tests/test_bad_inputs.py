@@ -379,13 +379,17 @@ def test_settings_that_would_be_wrong_or_ignored_are_refused(scratch: Path, comm
 
 # -- issue 23 item 2: a run is one seed however it is reached ---------------------------------
 
-def _hand_made_run(path: Path, selector: str, scores: list[float]) -> Path:
-    """A training run as `bots report` reads it: config.yaml and metrics.jsonl."""
+def _hand_made_run(path: Path, selector: str, scores: list[float],
+                   config: dict | None = None) -> Path:
+    """A training run as `bots report` reads it: config.yaml (a whole `bots train` config when
+    given) and metrics.jsonl."""
     import json
 
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(
-        {"seed": 0, "train": {"steps": 30}, "selector": {"name": selector}}))
+    config = config or {"train": {}, "selector": {}}
+    config.update(seed=0, train={**config["train"], "steps": 30},
+                  selector={**config["selector"], "name": selector})
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
     rows = [{"step": step, "train/etr": 0.5, "train/zero_variance_share": 0.5,
              "selector/explored_share": 1.0, "time/select": 0.01, "time/selector_update": 0.01,
              "time/step": 1.0, "eval/accuracy": score}
@@ -626,3 +630,59 @@ def test_ctrl_c_while_exiting_is_no_traceback(tmp_path: Path) -> None:
                          text=True, timeout=60)
     assert out.returncode == 130, out.stderr
     assert out.stderr == "" and "seeds:" in out.stdout  # the command's output is all there
+
+
+# -- issue 23, unclear messages ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("command", "args", "message"), [
+    ("simulate", ["simulate.baseline=é"], "cannot read the override 'simulate.baseline=é': "
+     "LexerNoViableAltException: simulate.baseline=é; quote the value: "
+     "\"simulate.baseline='é'\" (single quotes for Hydra inside double quotes for the shell)"),
+    ("simulate", ["simulate.baseline=a=b"], "cannot read the override 'simulate.baseline=a=b':"
+     " mismatched input '=' expecting <EOF>; quote the value: \"simulate.baseline='a=b'\""),
+    ("simulate", ["~lambda"], "~lambda: bots simulate reads lambda; set it (lambda=...) instead "
+                              "of deleting it"),
+    ("simulate", ["~selector"], "~selector: bots simulate needs a selector; choose another "
+                                "option (selector=...) instead of deleting it"),
+    ("simulate", ["world.references=false"], "selector=bots reads reference pass rates, and "
+                                             "world.references=false has none"),
+    ("train", ["selector.implicit.name=knn", "selector.implicit.k=0"],
+     "selector.implicit.k must be ≥ 1, got 0"),
+    ("train", ["trainer=trl", "trainer.trl.bogus=1"], "trainer.trl.bogus is not a setting of "
+                                                      "bots train; other keys go under "
+                                                      "trainer.trl.args"),
+    ("train", ["train.levels=[]"], "train.levels=[] keeps no task; list the levels to train on"),
+    ("train", ["model.checkpoint=medium"], "checkpoint=medium (model.checkpoint, or "
+                                           "refs.weak.checkpoint / refs.strong.checkpoint): the "
+                                           "tiny model's checkpoints are weak, strong"),
+    ("train", ["domain.data.train=$SCRATCH/adir"], "task file $SCRATCH/adir is a directory; "
+                                                   "point domain.data.<split> at a .jsonl or "
+                                                   ".parquet file"),
+])
+def test_messages_say_what_is_wrong_and_what_to_do(scratch: Path, command: str,
+                                                   args: list[str], message: str) -> None:
+    (scratch / "adir").mkdir()
+    args = [a.replace("$SCRATCH", str(scratch)) for a in args]
+    one_line_error(run_bots(command, *args, cwd=scratch), message.replace("$SCRATCH",
+                                                                          str(scratch)))
+    assert files_under(scratch) == {"adir"}
+
+
+def test_a_damaged_run_among_good_ones_still_gets_a_report(scratch: Path) -> None:
+    config = yaml.safe_load(run_bots("train", "--cfg", "job", cwd=scratch).stdout)
+    good = _hand_made_run(scratch / "good", "uniform", [0.1, 0.2, 0.3, 0.6])
+    other = _hand_made_run(scratch / "other", "bots", [0.1, 0.4, 0.6, 0.6], config)
+    (other / "selections.parquet").write_text("garbage")
+    torn = _hand_made_run(scratch / "torn", "bots", [0.1, 0.4, 0.6, 0.6])
+    (torn / "metrics.jsonl").write_text('{"step": 0}\n{torn\n{"step": 1}\n')
+    out = run_bots("report", str(good), str(other), str(torn), "report.plot=false", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and list((scratch / "outputs").rglob("report.md"))
+    assert f"warning: skipping {torn}: " in out.stderr
+    assert (f"warning: no 'what was chosen' section for bots: {other / 'selections.parquet'} "
+            "cannot be read (ArrowInvalid)") in out.stderr
+    out = run_bots("report", str(torn), cwd=scratch)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == ("error: no run to report: every training "
+                                                   "run found (1) was skipped (the warnings "
+                                                   "above say why)")

@@ -31,6 +31,9 @@ def read_table(path: Path) -> Any:
     """The raw file as a DataFrame (jsonl or parquet), or a one-line error."""
     import pandas as pd
 
+    if path.is_dir():
+        raise UserError(f"task file {path} is a directory; point domain.data.<split> at a "
+                        ".jsonl or .parquet file")
     if not path.is_file():
         raise UserError(f"task file {path} does not exist; generate it with `bots make-data "
                         f"domain=<name>` or point domain.data.<split> at your file")

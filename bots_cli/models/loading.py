@@ -71,10 +71,14 @@ def model_dir(model_cfg: Any, checkpoint: str | None = None, domain_cfg: Any = N
     if hub_id:
         return _hub_snapshot(str(hub_id))
     if model_cfg.get("build") is not None:
-        from bots_cli.models.build import ensure_tiny
+        from bots_cli.models.build import CHECKPOINTS, ensure_tiny
 
-        build = ensure_tiny(model_cfg, domain_cfg)
-        return build.checkpoint(str(checkpoint or model_cfg.get("checkpoint") or "weak"))
+        name = str(checkpoint or model_cfg.get("checkpoint") or "weak")
+        if name not in CHECKPOINTS:  # checked before a build is looked for (or made)
+            raise UserError(f"checkpoint={name} (model.checkpoint, or refs.weak.checkpoint / "
+                            "refs.strong.checkpoint): the tiny model's checkpoints are "
+                            f"{', '.join(CHECKPOINTS)}")
+        return ensure_tiny(model_cfg, domain_cfg).checkpoint(name)
     raise UserError(f"model={model_cfg.get('name')} sets neither model.path nor model.hub_id; set "
                     "model.path=/path/to/hf_model_dir")
 

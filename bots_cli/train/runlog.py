@@ -205,7 +205,12 @@ def read_selections(path: Path) -> Any:
     """A run's selections.parquet as a DataFrame with every column of `SELECTION_COLUMNS`."""
     import pandas as pd
 
-    return with_selection_columns(pd.read_parquet(path))
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(f"{path} cannot be read ({type(err).__name__}): the run's records are "
+                        "damaged; restore the file or start a new run") from None
+    return with_selection_columns(frame)
 
 
 def with_selection_columns(frame: Any) -> Any:

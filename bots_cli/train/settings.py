@@ -74,6 +74,9 @@ class TrainSettings:
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise UserError(f"train.betas must be two numbers in [0, 1), got {list(t.betas)}")
         clip_high = t.clip_eps_high
+        if t.levels is not None and len(t.levels) == 0:
+            raise UserError("train.levels=[] keeps no task; list the levels to train on (e.g. "
+                            "train.levels=[5,6,7]) or set train.levels=null for all of them")
         return cls(
             steps=steps,
             batch_size=batch,
