@@ -162,8 +162,13 @@ def score_in_chunks(label: str, pending: Sequence[bool], chunk_size: int, seed: 
                     done += len(idx)
                     advance(len(idx))
     except KeyboardInterrupt:
-        print(f"{label}: interrupted; {total - todo + done} of {total} tasks are saved in "
-              f"{where}: run the same command to resume", file=sys.stderr)
+        saved = total - todo + done
+        if saved:
+            print(f"{label}: interrupted; {saved} of {total} tasks are saved in {where}: run "
+                  "the same command to resume", file=sys.stderr)
+        else:
+            print(f"{label}: interrupted before its first chunk of {min(chunk_size, total)} "
+                  f"tasks was saved: nothing is in {where} yet", file=sys.stderr)
         raise
 
 

@@ -210,8 +210,12 @@ def interrupted(cfg: Any) -> None:
     hc = HydraConfig.get()
     command, run_dir = hc.job.name, hc.runtime.output_dir
     if command == "train":
-        where = cfg.get("resume") or run_dir
-        hint = f"`bots train resume={where}` continues from its last checkpoint"
+        where = Path(str(cfg.get("resume") or run_dir))
+        if _has_checkpoint(where):
+            hint = f"`bots train resume={where}` continues from its last checkpoint"
+        else:
+            hint = (f"it had saved no checkpoint yet, so there is nothing to resume; start it "
+                    f"again (its partial records are in {where})")
     elif command in ("profile-refs", "evaluate"):
         hint = "the same command resumes where it stopped"
     else:
@@ -233,6 +237,13 @@ def check_jobs(check: Any, jobs: list[tuple[list[str], Any]], lists: set[str]) -
         except UserError as err:
             swept = " ".join(o for o in job_overrides if o not in shared) or "no overrides"
             fail(UserError(f"{err} (job {number} of the sweep: {swept}); no job was started"))
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    """Whether a training run holds a complete checkpoint of either trainer (looked up by file
+    name only: no torch import while the process is being interrupted)."""
+    root = run_dir / "checkpoints"
+    return any(root.glob("step_*/state.pt")) or any(root.glob("checkpoint-*/bots_selector.pt"))
 
 
 def _quote(value: str) -> str:

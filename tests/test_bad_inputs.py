@@ -686,3 +686,53 @@ def test_a_damaged_run_among_good_ones_still_gets_a_report(scratch: Path) -> Non
     assert out.stderr.strip().splitlines()[-1] == ("error: no run to report: every training "
                                                    "run found (1) was skipped (the warnings "
                                                    "above say why)")
+
+
+def test_a_null_cell_is_named_by_its_row(scratch: Path) -> None:
+    rows = [f'{{"task_id": "t{i}", "prompt": "{i}+1=", "answer": {i + 1}}}' for i in range(10)]
+    rows[7] = '{"task_id": "t7", "prompt": "7+1=", "answer": null}'
+    (scratch / "tasks.jsonl").write_text("\n".join(rows) + "\n")
+    out = run_bots("train", f"domain.data.train={scratch / 'tasks.jsonl'}", cwd=scratch)
+    one_line_error(out, f"{scratch / 'tasks.jsonl'}: row 8 has no answer (null); every task "
+                        "needs one")
+
+
+def test_an_interruption_before_the_first_chunk_promises_no_file(tmp_path: Path,
+                                                                 capsys) -> None:
+    from bots_cli.evaluation import score_in_chunks
+
+    def score(idx: list[int], seed: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_in_chunks("profile", [True] * 600, 256, 0, score, lambda rows: None,
+                        tmp_path / "weak.parquet")
+    err = capsys.readouterr().err
+    assert ("profile: interrupted before its first chunk of 256 tasks was saved: nothing is in "
+            f"{tmp_path / 'weak.parquet'} yet") in err
+    assert "are saved in" not in err
+
+
+def test_ctrl_c_before_the_first_checkpoint_promises_no_resume(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BOTS
+
+    def as_in_a_terminal() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen([str(BOTS), "train", "train.live=false"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_in_a_terminal)
+    deadline = time.monotonic() + 120
+    while not [p for p in (tmp_path / "outputs").rglob("config.yaml") if p.parent.name != ".hydra"]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    [line] = err.strip().splitlines()
+    assert line.startswith("interrupted: bots train stopped; it had saved no checkpoint yet, so "
+                           "there is nothing to resume; start it again"), line

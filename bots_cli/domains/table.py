@@ -96,6 +96,11 @@ def _pick(df: Any, source: str, path: Path, target: str) -> Any | None:
     return col
 
 
+def _missing(v: Any) -> bool:
+    """A null cell: None, or a float NaN (how pandas fills a missing value)."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _row(i: int) -> str:
     return f"row {i + 1}"
 
@@ -205,6 +210,13 @@ def normalise(df: Any, columns: Mapping[str, Any], domain: str, path: Path) -> A
     for target in REQUIRED:
         if columns.get(target) is None and target != "task_id":
             raise UserError(f"domain.columns.{target} is null, but every task needs a {target}")
+        # A missing value first: one null among integers turns the whole column into floats,
+        # and the type check below would then blame the first row rather than the empty one.
+        empty = [i for i, v in enumerate(out[target]) if _missing(v)] if target in out else []
+        if empty:
+            more = f" ({len(empty) - 1} more rows have none either)" if len(empty) > 1 else ""
+            raise UserError(f"{path}: {_row(empty[0])} has no {target} (null){more}; every task "
+                            f"needs one")
     if "task_id" in out:
         ids = _check_task_ids(out["task_id"].tolist(), path)
     else:  # no id column mapped: stable ids from the file name and row number
