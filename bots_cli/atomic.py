@@ -18,18 +18,26 @@ from typing import Any
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
 
-    The rename is atomic on POSIX file systems. On error the temporary file is removed and
-    `path` keeps its previous content. The temporary name ends in `.tmp`: writers that pick a
-    format from the extension (matplotlib, some pandas writers) must be told the format.
+    The rename is atomic on POSIX file systems. On error, and on SIGTERM meanwhile, the
+    temporary file is removed and `path` keeps its previous content; the temporary file of a
+    process killed outright (SIGKILL) is removed by the next `atomic_path` of the same `path`.
+    The temporary name (`.<name>.<pid>.tmp`) ends in `.tmp`: writers that pick a format from the
+    extension (matplotlib, some pandas writers) must be told the format.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    prefix = f".{path.name}."
+    for leftover in path.parent.glob(f"{prefix}*.tmp"):
+        pid = leftover.name[len(prefix):-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            leftover.unlink(missing_ok=True)
+    tmp = path.with_name(f"{prefix}{os.getpid()}.tmp")
+    with _sigterm_raises():
+        try:
+            yield tmp
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def writable_dir(path: Path | str, key: str) -> Path:
@@ -76,7 +84,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     `atomic_dir` on the same `path` removes the temporary directories of processes that no longer
     run. A directory cannot be renamed over a non-empty one, so an existing `path` is first moved
     aside (`.<name>.old-<pid>`): a reader sees the old directory, then for an instant none, then
-    the new one, never a partial one.
+    the new one, never a partial one. Everything in it gets the umask's permissions.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +93,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         tmp = _new_dir(path.parent, f".{path.name}.tmp-{os.getpid()}-")
         try:
             yield tmp
+            follow_umask(tmp)  # safetensors and torch writers make their files 0600
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -736,3 +736,61 @@ def test_ctrl_c_before_the_first_checkpoint_promises_no_resume(tmp_path: Path) -
     [line] = err.strip().splitlines()
     assert line.startswith("interrupted: bots train stopped; it had saved no checkpoint yet, so "
                            "there is nothing to resume; start it again"), line
+
+
+# -- issue 23, friction: what commands write follows the umask and leaves no temporary file ---
+
+def test_make_data_files_follow_the_umask_and_clear_a_killed_run_s_temporary(
+        scratch: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid names no running process now
+    out_dir = scratch / "tables"
+    out_dir.mkdir()
+    stale = out_dir / f".train.jsonl.{dead.pid}.tmp"  # what a SIGKILLed make-data leaves
+    stale.write_text("half a table")
+    previous = os.umask(0o022)
+    try:
+        out = run_bots("make-data", "domain.generate.n_train=50", "domain.generate.n_eval=20",
+                       f"make_data.out_dir={out_dir}", cwd=scratch)
+    finally:
+        os.umask(previous)
+    assert out.returncode == 0, out.stderr
+    assert files_under(out_dir) == {"train.jsonl", "eval.jsonl"}
+    assert {(p.stat().st_mode & 0o777) for p in out_dir.iterdir()} == {0o644}
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, time\n"
+            "from pathlib import Path\n"
+            "from bots_cli.atomic import atomic_path\n"
+            f"with atomic_path(Path({str(tmp_path / 'out.txt')!r})) as tmp:\n"
+            "    tmp.write_text('half')\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(30)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == -signal.SIGTERM, out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_files_in_an_atomic_directory_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from bots_cli.atomic import atomic_dir
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "step_1") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"x")
+            (tmp / "model.safetensors").chmod(0o600)  # as safetensors writes its files
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "step_1" / "model.safetensors").stat().st_mode & 0o777 == 0o644

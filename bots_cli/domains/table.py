@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -251,20 +249,15 @@ def load_task_table(path: Path, columns: Mapping[str, Any], domain: str) -> Any:
 
 def write_task_table(df: Any, path: Path) -> None:
     """Write atomically (temp file + rename): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    from bots_cli.atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # the umask's permissions; no temp file left by SIGTERM
         if path.suffix.lower() == ".parquet":
-            os.close(fd)
             df.to_parquet(tmp, index=False)
         else:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with tmp.open("w", encoding="utf-8") as f:
                 for rec in df.to_dict(orient="records"):
                     f.write(json.dumps(_plain(rec), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plain(rec: dict[str, Any]) -> dict[str, Any]:

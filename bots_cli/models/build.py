@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bots_cli.atomic import atomic_dir, follow_umask
+from bots_cli.atomic import atomic_dir
 from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
 from bots_cli.models import checkpoints
@@ -243,8 +243,7 @@ def _train_build(pairs: Sequence[tuple[str, str]], out: Path, key: dict[str, Any
             model.save_pretrained(tmp / name)
             save_tokenizer(tokenizer, tmp / name)
         results["weights_sha256"] = checkpoints.weights_sha256(tmp, CHECKPOINTS)
-        checkpoints.write_manifest(tmp, key, results)
-        follow_umask(tmp)  # shared by every user of the checkout, like the rest of data/
+        checkpoints.write_manifest(tmp, key, results)  # atomic_dir applies the umask
     return TinyBuild(out, reused=False, results=results)
 
 
