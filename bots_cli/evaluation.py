@@ -28,6 +28,11 @@ from bots_cli.errors import UserError
 from bots_cli.metrics import pass_at_k
 from bots_cli.seeds import derive_seed
 
+# Tasks per chunk of an evaluation of a whole held-out set (the in-training one): chunk c samples
+# with a seed derived from (seed, c), as `bots evaluate` does with its default
+# evaluate.chunk_size, so both give the same draws, and the same accuracy, for the same weights.
+WHOLE_SET_CHUNK = 256
+
 
 @dataclass
 class EvalResult:
@@ -35,6 +40,8 @@ class EvalResult:
     levels: np.ndarray | None  # (E,) or None when the tasks have no level
     rewards: np.ndarray  # (E, k) reward of each completion, in [0, 1]
     texts: list[list[str]]  # (E, k) the completions
+    prompts: list[str] | None = None  # (E,) the rendered prompts, as the model saw them
+    answers: list[str] | None = None  # (E,) the tasks' ground truth
 
     @property
     def k(self) -> int:
@@ -61,9 +68,18 @@ class EvalResult:
         return out
 
     def samples(self, count: int) -> list[dict[str, Any]]:
-        """The first completion of the first `count` tasks, for a look at what the model writes."""
-        return [{"task_id": self.task_ids[i], "completion": self.texts[i][0],
-                 "reward": float(self.rewards[i, 0])} for i in range(min(count, len(self.texts)))]
+        """The first completion of the first `count` tasks, with the prompt the model saw and
+        the task's answer, for a look at what the model writes."""
+        out = []
+        for i in range(min(count, len(self.texts))):
+            sample: dict[str, Any] = {"task_id": self.task_ids[i]}
+            if self.prompts is not None:
+                sample["prompt"] = self.prompts[i]
+            if self.answers is not None:
+                sample["answer"] = self.answers[i]
+            out.append({**sample, "completion": self.texts[i][0],
+                        "reward": float(self.rewards[i, 0])})
+        return out
 
 
 class HeldOut:
@@ -87,9 +103,26 @@ class HeldOut:
                  timings: dict[str, float] | None = None) -> EvalResult:
         """k completions of every task (or of `subset`) sampled with `seed`, and their rewards.
 
-        `timings`, if given, accumulates the seconds spent in `generate` and in `reward`.
+        The whole set is sampled in chunks of `WHOLE_SET_CHUNK` tasks, chunk c with a seed
+        derived from (seed, c): the draws of `bots evaluate` with the same seed (a `subset` is
+        one chunk, sampled with `seed` as given). `timings`, if given, accumulates the seconds
+        spent in `generate` and in `reward`.
         """
-        idx = list(range(len(self.rows))) if subset is None else list(subset)
+        if subset is None:
+            n = len(self.rows)
+            parts = [self.evaluate(engine, k, sampling, derive_seed(seed, c),
+                                   list(range(start, min(start + WHOLE_SET_CHUNK, n))), timings)
+                     for c, start in enumerate(range(0, n, WHOLE_SET_CHUNK))]
+            return EvalResult(
+                task_ids=[t for p in parts for t in p.task_ids],
+                levels=None if self.levels is None else self.levels.copy(),
+                rewards=np.concatenate([p.rewards for p in parts]) if parts
+                else np.zeros((0, k)),
+                texts=[t for p in parts for t in p.texts],
+                prompts=list(self.prompts),
+                answers=[a for p in parts for a in (p.answers or [])],
+            )
+        idx = list(subset)
         params = dataclasses.replace(sampling, seed=seed)
         started = time.perf_counter()
         groups = engine.generate([self.prompts[i] for i in idx], k, params)
@@ -105,6 +138,8 @@ class HeldOut:
             levels=None if self.levels is None else self.levels[idx],
             rewards=np.asarray(rewards, dtype=np.float64).reshape(len(idx), k),
             texts=texts,
+            prompts=[self.prompts[i] for i in idx],
+            answers=[str(self.rows[i]["answer"]) for i in idx],
         )
 
 

@@ -67,6 +67,26 @@ def test_evaluate_checkpoints_resumes_and_refuses_other_settings(world: Path,
         missing.stderr
 
 
+def test_training_evals_and_bots_evaluate_agree_on_the_same_weights(world: Path,
+                                                                     tmp_path: Path) -> None:
+    """Issue 23: the same weights, n, seed and tasks give the same accuracy in the training
+    run's eval/accuracy and in `bots evaluate` (both sample the set in chunks of 256 tasks, chunk
+    c with a seed from (seed, c)); samples.jsonl shows the prompt and the answer too."""
+    run = _train(world, tmp_path, "train.eval_every=4", "train.eval_tasks=40", "train.eval_n=2",
+                 "train.eval_seed=77")
+    out = run_bots("evaluate", f"run={run}", "evaluate.steps=[0,4]", "evaluate.n=2",
+                   "evaluate.max_tasks=40", "evaluate.seed=77", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    trained = {r["step"]: r["eval/accuracy"] for r in map(json.loads,
+               (run / "metrics.jsonl").read_text().splitlines()) if "eval/accuracy" in r}
+    evaluated = {r["step"]: r["eval/arith/accuracy"] for r in map(json.loads,
+                 (run / "evaluations.jsonl").read_text().splitlines())}
+    assert trained == evaluated and set(trained) == {0, 4}
+    sample = json.loads((run / "samples.jsonl").read_text().splitlines()[0])
+    assert {"prompt", "answer", "completion", "reward"} <= set(sample)
+    assert sample["prompt"].endswith("=") and sample["answer"].isdigit()
+
+
 def test_report_compares_two_runs(world: Path, tmp_path: Path) -> None:
     a = _train(world, tmp_path, "train.eval_every=2")
     b = _train(world, tmp_path, "train.eval_every=2", "selector=uniform")
