@@ -731,11 +731,14 @@ def test_ctrl_c_before_the_first_checkpoint_promises_no_resume(tmp_path: Path) -
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     [line] = err.strip().splitlines()
     assert line.startswith("interrupted: bots train stopped; it had saved no checkpoint yet, so "
                            "there is nothing to resume; start it again"), line
+    # Not on a terminal, the seconds of loading before step 0 are not silent either.
+    assert out.startswith("bots train: bots · tiny on arith: loading the pool, the selector and "
+                          "the model"), out
 
 
 # -- issue 23, friction: what commands write follows the umask and leaves no temporary file ---

@@ -145,8 +145,16 @@ def start_run_everywhere(cfg: Any) -> tuple[Path, Any, bool]:
 
 def train(cfg: Any) -> dict[str, Any]:
     """The `bots train` command: run (or resume) one training run in the Hydra run directory."""
+    import os
+
     from omegaconf import OmegaConf
 
+    if os.environ.get("RANK", "0") == "0":  # loading takes seconds to minutes: say what runs
+        what = f"resuming {cfg.resume}" if cfg.get("resume") else (
+            f"{cfg.selector.name} · {cfg.model.name} on {cfg.domain.name}")
+        print(f"bots train: {what}: loading the pool, the selector and the model, then the "
+              "first step (the starting point is evaluated first when train.eval_every > 0)",
+              flush=True)
     run_dir, cfg, resuming = start_run_everywhere(cfg)
     trainer_name = OmegaConf.select(cfg, "trainer.name", default="native")
     if trainer_name == "trl":
