@@ -797,3 +797,17 @@ def test_files_in_an_atomic_directory_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(previous)
     assert (tmp_path / "step_1" / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_selector_of_your_config_dir_is_named_by_its_file(scratch: Path) -> None:
+    import json
+
+    (scratch / "myconf" / "selector").mkdir(parents=True)
+    (scratch / "myconf" / "selector" / "greedy.yaml").write_text(
+        "defaults:\n  - bots\n  - _self_\nmode: greedy  # posterior mean\n")
+    out = run_bots("simulate", "--config-dir", "myconf", "selector=greedy", *SMALL, cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    [summary] = list(scratch.rglob("summary.json"))
+    groups = json.loads(summary.read_text())
+    assert "greedy" in json.dumps(groups) and " greedy " in out.stdout
+    assert '"bots"' not in json.dumps(groups)  # bots itself is not compared by default

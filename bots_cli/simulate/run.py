@@ -54,12 +54,29 @@ class SimParams:
 
 def selector_configs(cfg: Any) -> dict[str, tuple[str, Any]]:
     """The selectors to compare by name, each with its config key and config: `selector`, then
-    `compare.*` (a name already taken is skipped)."""
-    out = {str(cfg.selector.name): ("selector", cfg.selector)}
+    `compare.*` (a name already taken is skipped). The studied selector is named by its config
+    choice when that differs from its `name` (selector=greedy, a file of your --config-dir that
+    extends bots), as `bots report` names runs."""
+    out = {_selector_label(cfg): ("selector", cfg.selector)}
     for key, sel_cfg in (cfg.get("compare") or {}).items():
         if sel_cfg is not None:
             out.setdefault(str(sel_cfg.name), (f"compare.{key}", sel_cfg))
     return out
+
+
+def _selector_label(cfg: Any) -> str:
+    """`selector`'s config-group choice (from Hydra's runtime, or the composed config's hydra
+    node when checked before the job runs), else its `name`."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    name = str(cfg.selector.name)
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+    else:
+        choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    choice = choices.get("selector")
+    return str(choice) if choice else name
 
 
 def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> Selector:
