@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -118,7 +117,8 @@ def test_math_shipped_answers_score_one() -> None:
 
 
 def test_math_pathological_answer_is_cut_off_and_threads_are_safe() -> None:
-    checker = MathChecker(timeout_s=1.5, workers=2)
+    # 5 s: long enough that the honest checks finish on a loaded 2-core machine (1.5 s did not).
+    checker = MathChecker(timeout_s=5.0, workers=2)
     try:
         assert checker.equivalent("\\sqrt{2}", "2^{1/2}")  # starts a worker
         results: dict[str, bool] = {}
@@ -131,14 +131,14 @@ def test_math_pathological_answer_is_cut_off_and_threads_are_safe() -> None:
             threading.Thread(target=check, args=("ok", "x^2 - 1", "(x-1)(x+1)")),
             threading.Thread(target=check, args=("no", "\\pi", "3.15")),
         ]
-        started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
+        # Every thread returned (a bomb left running would leave its key unset): its worker was
+        # killed at the timeout.
         assert results == {"bomb": False, "ok": True, "no": False}
         assert checker.timeouts == 1  # the bomb: scored 0 and counted (train/reward_timeouts)
-        assert time.monotonic() - started < 30  # bounded: the bomb's worker was killed
         assert checker.equivalent("\\frac{1}{3}", "1/3")  # and the checker still works
     finally:
         checker.close()
