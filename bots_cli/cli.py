@@ -24,6 +24,7 @@ class Command:
     examples: list[str] = field(default_factory=list)
     paths_key: str | None = None  # bare arguments (no "=") become this list override
     check: str | None = None  # "module:function" validating a job's config (every job of -m)
+    after_sweep: str | None = None  # "module:function" called with a finished sweep's directory
 
 
 def paths_override(key: str, overrides: list[str]) -> list[str]:
@@ -40,6 +41,7 @@ COMMANDS = [
         name="simulate",
         target="bots_cli.simulate.run:simulate",
         check="bots_cli.simulate.run:check_config",
+        after_sweep="bots_cli.simulate.report:sweep_summary",
         summary="Compare task selectors on a synthetic learner in seconds (no model, no GPU).",
         examples=[
             "bots simulate",
@@ -211,6 +213,7 @@ def _register(app: typer.Typer, cmd: Command) -> None:
             resolve=resolve,
             extra_config_dir=config_dir_,
             check=cmd.check,
+            after_sweep=cmd.after_sweep,
         )
 
     # The annotations are strings (postponed evaluation) read in this module's globals, so the

@@ -262,10 +262,12 @@ def launch(
     resolve: bool = False,
     extra_config_dir: str | None = None,
     check: str | None = None,
+    after_sweep: str | None = None,
 ) -> None:
     """Compose `conf/<config_name>.yaml` with `overrides` and run `target` (or a sweep of it).
     `check` (`module:function`, called with a job's config) validates every job of a sweep
-    before the first one starts."""
+    before the first one starts; `after_sweep` (called with the sweep's directory) sums up a
+    finished sweep."""
     from bots_cli.overrides import compose_overrides, file_logging, resolved_dir
 
     name = config_name or command.replace("-", "_")
@@ -340,3 +342,5 @@ def launch(
         sys.argv = saved
         if not ok:
             dirs.discard_empty()
+    if multirun and after_sweep and dirs.root is not None:
+        command_function(after_sweep)(dirs.root)

@@ -158,6 +158,10 @@ def find_runs(paths: list[str], metric: str, x: str = "steps") -> list[Run]:
             if run is not None:
                 found.append(run)
         if not found and not warned:
+            if any((d / "curves.parquet").is_file() for d in dirs):
+                raise UserError(f"{given}: bots simulate runs, not training runs: each one's "
+                                "table and summary.json are its report, and a `bots simulate "
+                                "-m` sweep's jobs side by side are in its sweep_summary.json")
             raise UserError(f"{given}: no training run with `{metric}` values under it (a run "
                             "directory holds config.yaml and metrics.jsonl)")
         runs += found

@@ -811,3 +811,21 @@ def test_a_selector_of_your_config_dir_is_named_by_its_file(scratch: Path) -> No
     groups = json.loads(summary.read_text())
     assert "greedy" in json.dumps(groups) and " greedy " in out.stdout
     assert '"bots"' not in json.dumps(groups)  # bots itself is not compared by default
+
+
+def test_a_simulate_sweep_ends_with_one_table_of_its_jobs(scratch: Path) -> None:
+    import json
+
+    out = run_bots("simulate", "-m", "lambda=0.1,0.5", *SMALL, cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    [sweep] = list((scratch / "outputs" / "multirun" / "simulate").glob("*/*"))
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [(j["job"], j["swept"]) for j in summary["jobs"]] == [("0", "lambda=0.1"),
+                                                                 ("1", "lambda=0.5")]
+    assert summary["jobs"][1]["summary"] == json.loads((sweep / "1" / "summary.json").read_text())
+    tail = out.stdout[out.stdout.index("bots simulate sweep: 2 jobs"):]
+    assert "lambda=0.1   bots" in tail and "lambda=0.5   uniform*" in tail
+    # bots report says where a simulate sweep's comparison is, rather than "no training run"
+    one_line_error(run_bots("report", str(sweep), cwd=scratch),
+                   f"{sweep}: bots simulate runs, not training runs: each one's table and "
+                   "summary.json are its report")

@@ -130,3 +130,59 @@ def more_seeds_command(seeds: int = 5) -> str:
         given = []
     kept = [o for o in given if o.split("=", 1)[0].lstrip("+~") != "simulate.seeds"]
     return " ".join(["bots simulate", f"simulate.seeds={seeds}", *map(shlex.quote, kept)])
+
+
+SWEEP_COLUMNS = ("final acc", "TTB50", "TTB100", "BSF100", "ETR")
+
+
+def sweep_summary(sweep_dir: Path) -> dict[str, Any] | None:
+    """After a `bots simulate -m` sweep: one table of every job's selectors, the jobs told apart
+    by the values swept (their overrides that differ), printed and written as the sweep's
+    `sweep_summary.json`. None when no job of the sweep finished."""
+    import json
+
+    import yaml
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    jobs = []
+    for summary_path in sorted(Path(sweep_dir).glob("*/summary.json"),
+                               key=lambda p: (not p.parent.name.isdigit(),
+                                              int(p.parent.name) if p.parent.name.isdigit()
+                                              else 0, p.parent.name)):
+        overrides_path = summary_path.parent / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else []
+        jobs.append((summary_path.parent.name, [str(o) for o in overrides or []],
+                     json.loads(summary_path.read_text())))
+    if not jobs:
+        return None
+    shared = set.intersection(*(set(o) for _, o, _ in jobs))
+    table = Table(title=f"bots simulate sweep: {len(jobs)} jobs (mean over each job's seeds)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("job", "swept", "selector", *SWEEP_COLUMNS):
+        table.add_column(col, justify="left" if col in ("job", "swept", "selector") else "right",
+                         no_wrap=True)
+    out: dict[str, Any] = {"jobs": []}
+    for name, overrides, summary in jobs:
+        swept = " ".join(o for o in overrides if o not in shared) or "-"
+        base = summary["baseline"]
+        out["jobs"].append({"job": name, "swept": swept, "summary": summary})
+        for selector, m in summary["selectors"].items():
+            cells = []
+            for header in SWEEP_COLUMNS:
+                key, digits = COLUMNS[header]
+                vs = selector != base and key.startswith(("ttb_", "bsf_"))
+                cells.append(format_vs_baseline(m[key], digits) if vs
+                             else format_metric(m[key], digits))
+            table.add_row(name, swept, selector + ("*" if selector == base else ""), *cells)
+        table.add_section()
+    console = Console()
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    console.width = max(console.width, natural)  # never squeezed into ellipses
+    console.print(table)
+    write_json(Path(sweep_dir) / "sweep_summary.json", json_safe(out))
+    console.print(f"* each job's baseline. {noise_caption(jobs[0][2]['baseline'])} "
+                  f"sweep summary: {Path(sweep_dir) / 'sweep_summary.json'}", highlight=False,
+                  soft_wrap=True)
+    return out
