@@ -382,6 +382,48 @@ def _sweep(groups: dict[str, list[Run]], summary: dict[str, Any]) -> tuple[str, 
     return None
 
 
+# What makes a training run's held-out score (eval/accuracy): its tasks, k and sampling seed.
+TRAINING_EVAL_KEYS = ("domain.name", "train.eval_tasks", "train.eval_n", "train.eval_seed",
+                      "sampling.temperature", "sampling.max_new_tokens")
+
+
+def held_out_warning(runs: list[Run], metric: str) -> str | None:
+    """One warning line when the runs' scores were measured on different held-out sets (other
+    tasks, k, seed or temperature): their accuracies do not compare. For `bots evaluate`'s
+    metrics (eval/<domain>/accuracy) the settings saved with each run's evaluations count."""
+    signatures = {}
+    for run in runs:
+        if metric == "eval/accuracy":
+            signatures[run.path] = {k: run.settings.get(k) for k in TRAINING_EVAL_KEYS}
+        elif metric.startswith("eval/") and metric.count("/") == 2:
+            signatures[run.path] = _evaluation_settings(run.path, metric.split("/")[1])
+    if len({repr(sorted(s.items())) for s in signatures.values()}) <= 1:
+        return None
+    key = next(k for k in sorted({k for s in signatures.values() for k in s})
+               if len({repr(s.get(k)) for s in signatures.values()}) > 1)
+    values = sorted({repr(s.get(key)) for s in signatures.values()})
+    line = (f"warning: the runs' {metric} were measured on different held-out sets ({key}: "
+            f"{', '.join(values)}): their scores do not compare; evaluate them alike with `bots "
+            "evaluate run=<run>` and report.metric=eval/<domain>/accuracy")
+    print(line, file=sys.stderr)
+    return line
+
+
+def _evaluation_settings(run_dir: Path, domain: str) -> dict[str, Any]:
+    """The settings `bots evaluate` saved with a run's evaluations of `domain` (none: {})."""
+    path = run_dir / "evaluations" / f"{domain}.parquet"
+    if not path.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    from bots_cli.profile.table import settings_of
+
+    try:
+        return {k: v for k, v in settings_of(pq.read_table(path)).items() if k != "chunk_size"}
+    except (OSError, ValueError):
+        return {"unreadable": str(path)}
+
+
 def _chosen_sections(settings: Any, groups: dict[str, list[Run]], summary: dict[str, Any],
                      out_dir: Path) -> list[str]:
     """report.md's "What was chosen" section of each group (chosen.py), in the table's order; a
@@ -416,6 +458,7 @@ def report(cfg: Any) -> dict[str, Any]:
         print(f"warning: no {cfg.report.baseline} run among these; TTB and BSF are n/a "
               "(set report.baseline to one of the groups)", file=sys.stderr)
     summary = compare(groups, baseline, x)
+    held_out_warning(runs, metric)
     note = _seeds_note(summary, groups)
     plots: list[str] = []
     if cfg.report.plot:

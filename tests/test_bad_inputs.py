@@ -829,3 +829,19 @@ def test_a_simulate_sweep_ends_with_one_table_of_its_jobs(scratch: Path) -> None
     one_line_error(run_bots("report", str(sweep), cwd=scratch),
                    f"{sweep}: bots simulate runs, not training runs: each one's table and "
                    "summary.json are its report")
+
+
+def test_report_warns_when_groups_were_evaluated_on_different_held_out_sets(
+        scratch: Path) -> None:
+    uniform = {"train": {"eval_tasks": 200, "eval_n": 4}, "selector": {}}
+    bots = {"train": {"eval_tasks": 40, "eval_n": 4}, "selector": {}}
+    _hand_made_run(scratch / "runs" / "u", "uniform", [0.1, 0.2, 0.3, 0.6], uniform)
+    _hand_made_run(scratch / "runs" / "b", "bots", [0.1, 0.4, 0.6, 0.6], bots)
+    out = run_bots("report", "runs", "report.plot=false", "report.chosen=false", cwd=scratch)
+    assert out.returncode == 0, out.stderr
+    assert ("warning: the runs' eval/accuracy were measured on different held-out sets "
+            "(train.eval_tasks: 200, 40): their scores do not compare") in out.stderr
+    (scratch / "runs" / "b" / "config.yaml").write_text(
+        (scratch / "runs" / "b" / "config.yaml").read_text().replace("40", "200"))
+    out = run_bots("report", "runs", "report.plot=false", "report.chosen=false", cwd=scratch)
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
