@@ -67,6 +67,10 @@ def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:
     from omegaconf import OmegaConf
 
     if cfg.get("run") is None:
+        if cfg.evaluate.steps is not None:
+            raise UserError(f"evaluate.steps={list(cfg.evaluate.steps)} picks checkpoints of a "
+                            "training run, and no run=<dir> is given; give one, or drop "
+                            "evaluate.steps to evaluate the model as it is")
         return None, None, [(0, cfg.model)]
     check_run_overrides(list(HydraConfig.get().overrides.task))
     run = Path(str(cfg.run)).expanduser()

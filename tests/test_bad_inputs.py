@@ -300,6 +300,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("command", "overrides", "message"), [
     ("evaluate", ["evaluate.domains=bogus"], "evaluate.domains: no domain 'bogus' (known: "),
+    ("evaluate", ["evaluate.steps=4"], "evaluate.steps=[4] picks checkpoints of a training run, "
+                                       "and no run=<dir> is given"),
     ("train", ["train.levels=99"], "train.levels: no task of the train split has level 99"),
     ("simulate", ["selector.prior=abc"], "selector.prior must be a pair (a0, b0), got ('abc',)"),
     ("simulate", ["compare.mopps.prior=7"], "compare.mopps.prior must be a pair (a0, b0)"),
