@@ -463,8 +463,7 @@ def test_resume_refuses_records_that_stop_before_the_checkpoint(scratch: Path, r
     import pandas as pd
 
     run = fake_run(scratch)
-    (run / "checkpoints" / "step_2").mkdir(parents=True)
-    (run / "checkpoints" / "step_2" / "state.pt").write_bytes(b"")
+    _checkpoint(run, 2)  # well-formed files (below): only the records are wrong
     if "metrics" in records:
         (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n"
                                                    for s in records["metrics"]))
