@@ -291,6 +291,18 @@ def _trainer_class() -> Any:
             ids = tokenizer(text=prompts, add_special_tokens=False)["input_ids"]
             return ids, None, {}  # (prompt ids, images, multimodal fields), as TRL's text path
 
+        def _issue_warnings_after_load(self, load_result: Any) -> None:
+            """A checkpoint of a model with tied embeddings holds no `lm_head.weight`
+            (safetensors stores a tied tensor once), and transformers 5 warns "missing keys"
+            on resume although the weight is there. Keys tied to a loaded one are left out of
+            the warning; any other missing key is still reported."""
+            tied = set(getattr(self.model, "all_tied_weights_keys", None) or {})
+            missing = [k for k in load_result.missing_keys if k not in tied]
+            if len(missing) < len(load_result.missing_keys):
+                self.model.tie_weights()
+                load_result = load_result._replace(missing_keys=missing)
+            super()._issue_warnings_after_load(load_result)
+
         def _timed(self, name: str, call: Any, *args: Any) -> Any:
             start = time.perf_counter()
             try:
