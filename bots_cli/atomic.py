@@ -41,26 +41,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def writable_dir(path: Path | str, key: str) -> Path:
-    """`path` as a directory this process can write files into: made (with its parents) when
-    missing, and tried with a file created and removed at once, so a file in its place, a
-    directory that cannot be made and a read-only one are each one `UserError` line naming
-    `key`, before a command loads or computes anything."""
+    """`path` as a directory this process can write files into, checked before a command loads
+    or computes anything: a file in its place, a directory that cannot be made and a read-only
+    one are each one `UserError` line naming `key`. Nothing is left behind: a missing directory
+    is not made here (its writers make it, `atomic_path`), its nearest existing parent is tried
+    instead, with a file created and removed at once."""
     from bots_cli.errors import UserError
 
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"{key}={path} is a file, not a directory; choose a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{key}={path}: cannot create it ({err.strerror or err}); choose "
-                        "another directory") from None
-    probe = out / f".bots-write-test.{os.getpid()}"
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{key}={path}: cannot create it ({existing} is a file); choose another "
+                        "directory")
+    probe = existing / f".bots-write-test.{os.getpid()}"
     try:
         probe.touch()
         probe.unlink()
     except OSError as err:
-        raise UserError(f"{key}={path}: cannot write there ({err.strerror or err}); choose a "
+        what = "write there" if existing == out else f"create it in {existing}"
+        raise UserError(f"{key}={path}: cannot {what} ({err.strerror or err}); choose a "
                         "directory you can write to") from None
     return out
 

@@ -215,7 +215,7 @@ def test_report_compares_native_and_trl_runs(world: Path, tmp_path: Path) -> Non
      "trainer.trl.args.learning_rate is set by bots from train.lr"),
     ("trainer.trl.vllm_mode=remote", "trainer.trl.vllm_mode must be colocate or server"),
     ("engine=vllm", "set trainer.trl.use_vllm=true for vLLM"),
-    ("sampling.temperature=0", "GRPO needs sampled groups"),
+    ("sampling.temperature=0", "GRPO has no signal to learn from"),
     ("train.micro_batch_size=5", "train.micro_batch_size (5) must divide the 32 completions"),
     ("trainer.trl.steps_per_generation=3", "trainer.trl.steps_per_generation (3) must be"),
     ("train.group_size=1", "train.group_size must be ≥ 2"),

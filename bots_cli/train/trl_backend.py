@@ -195,9 +195,7 @@ def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, A
     from bots_cli.engines import SamplingParams
 
     sampling = SamplingParams.from_config(cfg.sampling)
-    if sampling.temperature == 0:
-        raise UserError("sampling.temperature=0 gives a group identical completions under "
-                        "trainer=trl; GRPO needs sampled groups (use a temperature > 0)")
+    # sampling.temperature=0 is refused for both trainers by train.command.check_config.
     if sampling.stop:
         raise UserError("sampling.stop is not supported by trainer=trl (TRL stops at EOS and "
                         "max_completion_length); set sampling.stop=[] or use trainer=native")
