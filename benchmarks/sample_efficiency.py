@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.comparison import AXES, format_metric, format_vs_baseline, json_safe
-from bots_cli.report import compare, find_runs, group_runs, pick_baseline
+from bots_cli.analysis.comparison import AXES, format_metric, format_vs_baseline, json_safe
+from bots_cli.analysis.report import compare, find_runs, group_runs, pick_baseline
 
 
 def per_seed(values: list[float]) -> str:

@@ -10,7 +10,7 @@ Worlds (conf/simulate.yaml's world with one change each):
 Every variant runs on the same seeds of every world it applies to (a variant that needs
 references is skipped where there are none) and is compared, seed by seed, with uniform on the
 same world: TTB(100%) and BSF(100%), mean ± std over seeds. A difference between two variants
-counts as one only when the toolkit's noise test (`bots_cli.comparison.within_noise`, as in
+counts as one only when the toolkit's noise test (`bots_cli.analysis.comparison.within_noise`, as in
 `bots report` and `bots simulate`) finds it: a two-sided paired t-test at 95% on the per-seed
 TTB differences, |mean| > t_{0.975, n-1} · sd / √n (a run that never reaches uniform's best
 counts as TTB 2). Each variant is marked against the world's best variant, its best fixed ρ,
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from bots_cli.comparison import per_seed_metrics, ranking_mean, within_noise
-from bots_cli.launch import compose_selector, config_dir
+from bots_cli.analysis.comparison import per_seed_metrics, ranking_mean, within_noise
+from bots_cli.config import compose_selector, config_dir
 from bots_cli.selection import build_selector
 from bots_cli.selection.build import needs_references
 from bots_cli.simulate.run import SimParams, run_one

@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from bots_cli.comparison import format_metric
-from bots_cli.report import compare, find_runs, group_runs
+from bots_cli.analysis.comparison import format_metric
+from bots_cli.analysis.report import compare, find_runs, group_runs
 
 PHASES = ("select", "rollout", "reward", "update", "selector_update")
 

@@ -1,6 +1,6 @@
 """bots: Bayesian Online Task Selection (BOTS) for reinforcement finetuning of LLMs.
 
-The package is a library with thin command-line entry points (`bots_cli.cli`): each command is a
+The package is a library with thin command-line entry points (`bots_cli.cli.app`): each command is a
 plain function of its Hydra config, importable and testable without the CLI.
 """
 

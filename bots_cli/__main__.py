@@ -1,3 +1,3 @@
-from bots_cli.cli import main
+from bots_cli.cli.app import main
 
 main()

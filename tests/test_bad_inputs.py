@@ -325,8 +325,8 @@ def test_a_bare_split_exports_that_split(scratch: Path) -> None:
 def test_list_settings_of_every_command_take_a_bare_value() -> None:
     """The class, in-process: every setting whose default is a list (or that NULL_LISTS names)
     becomes a one-element list, whichever command and config group it belongs to."""
-    from bots_cli.launch import config_dir
-    from bots_cli.overrides import as_lists, compose_overrides
+    from bots_cli.cli.overrides import as_lists, compose_overrides
+    from bots_cli.config import config_dir
 
     cases = {
         "train": ["sampling.stop=STOP1", "train.betas=0.9", "logger=wandb", "logger.tags=mine",
@@ -425,7 +425,7 @@ def test_report_counts_a_run_reached_twice_once(scratch: Path, named: list[str])
 def test_another_tiny_recipe_builds_beside_the_shipped_one() -> None:
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
     from bots_cli.models.build import TinySettings
 
     cfg = OmegaConf.load(config_dir() / "model" / "tiny.yaml")
@@ -625,7 +625,7 @@ def test_ctrl_c_while_exiting_is_no_traceback(tmp_path: Path) -> None:
     code = ("import atexit, os, signal, sys, time\n"
             "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n"
             "sys.argv = ['bots', 'simulate', '--cfg', 'job']\n"
-            "from bots_cli.cli import main\n"
+            "from bots_cli.cli.app import main\n"
             "main()\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
@@ -700,7 +700,7 @@ def test_a_null_cell_is_named_by_its_row(scratch: Path) -> None:
 
 def test_an_interruption_before_the_first_chunk_promises_no_file(tmp_path: Path,
                                                                  capsys) -> None:
-    from bots_cli.evaluation import score_in_chunks
+    from bots_cli.evaluation.scoring import score_in_chunks
 
     def score(idx: list[int], seed: int) -> None:
         raise KeyboardInterrupt

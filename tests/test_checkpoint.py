@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from bots_cli.selection import BotsSelector
-from bots_cli.train.checkpoint import (
+from bots_cli.runs.checkpoints import (
     checkpoint_dir,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from bots_cli.selection import BotsSelector
 
 
 def save_linear(model: torch.nn.Module) -> object:

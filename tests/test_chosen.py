@@ -1,5 +1,6 @@
-"""What a selector chose (bots_cli/chosen.py) on hand-made selections, with hand-computed values,
-and `bots inspect` end to end on a tiny run directory written here, with its refusals."""
+"""What a selector chose (bots_cli/analysis/chosen.py) on hand-made selections, with
+hand-computed values, and `bots inspect` end to end on a tiny run directory written here, with
+its refusals."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bots_cli.chosen import (
+from bots_cli.analysis.chosen import (
     analyse,
     calibration,
     capability_vs_accuracy,
@@ -22,7 +23,7 @@ from bots_cli.chosen import (
     share_by_window,
     value_labels,
 )
-from bots_cli.chosen_plots import slug
+from bots_cli.analysis.chosen_plots import slug
 from bots_cli.errors import UserError
 from tests.conftest import run_bots
 
@@ -168,7 +169,7 @@ def write_run(root: Path, *, selector: str = "bots", new_columns: bool = True) -
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
 
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)

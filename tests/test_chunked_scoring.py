@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bots_cli.errors import UserError
-from bots_cli.evaluation import resume_table, score_in_chunks
+from bots_cli.evaluation.scoring import resume_table, score_in_chunks
 from bots_cli.seeds import derive_seed
 
 

@@ -22,7 +22,7 @@ def run_dirs(root: Path) -> list[Path]:
 
 
 def test_importing_the_cli_stays_light() -> None:
-    code = ("import sys, bots_cli.cli; "
+    code = ("import sys, bots_cli.cli.app; "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -130,7 +130,7 @@ def test_extra_config_dir_adds_experiment_files(scratch: Path) -> None:
 
 
 def example_cases() -> list[tuple[str, list[str], bool]]:
-    from bots_cli.cli import COMMANDS, paths_override
+    from bots_cli.cli.app import COMMANDS, paths_override
 
     cases = []
     for cmd in COMMANDS:
@@ -149,8 +149,8 @@ def example_cases() -> list[tuple[str, list[str], bool]]:
 @pytest.mark.parametrize(("command", "overrides", "multirun"), example_cases(),
                          ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_every_help_example_composes(command: str, overrides: list[str], multirun: bool) -> None:
-    from bots_cli.launch import config_dir
-    from bots_cli.overrides import check_overrides
+    from bots_cli.cli.overrides import check_overrides
+    from bots_cli.config import config_dir
 
     assert check_overrides(command, command.replace("-", "_"), overrides, conf_dir=config_dir(),
                            multirun=multirun) is not None

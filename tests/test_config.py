@@ -10,7 +10,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bots_cli.launch import config_dir
+from bots_cli.config import config_dir
 
 CONF = config_dir()
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -86,9 +86,9 @@ def test_every_field_has_a_comment(path: Path) -> None:
 
 
 def test_free_form_sections_are_sections_of_the_configs() -> None:
-    """`+key=value` may add keys under these (bots_cli/overrides.py); each must be a real
+    """`+key=value` may add keys under these (bots_cli/cli/overrides.py); each must be a real
     section, or the exemption would let typos through somewhere else."""
-    from bots_cli.overrides import FREE_FORM
+    from bots_cli.cli.overrides import FREE_FORM
 
     cfg = compose_resolved("train", ["trainer=trl"])
     for path in FREE_FORM:

@@ -1,4 +1,4 @@
-"""Dynamic sampling (`train.dynamic_sampling`, bots_cli/train/dynamic.py) in both trainers.
+"""Dynamic sampling (`train.dynamic_sampling`, bots_cli/selection/dynamic.py) in both trainers.
 
 Two pools of the miniature world make the two regimes certain: one of tasks the policy solves
 sometimes (the batch fills with informative groups), one whose answers it can never give (no
@@ -19,9 +19,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bots_cli.profile.table import read_profile
+from bots_cli.references.table import read_profile
 from bots_cli.selection.build import build_selector
-from bots_cli.train.dynamic import batch_groups, informative, refill_size
+from bots_cli.selection.dynamic import batch_groups, informative, refill_size
 from tests.conftest import run_bots
 from tests.trainworld import metrics, run_dirs, train_args, train_tasks
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bots_cli.comparison import format_metric
+from bots_cli.analysis.comparison import format_metric
+from bots_cli.analysis.report import Run, _cells, compare, group_runs
 from bots_cli.errors import UserError
-from bots_cli.profile.table import write_with_settings
-from bots_cli.report import Run, _cells, compare, group_runs
+from bots_cli.references.table import write_with_settings
 from tests.conftest import run_bots
 from tests.trainworld import run_dirs, train_args
 
@@ -50,7 +50,7 @@ def test_evaluate_checkpoints_resumes_and_refuses_other_settings(world: Path,
     # A run killed in the last chunk of step 4: the table holds whole chunks only.
     import pyarrow.parquet as pq
 
-    from bots_cli.profile.table import settings_of
+    from bots_cli.references.table import settings_of
 
     settings = settings_of(pq.read_table(run / "evaluations" / "arith.parquet"))
     write_with_settings(run / "evaluations" / "arith.parquet", table.iloc[:-4], settings)
@@ -161,7 +161,7 @@ def test_report_metrics_on_hand_made_curves() -> None:
 
 
 def test_the_baseline_of_several_groups_is_the_one_at_the_shipped_settings(capsys) -> None:
-    from bots_cli.report import pick_baseline
+    from bots_cli.analysis.report import pick_baseline
 
     key, ds = "train.dynamic_sampling.enabled", "dynamic_sampling.enabled"
     runs = [_run("uniform", 0, [0, 1, 1, 1], {key: False}),
@@ -210,7 +210,7 @@ def _write_run(path: Path, selector: str = "uniform", choice: str | None = None,
 
 
 def test_report_warns_once_for_each_run_it_skips(tmp_path: Path, capsys) -> None:
-    from bots_cli.report import find_runs
+    from bots_cli.analysis.report import find_runs
 
     good = _write_run(tmp_path / "sweep" / "0")
     no_metrics = _write_run(tmp_path / "sweep" / "1")
@@ -241,7 +241,7 @@ def test_report_warns_once_for_each_run_it_skips(tmp_path: Path, capsys) -> None
 
 
 def test_a_selector_variant_is_named_by_its_config_choice(tmp_path: Path) -> None:
-    from bots_cli.report import find_runs
+    from bots_cli.analysis.report import find_runs
 
     _write_run(tmp_path / "a", selector="bots", choice="my_bots")
     _write_run(tmp_path / "b", selector="bots", choice="bots")
@@ -252,7 +252,7 @@ def test_a_selector_variant_is_named_by_its_config_choice(tmp_path: Path) -> Non
 
 
 def test_one_seed_prints_single_values_and_the_caption_says_so() -> None:
-    from bots_cli.report import _caption
+    from bots_cli.analysis.report import _caption
 
     one = compare(group_runs([_run("uniform", 0, [0.1, 0.2, 0.3, 0.4]),
                               _run("bots", 0, [0.1, 0.4, 0.5, 0.5])]), "uniform")

@@ -387,7 +387,7 @@ def test_the_fingerprint_is_a_hash_of_the_weights(tmp_path: Path) -> None:
 def test_the_shipped_build_matches_its_recipe_and_the_shipped_profiles() -> None:
     """The tiny model ships in data/models/tiny/arith: the default recipe must find it (no
     rebuild on first use), and the shipped profiles were measured on exactly these weights."""
-    from bots_cli.profile.table import read_profile
+    from bots_cli.references.table import read_profile
 
     shipped = REPO / "data" / "models" / "tiny" / "arith"
     settings = TinySettings.from_config(OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml"))

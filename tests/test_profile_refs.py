@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bots_cli.profile.table import read_profile, write_profile
+from bots_cli.references.table import read_profile, write_profile
 from tests.conftest import run_bots
 
 pytest.importorskip("transformers")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bots_cli.errors import UserError
-from bots_cli.profile.table import (
+from bots_cli.references.table import (
     align_pass_rates,
     pass_rate_summary,
     profile_path,
@@ -82,7 +82,7 @@ def test_summary_of_the_pass_rate_distribution() -> None:
 def test_reference_pass_rates_from_columns_or_profiles(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from bots_cli.profile.references import reference_pass_rates
+    from bots_cli.references.pass_rates import reference_pass_rates
 
     refs = OmegaConf.create({"weak": {"name": "w"}, "strong": {"name": "s"}})
     tasks = pd.DataFrame({"task_id": ["a", "b"]})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bots_cli.comparison import (
+from bots_cli.analysis.comparison import (
     interpolate_curves,
     mean_curve,
     more_seeds_commands,
@@ -19,7 +19,7 @@ from bots_cli.comparison import (
     versus_best,
     within_noise,
 )
-from bots_cli.report import Run, _cells, _markdown, _seeds_note, compare, group_runs
+from bots_cli.analysis.report import Run, _cells, _markdown, _seeds_note, compare, group_runs
 from tests.conftest import run_bots
 
 STEPS = [0, 10, 20, 30]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bots_cli.train.runlog import RunLog, read_selections, recorded_costs, wandb_mode
+from bots_cli.runs.records import RunLog, read_selections, recorded_costs, wandb_mode
 
 
 def test_metrics_selections_and_samples(tmp_path: Path) -> None:

@@ -251,7 +251,7 @@ def test_offline_band_with_empty_band() -> None:
 # --- build_selector ----------------------------------------------------------------------------
 def conf(option: str, **over):
     """conf/selector/<option>.yaml as Hydra composes it (λ = 0.1), with `over` merged in."""
-    from bots_cli.launch import compose_selector
+    from bots_cli.config import compose_selector
 
     return OmegaConf.create(compose_selector(option, over, lam=0.1))
 

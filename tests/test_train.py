@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from bots_cli.profile.table import read_profile
+from bots_cli.references.table import read_profile
 from bots_cli.selection.build import build_selector
 from tests.conftest import run_bots
 from tests.trainworld import (

@@ -24,10 +24,10 @@ from safetensors.torch import load_file
 pytest.importorskip("trl")
 
 from bots_cli.errors import UserError
-from bots_cli.profile.table import read_profile
+from bots_cli.references.table import read_profile
 from bots_cli.selection.build import build_selector
 from bots_cli.train.settings import TrainSettings
-from bots_cli.train.trl_backend import plan_steps
+from bots_cli.train.trl.backend import plan_steps
 from tests.conftest import REPO, run_bots
 from tests.trainworld import (
     STEP_KEYS,
@@ -312,7 +312,7 @@ def generate(self, *args, **kwargs):
                                 "ids": [t for t, k in zip(row, keep) if k]}) + "\\n")
     return original(self, *args, **kwargs)
 GenerationMixin.generate = generate
-from bots_cli.cli import main
+from bots_cli.cli.app import main
 main()
 """
 

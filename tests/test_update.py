@@ -54,7 +54,7 @@ def update_config(**changes: Any) -> UpdateConfig:
     """conf/train.yaml's update settings (the one place holding their defaults), with changes."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
     from bots_cli.train.settings import TrainSettings
 
     train = OmegaConf.load(config_dir() / "train.yaml").train

@@ -54,7 +54,7 @@ def default_config(name: str) -> dict[str, Any]:
     """The shipped `conf/domain/<name>.yaml` as a plain dict."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
 
     return as_dict(OmegaConf.load(config_dir() / "domain" / f"{name}.yaml"))
 

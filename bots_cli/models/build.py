@@ -136,7 +136,7 @@ def _shipped_parse() -> TinySettings:
     """conf/model/tiny.yaml's `build` section as it is, where the shipped build lives."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
 
     return TinySettings._parse(OmegaConf.load(config_dir() / "model" / "tiny.yaml"))
 
@@ -146,7 +146,7 @@ def shipped_recipe() -> TinySettings:
     one place its values live; TinyArch and WarmStart carry no defaults of their own)."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
 
     return TinySettings.from_config(OmegaConf.load(config_dir() / "model" / "tiny.yaml"))
 

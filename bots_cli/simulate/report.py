@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bots_cli.atomic import atomic_path, write_json
-from bots_cli.comparison import (
+from bots_cli.analysis.comparison import (
     Curve,
     aggregate,
     format_metric,
@@ -22,6 +21,7 @@ from bots_cli.comparison import (
     plot_curves,
     within_noise,
 )
+from bots_cli.atomic import atomic_path, write_json
 
 COLUMNS = {  # header -> (summary key, digits)
     "final acc": ("final_accuracy", 3), "TTB25": ("ttb_25", 2), "TTB50": ("ttb_50", 2),

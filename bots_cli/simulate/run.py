@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.analysis.comparison import Curve
 from bots_cli.atomic import write_text
 from bots_cli.checks import check_int, check_range
-from bots_cli.comparison import Curve
 from bots_cli.errors import InvalidValue
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.selection import Selector, build_selector

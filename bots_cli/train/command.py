@@ -13,10 +13,10 @@ from typing import Any
 
 from bots_cli.atomic import write_json, write_text
 from bots_cli.errors import UserError
-from bots_cli.launch import train_run_dir
+from bots_cli.runs.groups import train_run_dir
+from bots_cli.runs.records import open_run_log, run_summary
 from bots_cli.train.loop import Phases, Trainer
 from bots_cli.train.processes import distributed_state, processes
-from bots_cli.train.runlog import open_run_log, run_summary
 
 # Overrides a resumed run may change; anything else would make it a different run.
 RESUMABLE_OVERRIDES = ("resume", "train.steps", "train.eval_every", "train.checkpoint_every",
@@ -80,7 +80,7 @@ def check_config(cfg: Any) -> None:
     if trainer not in TRAINERS:
         raise UserError(f"trainer must be native or trl, got {trainer!r}")
     if trainer == "trl":
-        from bots_cli.train.trl_backend import check_trl_options
+        from bots_cli.train.trl.backend import check_trl_options
 
         check_trl_options(cfg.trainer.get("trl"))
 
@@ -94,7 +94,7 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resuming = cfg.get("resume") is not None
     if resuming:
-        from bots_cli.train.checkpoint import latest_checkpoint, trl_checkpoints
+        from bots_cli.runs.checkpoints import latest_checkpoint, trl_checkpoints
 
         run_dir = train_run_dir("resume", cfg.resume)
         cfg = _resumed_config(cfg, run_dir)
@@ -104,10 +104,10 @@ def start_run(cfg: Any) -> tuple[Path, Any, bool]:
             raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
                             "new run")
         check_config(cfg)
-        from bots_cli.train.runlog import check_records
+        from bots_cli.runs.records import check_records
 
         if latest is not None:
-            from bots_cli.train.checkpoint import check_resumable
+            from bots_cli.runs.checkpoints import check_resumable
 
             check_resumable(run_dir, latest)
         step = int(latest.name.split("_")[1]) if latest is not None else max(trl)
@@ -158,7 +158,7 @@ def train(cfg: Any) -> dict[str, Any]:
     run_dir, cfg, resuming = start_run_everywhere(cfg)
     trainer_name = OmegaConf.select(cfg, "trainer.name", default="native")
     if trainer_name == "trl":
-        from bots_cli.train.trl_backend import train_trl
+        from bots_cli.train.trl.backend import train_trl
 
         return train_trl(cfg, run_dir, resuming)
     if trainer_name != "native":

@@ -49,8 +49,8 @@ import numpy as np
 from bots_cli.errors import UserError
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.seeds import derive_seed
+from bots_cli.selection.dynamic import batch_groups, informative, posterior_means, refill_size
 from bots_cli.selection.feedback import SuccessRule, task_evidence
-from bots_cli.train.dynamic import batch_groups, informative, posterior_means, refill_size
 from bots_cli.train.settings import TrainSettings
 
 
@@ -119,7 +119,7 @@ class Trainer:
         self.device_type, self.autocast = self._precision()
         latest = None
         if resuming:
-            from bots_cli.train.checkpoint import latest_checkpoint
+            from bots_cli.runs.checkpoints import latest_checkpoint
 
             latest = latest_checkpoint(run_dir)
             if latest is None:
@@ -148,12 +148,12 @@ class Trainer:
 
         eval_tasks = self.dom.load(cfg.domain, split="eval", max_tasks=self.s.eval_tasks,
                                    key="train.eval_tasks")
-        from bots_cli.evaluation import HeldOut
+        from bots_cli.evaluation.scoring import HeldOut
 
         self.held_out = HeldOut(self.dom, eval_tasks, self.tokenizer) if self.s.eval_every else None
         self._restore_state = None
         if latest is not None:
-            from bots_cli.train.checkpoint import load_checkpoint
+            from bots_cli.runs.checkpoints import load_checkpoint
 
             state = load_checkpoint(latest, restore_rng=False)
             self.optimizer.load_state_dict(state["optimizer"])
@@ -166,7 +166,7 @@ class Trainer:
             if "rollouts" in saved:
                 self.rollouts, self.tokens = int(saved["rollouts"]), int(saved["tokens"])
             else:  # a checkpoint written before the counters existed
-                from bots_cli.train.runlog import recorded_costs
+                from bots_cli.runs.records import recorded_costs
 
                 per_step = self.s.batch_size * self.s.group_size
                 self.rollouts, self.tokens = recorded_costs(run_dir / "metrics.jsonl",
@@ -223,7 +223,7 @@ class Trainer:
 
     def restore_rng(self) -> None:
         if self._restore_state is not None:
-            from bots_cli.train.checkpoint import restore_rng_state
+            from bots_cli.runs.checkpoints import restore_rng_state
 
             restore_rng_state(self._restore_state)
             self._restore_state = None
@@ -377,7 +377,7 @@ class Trainer:
         return result.metrics(), result.samples(self.s.eval_samples)
 
     def save(self, step: int) -> None:
-        from bots_cli.train.checkpoint import checkpoint_dir, save_checkpoint
+        from bots_cli.runs.checkpoints import checkpoint_dir, save_checkpoint
 
         def save_model(path: Path) -> None:
             self.model.save_pretrained(str(path))

@@ -32,8 +32,8 @@ def reference_rates(cfg: Any, pool: Any, dom: Any) -> tuple[Any, Any]:
 
     if not needs_references(cfg.selector):
         return None, None
-    from bots_cli.profile.references import reference_pass_rates
-    from bots_cli.profile.run import profiles_dir
+    from bots_cli.references.pass_rates import reference_pass_rates
+    from bots_cli.references.profile import profiles_dir
 
     refs = cfg.refs
     if refs.get("name") == "tiny" and cfg.model.get("build") is None:

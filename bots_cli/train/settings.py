@@ -7,7 +7,7 @@ from typing import Any, get_args
 
 from bots_cli.checks import check_choice, check_int, check_range
 from bots_cli.errors import UserError
-from bots_cli.train.dynamic import DynamicSampling
+from bots_cli.selection.dynamic import DynamicSampling
 from bots_cli.train.grpo import LossAggregation
 from bots_cli.train.update import UpdateConfig
 

@@ -151,7 +151,7 @@ def test_keep_last_never_leaves_the_run_without_a_complete_checkpoint(tmp_path: 
     """With save_total_limit=1 the older checkpoint goes only once the new one holds the
     selector: here writing checkpoint-4's selector fails (once checkpoint-2 is saved, a
     directory is put in its way), and checkpoint-2 is still there, complete."""
-    from bots_cli.train.checkpoint import trl_checkpoints
+    from bots_cli.runs.checkpoints import trl_checkpoints
 
     out = tmp_path / "checkpoints"
 

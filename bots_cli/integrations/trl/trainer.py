@@ -17,7 +17,7 @@ call to the original in each:
   capability estimate, random generator) is written into every checkpoint as `bots_selector.pt`
   (before `save_total_limit` removes older checkpoints) and restored on `resume_from_checkpoint`.
 
-With `dynamic_sampling=True` (bots_cli/train/dynamic.py: DAPO-style, the same rule as the native
+With `dynamic_sampling=True` (bots_cli/selection/dynamic.py: DAPO-style, the same rule as the native
 loop) a generation batch runs in rounds: each round is one call of the original
 `_generate_and_score_completions` on freshly selected tasks and one selector update; then every
 process gathers the rounds' tensors, keeps the rows of the batch's groups (informative first) and
@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from bots_cli.errors import InvalidValue, UserError
+from bots_cli.runs.checkpoints import TRL_STATE_FILE as STATE_FILE  # written into each checkpoint
 from bots_cli.selection.feedback import SuccessRule, task_evidence
-from bots_cli.train.checkpoint import TRL_STATE_FILE as STATE_FILE  # written into each checkpoint
 
 TESTED_TRL = (">=1.16.0", "<1.17")  # the TRL range this adapter was tested with (bots-cli[trl])
 
@@ -130,7 +130,7 @@ class BotsGRPOTrainer(GRPOTrainer):
     functions; a completion every reward function returned None for counts in no trial.
 
     `dynamic_sampling=True` refills each generation batch with informative groups, in at most
-    `max_rounds` rounds (the module docstring; bots_cli/train/dynamic.py).
+    `max_rounds` rounds (the module docstring; bots_cli/selection/dynamic.py).
 
     Besides TRL's own metrics it logs, through TRL's logging (so wandb, tensorboard, ... see
     them; wandb adds its `train/` prefix to every name), `etr` (of every task selected, all
@@ -150,7 +150,7 @@ class BotsGRPOTrainer(GRPOTrainer):
                  reward_range: tuple[float, float] | None = None,
                  dynamic_sampling: bool = False, max_rounds: int = 4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from bots_cli.train.dynamic import DynamicSampling
+        from bots_cli.selection.dynamic import DynamicSampling
 
         self.dynamic_sampling = DynamicSampling.from_config(
             {"enabled": dynamic_sampling, "max_rounds": max_rounds})
@@ -287,7 +287,7 @@ class BotsGRPOTrainer(GRPOTrainer):
         round 1's task of each group of rows, in row order."""
         from math import gcd
 
-        from bots_cli.train.dynamic import batch_groups, refill_size
+        from bots_cli.selection.dynamic import batch_groups, refill_size
 
         G, P = self.group_size, self.accelerator.num_processes
         rounds = [self.feedback[-1]]
@@ -338,7 +338,7 @@ class BotsGRPOTrainer(GRPOTrainer):
         round's completions and tokens are counted."""
         from accelerate.utils import gather
 
-        from bots_cli.train.dynamic import informative, posterior_means
+        from bots_cli.selection.dynamic import informative, posterior_means
 
         start = time.perf_counter()
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)

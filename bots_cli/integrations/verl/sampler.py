@@ -68,7 +68,7 @@ def selector_config(spec: Any) -> dict[str, Any]:
     overrides, composed as Hydra does (`launch.compose_selector`)."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import compose_selector
+    from bots_cli.config import compose_selector
 
     if spec is None or isinstance(spec, str):
         name, overrides = spec or "bots", {}

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from bots_cli.launch import INTERRUPTED_EXIT, config_dir, launch
+from bots_cli.cli.launch import INTERRUPTED_EXIT, launch
+from bots_cli.config import config_dir
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ COMMANDS = [
     ),
     Command(
         name="profile-refs",
-        target="bots_cli.profile.run:profile_refs",
+        target="bots_cli.references.profile:profile_refs",
         summary="Per-task pass rates of the weak and strong reference models (resumable).",
         examples=[
             "bots profile-refs domain=arith",
@@ -89,7 +90,7 @@ COMMANDS = [
     ),
     Command(
         name="evaluate",
-        target="bots_cli.evaluate:evaluate",
+        target="bots_cli.evaluation.command:evaluate",
         summary="Evaluate a run's checkpoints (or a model) on held-out tasks: avg@k, pass@k.",
         examples=[
             "bots evaluate run=outputs/train/<date>/<time>",
@@ -100,7 +101,7 @@ COMMANDS = [
     ),
     Command(
         name="report",
-        target="bots_cli.report:report",
+        target="bots_cli.analysis.report:report",
         summary="Compare training runs with a baseline: TTB, BSF, ETR table, report.md, plots.",
         examples=[
             "bots report outputs/multirun/train/<date>/<time>",
@@ -111,7 +112,7 @@ COMMANDS = [
     ),
     Command(
         name="inspect",
-        target="bots_cli.inspect:inspect",
+        target="bots_cli.analysis.inspect:inspect",
         summary="What a run's selector chose: levels over training, pass rates, repeats, "
                 "calibration.",
         examples=[
@@ -123,7 +124,7 @@ COMMANDS = [
     ),
     Command(
         name="export",
-        target="bots_cli.export:export",
+        target="bots_cli.integrations.export:export",
         summary="Write a domain's task tables for verl (parquet) or TRL (jsonl), with pass rates.",
         examples=[
             "bots export domain=arith format=verl export.out_dir=exports/arith",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bots_cli.comparison import _pyplot, _save
+from bots_cli.analysis.comparison import _pyplot, _save
 
 
 def plot_shares(shares: pd.DataFrame, path: Path, *, title: str, column: str) -> None:

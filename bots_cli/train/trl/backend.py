@@ -261,7 +261,7 @@ def domain_reward(dom: Any, pool: Any) -> Any:
 
 def latest_trl_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     """(directory, bots step) of the newest complete TRL checkpoint, or None."""
-    from bots_cli.train.checkpoint import trl_checkpoints
+    from bots_cli.runs.checkpoints import trl_checkpoints
 
     found = trl_checkpoints(run_dir)
     if not found:
@@ -373,7 +373,7 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     from trl import GRPOConfig
 
     args = GRPOConfig(**grpo_arguments(cfg, s, plan, opts, run_dir / "checkpoints", on_gpu))
-    from bots_cli.train.trl_records import RunRecords
+    from bots_cli.train.trl.records import RunRecords
 
     records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan.processes,
                          plan.optimizer_steps, resume_step=(
@@ -384,7 +384,7 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
         selector=selector, task_id_column="task_id", callbacks=[records],
         dynamic_sampling=s.dynamic_sampling.enabled, max_rounds=s.dynamic_sampling.max_rounds)
     if latest is not None:  # the counts of a checkpoint written before they were saved in it
-        from bots_cli.train.runlog import recorded_costs
+        from bots_cli.runs.records import recorded_costs
 
         trainer.resumed_costs = recorded_costs(run_dir / "metrics.jsonl", latest[1],
                                                s.batch_size * s.group_size)
@@ -411,7 +411,7 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if state.is_main_process:
         from bots_cli.atomic import write_json
-        from bots_cli.train.runlog import run_summary
+        from bots_cli.runs.records import run_summary
 
         summary = run_summary(run_dir, cfg, s.steps, records.elapsed)
         summary.update(trainer="trl", processes=state.num_processes)

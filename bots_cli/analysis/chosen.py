@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bots_cli.chosen_plots import write_plots
+from bots_cli.analysis.chosen_plots import write_plots
 from bots_cli.errors import UserError
 
 MAX_VALUES = 12  # heatmap rows: more distinct values are binned (numbers) or folded into "other"
@@ -44,7 +44,7 @@ def normalised_selections(frame: pd.DataFrame) -> pd.DataFrame:
     """A selections table with `round`, `trained` and `predicted` (filled in for older files and
     hand-made frames as runlog.read_selections fills them), ordered by (run, step, round) as the
     selector saw them; task ids as text, for the join."""
-    from bots_cli.train.runlog import with_selection_columns
+    from bots_cli.runs.records import with_selection_columns
 
     frame = with_selection_columns(frame)
     if "run" not in frame.columns:
@@ -251,8 +251,8 @@ def training_pool_of(cfg: Any) -> pd.DataFrame:
     (train.dynamic_sampling, say) still has a pool."""
     from omegaconf import OmegaConf
 
+    from bots_cli.config import config_dir
     from bots_cli.domains import load_domain
-    from bots_cli.launch import config_dir
     from bots_cli.train.pool import training_pool
     from bots_cli.train.settings import TrainSettings
 
@@ -268,7 +268,7 @@ def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: in
     table."""
     from omegaconf import OmegaConf
 
-    from bots_cli.train.runlog import read_jsonl_upto, read_selections
+    from bots_cli.runs.records import read_jsonl_upto, read_selections
 
     frames, pools, rows, targets = [], {}, [], []
     for i, run in enumerate(run_dirs):

@@ -26,38 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bots_cli.config import config_dir
 from bots_cli.errors import UserError
+from bots_cli.runs.groups import train_run_dir
 
 USER_ERROR_EXIT = 2
 # What a start writes into a run directory; a refused start that wrote nothing else is removed.
 _START_FILES = (".hydra", "config.yaml")
-
-
-def config_dir() -> Path:
-    """The Hydra config directory: conf/, shipped in the package as bots_cli/conf."""
-    return Path(__file__).resolve().parent / "conf"
-
-
-def compose_selector(name: str, overrides: dict[str, Any] | None = None,
-                     lam: float | None = None) -> dict[str, Any]:
-    """conf/selector/<name>.yaml as Hydra composes it (its defaults list included: mopps extends
-    bots, every selector has `success`), λ resolved (`lam`, else the root default), with
-    `overrides` merged on top: a selector config outside a command (verl, benchmarks, tests)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    path = config_dir() / "selector" / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise UserError(f"no selector {name!r} (known: {known})")
-    root = [] if lam is None else [f"lambda={lam}"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        composed = compose(config_name="simulate", overrides=[f"selector={name}", *root])
-    merged = OmegaConf.merge(OmegaConf.to_container(composed.selector, resolve=True),
-                             overrides or {})
-    out = OmegaConf.to_container(merged, resolve=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
 
 
 def _secondary_process() -> bool:
@@ -68,26 +43,6 @@ def _secondary_process() -> bool:
 # Commands that write into an existing training run named by a key (`bots train resume=<run>`,
 # `bots evaluate run=<run>`): Hydra's run directory is that run, not a new one.
 INTO_RUN = {"train": "resume", "evaluate": "run"}
-
-
-def train_run_dir(key: str, value: Any) -> Path:
-    """The training run `<key>=<dir>` names, or a one-line error when it is not one."""
-    run_dir = Path(str(value)).expanduser()
-    if not run_dir.is_dir():
-        raise UserError(f"{key}={value}: no such run directory")
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise UserError(f"{key}={value}: no config.yaml there; is it a `bots train` run "
-                        "directory?")
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(saved.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{key}={value}: cannot read {saved} ({type(err).__name__})") from None
-    if not isinstance(cfg, dict) or not {"train", "selector"} <= set(cfg):
-        raise UserError(f"{key}={value}: {saved} is not the config of a `bots train` run")
-    return run_dir
 
 
 def _continue(run_dir: Path) -> str:
@@ -184,7 +139,7 @@ def run_command_function(target: str, cfg: Any, dirs: RunDirs | None = None,
     """Import `module:function` and call it with the composed config (its list settings given
     one bare value made lists: `overrides.as_lists`), reporting user errors; a refused start's
     new run directory is removed."""
-    from bots_cli.overrides import as_lists
+    from bots_cli.cli.overrides import as_lists
 
     try:
         func = command_function(target)
@@ -227,7 +182,7 @@ def interrupted(cfg: Any) -> None:
 def check_jobs(check: Any, jobs: list[tuple[list[str], Any]], lists: set[str]) -> None:
     """Run a command's config check on every job of a sweep; the first refusal is one line
     naming the job, and no job has run."""
-    from bots_cli.overrides import as_lists
+    from bots_cli.cli.overrides import as_lists
 
     shared = set.intersection(*(set(o) for o, _ in jobs)) if jobs else set()
     for number, (job_overrides, cfg) in enumerate(jobs):
@@ -268,7 +223,7 @@ def launch(
     `check` (`module:function`, called with a job's config) validates every job of a sweep
     before the first one starts; `after_sweep` (called with the sweep's directory) sums up a
     finished sweep."""
-    from bots_cli.overrides import compose_overrides, file_logging, resolved_dir
+    from bots_cli.cli.overrides import compose_overrides, file_logging, resolved_dir
 
     name = config_name or command.replace("-", "_")
     extra = None

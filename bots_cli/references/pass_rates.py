@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from bots_cli.errors import UserError
-from bots_cli.profile.run import model_source, reference_label
-from bots_cli.profile.table import align_pass_rates, profile_path, read_profile
+from bots_cli.references.profile import model_source, reference_label
+from bots_cli.references.table import align_pass_rates, profile_path, read_profile
 
 
 def reference_pass_rates(

@@ -36,8 +36,8 @@ REFERENCES = ("auto", "required", "none")
 
 def _rates(cfg: Any, dom: Any, tasks: Any, split: str) -> tuple[Any, Any] | None:
     """(weak, strong) pass rates of `tasks`, or None where `export.references=auto` finds none."""
-    from bots_cli.profile.references import reference_pass_rates
-    from bots_cli.profile.run import profiles_dir
+    from bots_cli.references.pass_rates import reference_pass_rates
+    from bots_cli.references.profile import profiles_dir
 
     mode = check_choice("export.references", cfg.export.references, REFERENCES)
     if mode == "none":

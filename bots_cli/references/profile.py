@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bots_cli.atomic import atomic_path, writable_dir, write_json, write_text
-from bots_cli.profile.table import pass_rate_summary, profile_path, read_profile, write_profile
+from bots_cli.references.table import pass_rate_summary, profile_path, read_profile, write_profile
 
 ROLES = ("weak", "strong")
 
@@ -86,7 +86,7 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
     import pandas as pd
 
     from bots_cli.engines import build_engine
-    from bots_cli.evaluation import HeldOut, resume_table, score_in_chunks
+    from bots_cli.evaluation.scoring import HeldOut, resume_table, score_in_chunks
 
     model_cfg = cfg.refs[role]
     settings = profile_settings(cfg, model_cfg, sampling)
@@ -140,7 +140,7 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
 
     from bots_cli.domains import load_domain
     from bots_cli.engines import SamplingParams
-    from bots_cli.evaluation import check_chunked_job
+    from bots_cli.evaluation.scoring import check_chunked_job
 
     check_chunked_job(cfg.profile, "profile")
     sampling = SamplingParams.from_config(cfg.sampling)

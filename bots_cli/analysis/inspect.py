@@ -30,7 +30,7 @@ def _training_config(path: Path) -> dict[str, Any] | None:
 
 def find_training_runs(given: list[str]) -> list[tuple[Path, dict[str, Any]]]:
     """(run directory, its config) of every training run at or under the given directories."""
-    from bots_cli.runs import run_directories
+    from bots_cli.runs.groups import run_directories
 
     out = []
     for name, candidates in run_directories(given, "inspect"):
@@ -46,7 +46,7 @@ def find_training_runs(given: list[str]) -> list[tuple[Path, dict[str, Any]]]:
 def group_by_selector(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, list[Path]]:
     """Runs grouped as `bots report` groups them (runs.py): by selector and the settings that
     differ among that selector's runs (dynamic sampling on or off, λ, ...); seeds pooled."""
-    from bots_cli.runs import compared_settings, group_labels, selector_label
+    from bots_cli.runs.groups import compared_settings, group_labels, selector_label
 
     labels = group_labels([(selector_label(path, cfg), compared_settings(cfg))
                            for path, cfg in runs])
@@ -58,7 +58,7 @@ def group_by_selector(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, list
 
 def headline(chosen: Any) -> dict[str, str]:
     """The few numbers printed per group (a `chosen.Chosen`)."""
-    from bots_cli.chosen import fmt
+    from bots_cli.analysis.chosen import fmt
 
     r, a, c, cap = chosen.rates, chosen.again, chosen.calib, chosen.capability
     return {"selections": str(int(r["selections"])), "distinct": f"{a['distinct_tasks']:.0f}",
@@ -104,8 +104,8 @@ def inspect(cfg: Any) -> dict[str, Any]:
     """The `bots inspect` command."""
     from hydra.core.hydra_config import HydraConfig
 
+    from bots_cli.analysis.chosen import analyse, section_markdown, write_plots
     from bots_cli.atomic import write_text
-    from bots_cli.chosen import analyse, section_markdown, write_plots
 
     column = str(cfg.inspect.column)
     windows = check_int("inspect.windows", cfg.inspect.windows, lo=1)

@@ -41,8 +41,8 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
     def __init__(self, cfg: Any, s: TrainSettings, run_dir: Path, pool: Any, dom: Any,
                  tokenizer: Any, processes: int, optimizer_steps: int, resume_step: int | None,
                  main: bool) -> None:
+        from bots_cli.runs.records import open_run_log
         from bots_cli.train.display import TrainDisplay
-        from bots_cli.train.runlog import open_run_log
 
         self.cfg, self.s, self.main = cfg, s, main
         self.optimizer_steps = optimizer_steps  # TRL optimizer steps per bots step
@@ -67,7 +67,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
                                     f"· {cfg.model.name} on {cfg.domain.name} · {run_dir}",
                                     self.start_step, s.steps, s.live, s.log_every)
         if s.eval_every:
-            from bots_cli.evaluation import HeldOut
+            from bots_cli.evaluation.scoring import HeldOut
 
             tasks = dom.load(cfg.domain, split="eval", max_tasks=s.eval_tasks,
                              key="train.eval_tasks")

@@ -27,14 +27,14 @@ import numpy as np
 from bots_cli.atomic import write_text
 from bots_cli.checks import check_int, check_range
 from bots_cli.errors import UserError
-from bots_cli.evaluation import EvalResult, HeldOut, resume_table, score_in_chunks
+from bots_cli.evaluation.scoring import EvalResult, HeldOut, resume_table, score_in_chunks
 
 COLUMNS = ["step", "task_id", "level", "n", "successes", "correct", "avg_at_k", "pass_at_k"]
 
 
 def checkpoints(run: Path) -> dict[int, Path]:
     """Step -> model directory of every complete checkpoint of a training run."""
-    from bots_cli.train.checkpoint import latest_checkpoint, trl_checkpoints
+    from bots_cli.runs.checkpoints import latest_checkpoint, trl_checkpoints
 
     root = run / "checkpoints"
     found = trl_checkpoints(run)  # a `trainer=trl` run: the model files are the checkpoint's own
@@ -102,7 +102,7 @@ def targets(cfg: Any) -> tuple[Path | None, Any, list[tuple[int, Any]]]:
 def _check_intact(found: dict[int, Path], steps: list[int]) -> None:
     """Refuse a checkpoint whose model files are damaged, naming the file and the intact
     checkpoints (before any model is loaded)."""
-    from bots_cli.train.checkpoint import damage
+    from bots_cli.runs.checkpoints import damage
 
     for step in steps:
         why = damage(found[step]) if step else None
@@ -118,7 +118,7 @@ def domains(cfg: Any, saved: Any) -> list[Any]:
     names (loaded from conf/domain/<name>.yaml)."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
 
     own = saved.domain if saved is not None else cfg.domain
     names = cfg.evaluate.domains
@@ -148,7 +148,7 @@ def eval_settings(cfg: Any, domain_cfg: Any, sampling: Any) -> dict[str, Any]:
 def _read(path: Path) -> tuple[Any, dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    from bots_cli.profile.table import settings_of
+    from bots_cli.references.table import settings_of
 
     table = pq.read_table(path)
     return table.to_pandas(), settings_of(table)
@@ -190,7 +190,7 @@ def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg
     """Evaluate one model on one domain's held-out tasks, chunk by chunk; the full table."""
     import pandas as pd
 
-    from bots_cli.profile.table import write_with_settings
+    from bots_cli.references.table import write_with_settings
 
     dom, tasks = _tasks(cfg, domain_cfg)
     settings = eval_settings(cfg, domain_cfg, sampling)
@@ -263,8 +263,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from bots_cli.engines import SamplingParams, build_engine
-    from bots_cli.evaluation import check_chunked_job
-    from bots_cli.profile.run import engine_tokenizer
+    from bots_cli.evaluation.scoring import check_chunked_job
+    from bots_cli.references.profile import engine_tokenizer
 
     check_chunked_job(cfg.evaluate, "evaluate")
     run, saved, models = targets(cfg)

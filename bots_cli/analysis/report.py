@@ -29,9 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bots_cli.atomic import write_json, write_text
-from bots_cli.checks import check_choice
-from bots_cli.comparison import (
+from bots_cli.analysis.comparison import (
     AXES,
     FRACTIONS,
     Curve,
@@ -52,8 +50,10 @@ from bots_cli.comparison import (
     versus_best,
     within_noise,
 )
+from bots_cli.atomic import write_json, write_text
+from bots_cli.checks import check_choice
 from bots_cli.errors import UserError
-from bots_cli.runs import (
+from bots_cli.runs.groups import (
     compared_settings,
     group_labels,
     run_directories,
@@ -86,7 +86,7 @@ class Run:
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     """The rows of a run's jsonl file; only a torn last line (a killed run) is skipped."""
-    from bots_cli.train.runlog import read_jsonl_upto
+    from bots_cli.runs.records import read_jsonl_upto
 
     return [json.loads(line) for line in read_jsonl_upto(path, math.inf)]
 
@@ -416,7 +416,7 @@ def _evaluation_settings(run_dir: Path, domain: str) -> dict[str, Any]:
         return {}
     import pyarrow.parquet as pq
 
-    from bots_cli.profile.table import settings_of
+    from bots_cli.references.table import settings_of
 
     try:
         return {k: v for k, v in settings_of(pq.read_table(path)).items() if k != "chunk_size"}
@@ -430,7 +430,7 @@ def _chosen_sections(settings: Any, groups: dict[str, list[Run]], summary: dict[
     group whose runs cannot say (no selections.parquet, no such column) is one warning line."""
     if not settings.chosen:
         return []
-    from bots_cli.chosen import chosen_section
+    from bots_cli.analysis.chosen import chosen_section
 
     sections = []
     for label in summary["groups"]:

@@ -110,7 +110,7 @@ def shipped_defaults(selector: str) -> dict[str, Any]:
     `compared_settings` keys)."""
     from omegaconf import OmegaConf
 
-    from bots_cli.launch import config_dir
+    from bots_cli.config import config_dir
 
     conf = config_dir()
     tree: dict[str, Any] = {"train": OmegaConf.to_container(
@@ -121,3 +121,25 @@ def shipped_defaults(selector: str) -> dict[str, Any]:
         assert isinstance(selector_tree, dict)
         tree["selector"] = {k: v for k, v in selector_tree.items() if k != "defaults"}
     return flatten(tree)
+
+
+def train_run_dir(key: str, value: Any) -> Path:
+    """The training run `<key>=<dir>` names, or a one-line error when it is not one."""
+    from bots_cli.errors import UserError
+
+    run_dir = Path(str(value)).expanduser()
+    if not run_dir.is_dir():
+        raise UserError(f"{key}={value}: no such run directory")
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"{key}={value}: no config.yaml there; is it a `bots train` run "
+                        "directory?")
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(saved.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{key}={value}: cannot read {saved} ({type(err).__name__})") from None
+    if not isinstance(cfg, dict) or not {"train", "selector"} <= set(cfg):
+        raise UserError(f"{key}={value}: {saved} is not the config of a `bots train` run")
+    return run_dir
