@@ -23,7 +23,8 @@ PKG = ROOT / "bots_cli"
 # conf file (relative to conf/; `*` = every file of a group) -> the modules that read its keys.
 OWNERS: dict[str, tuple[str, ...]] = {
     "build_tiny.yaml": ("models",),
-    "common.yaml": ("cli/launch.py", "config.py", "seeds.py", "train", "simulate", "references", "evaluation"),
+    "common.yaml": ("cli/launch.py", "config.py", "seeds.py", "train", "simulate", "references",
+                    "evaluation"),
     "evaluate.yaml": ("evaluation",),
     "export.yaml": ("integrations/export.py", "references", "models"),
     "make_data.yaml": ("domains/make_data.py",),

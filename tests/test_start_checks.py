@@ -13,12 +13,8 @@ import pytest
 
 from bots_cli.checks import check_int, check_range, check_rates, shown
 from bots_cli.errors import UserError
-from bots_cli.train.pool import (
-    check_prompt_lengths,
-    context_length,
-    prompt_lengths,
-    training_pool,
-)
+from bots_cli.models.context import check_prompt_lengths, context_length, prompt_lengths
+from bots_cli.train.pool import training_pool
 
 
 def arith_pool(tmp_path: Path, rows: list[dict]) -> tuple[Any, Any]:

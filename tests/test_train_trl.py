@@ -322,8 +322,8 @@ def test_trl_trains_on_the_prompt_tokens_evaluation_and_the_length_check_see(
     """With a tokenizer that adds a BOS and a chat template that writes one, a task's prompt is
     the same token ids in TRL's rollouts, in the held-out evaluation and in the prompt-length
     check: one BOS, not two."""
+    from bots_cli.models.context import prompt_lengths
     from bots_cli.models.loading import load_tokenizer, render_prompt_for_model
-    from bots_cli.train.pool import prompt_lengths
 
     model = _llama_style_model(tmp_path)
     tasks = tmp_path / "tasks.jsonl"

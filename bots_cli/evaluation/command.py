@@ -215,7 +215,7 @@ def check_prompts_fit(cfg: Any, engine: Any, model_cfg: Any, tokenizer: Any, dom
     """Refuse, before anything is generated, a held-out prompt that leaves less than
     `max_new_tokens` of the model's context (it would be cut and score 0), as `bots train`
     refuses it."""
-    from bots_cli.train.pool import check_prompt_lengths, context_length, prompt_lengths
+    from bots_cli.models.context import check_prompt_lengths, context_length, prompt_lengths
 
     model = getattr(engine, "model", None)
     context = context_length(model) if model is not None else None

@@ -229,7 +229,7 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
 
 def check_trainer_prompts(trainer: Trainer) -> None:
     """Refuse, before the first step, a training or held-out prompt too long for the model."""
-    from bots_cli.train.pool import (
+    from bots_cli.models.context import (
         check_pool_prompts,
         check_prompt_lengths,
         context_length,

@@ -324,13 +324,9 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from bots_cli.domains import load_domain
+    from bots_cli.models.context import check_pool_prompts, context_length
     from bots_cli.models.loading import load_tokenizer, model_dir
-    from bots_cli.train.pool import (
-        check_pool_prompts,
-        context_length,
-        pool_selector,
-        training_pool,
-    )
+    from bots_cli.train.pool import pool_selector, training_pool
     from bots_cli.train.processes import distributed_state
 
     # TRL 1.16 still calls transformers' gradient_checkpointing names that transformers 5 has
