@@ -260,11 +260,12 @@ def test_one_seed_prints_single_values_and_the_caption_says_so() -> None:
     assert not any("±" in cell for row in rows for cell in row)
     assert rows[1][header.index("TTB100")] == "0.33?"  # a single draw, not a 67% speed-up
     caption = _caption(one)
-    assert "1 seed per group: single values" in caption and "Mean±std" not in caption
+    assert "1 seed per group: single values" in caption and "Mean±sd" not in caption
     assert "n/a: undefined (uniform did not improve on its step-0 score" in caption
     two = compare(group_runs([_run("uniform", 0, [0.1, 0.2, 0.3, 0.4]),
                               _run("uniform", 1, [0.1, 0.2, 0.3, 0.4])]), "uniform")
-    assert "Mean±std over seeds" in _caption(two)
+    assert "Mean±sd over seeds" in _caption(two)
+    assert "sample standard deviation over seeds (n−1 in the denominator" in _caption(two)
     flat = compare(group_runs([_run("uniform", 0, [0.4, 0.3, 0.3, 0.3]),
                                _run("bots", 0, [0.1, 0.4, 0.5, 0.5])]), "uniform")
     _, rows = _cells(flat)

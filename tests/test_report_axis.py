@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from bots_cli.analysis.comparison import (
+    aggregate,
+    format_metric,
     interpolate_curves,
     mean_curve,
     more_seeds_commands,
@@ -103,6 +105,15 @@ def test_within_noise() -> None:
     assert within_noise([math.inf, math.inf], [math.inf, math.inf]) is True
 
 
+def test_spread_is_the_sample_sd_the_noise_test_uses() -> None:
+    agg = aggregate([1.0, 2.0, 3.0])
+    assert agg["std"] == pytest.approx(1.0)  # ddof=1; the population sd would be 0.816
+    assert format_metric(agg) == "2.00±1.00"
+    # One finite value among several: a mean but no spread (not a spread of 0).
+    one = aggregate([0.5, math.nan])
+    assert math.isnan(one["std"]) and format_metric(one) == "0.50"
+
+
 def test_versus_best_pairs_by_seed() -> None:
     marks = versus_best({
         "bots": {0: 0.50, 1: 0.60, 2: 0.55},
@@ -138,7 +149,8 @@ def test_report_md_marks_noise_and_ranks_against_the_best() -> None:
                               for line in lines if line.startswith("| ") and line != header)}
     ttb, vs = cols.index("TTB100"), cols.index("vs best")
     assert rows["bots"][ttb] == "0.33±0.00" and rows["bots"][vs] == "*"
-    assert rows["dynamic"][ttb] == "≈0.89±0.16" and rows["dynamic"][vs] == "worse"
+    # TTB 2/3, 1, 1: sample sd (ddof=1, as the noise test) 0.19, not the population's 0.16.
+    assert rows["dynamic"][ttb] == "≈0.89±0.19" and rows["dynamic"][vs] == "worse"
     assert rows["uniform*"][ttb] == "1.00±0.00" and rows["uniform*"][vs] == ""
     assert "≈: within noise" in text and "vs best: each group against the one of lowest" in text
     assert "no spread" not in text

@@ -103,13 +103,21 @@ def per_seed_metrics(
     return out
 
 
+SPREAD_NOTE = ("±: the sample standard deviation over seeds (n−1 in the denominator, as in the "
+               "noise test).")
+
+
 def aggregate(values: list[float]) -> dict[str, Any]:
-    """Mean and spread over seeds; runs that never reached the target are counted, not averaged."""
+    """Mean and spread over seeds; runs that never reached the target are counted, not averaged.
+
+    The spread is the sample standard deviation (ddof=1), the one `within_noise` tests with
+    (`SPREAD_NOTE` says so under every table); NaN where fewer than 2 values are finite.
+    """
     arr = np.asarray(values, dtype=np.float64)
     finite = arr[np.isfinite(arr)]
     return {
         "mean": float(finite.mean()) if finite.size else math.nan,
-        "std": float(finite.std()) if finite.size else math.nan,
+        "std": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
         "never": int(np.isposinf(arr).sum()),
         "undefined": int(np.isnan(arr).sum()),
         "values": values,
@@ -255,7 +263,7 @@ def format_metric(agg: dict[str, Any], digits: int = 2) -> str:
     if agg["undefined"] == n:
         return "n/a"
     text = f"{agg['mean']:.{digits}f}"
-    if n > 1:
+    if n > 1 and math.isfinite(agg["std"]):  # a spread needs 2 finite values (ddof=1)
         text += f"±{agg['std']:.{digits}f}"
     return text
 

@@ -32,6 +32,7 @@ import numpy as np
 from bots_cli.analysis.comparison import (
     AXES,
     FRACTIONS,
+    SPREAD_NOTE,
     Curve,
     aggregate,
     amount,
@@ -294,7 +295,7 @@ def _caption(summary: dict[str, Any]) -> str:
     x = summary["x"]
     seeds = {len(g["seeds"]) for g in summary["groups"].values()}
     spread = "1 seed per group: single values, no spread." if seeds == {1} else \
-        "Mean±std over seeds (a group of 1 seed: its single value)."
+        f"Mean±sd over seeds (a group of 1 seed: its single value); {SPREAD_NOTE}"
     return (f"* baseline. {spread} {noise_caption(base)} TTBx: {AXES[x]} to reach {base}'s best "
             f"score of the first x% of the {amount(summary['budget'], x, adjective=True)} "
             f"budget, relative to {base} (lower is better; 'never (k/n)': k of n seeds never "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bots_cli.analysis.comparison import (
+    SPREAD_NOTE,
     Curve,
     aggregate,
     format_metric,
@@ -97,7 +98,7 @@ def print_table(summary: dict[str, Any], run_dir: Path) -> None:
         return format_metric(metrics[key], digits)
 
     seeds = summary["seeds"]
-    title = (f"{summary['budget']} steps, {seeds} seeds, mean±std over seeds" if seeds > 1 else
+    title = (f"{summary['budget']} steps, {seeds} seeds, mean±sd over seeds" if seeds > 1 else
              f"{summary['budget']} steps, 1 seed: single values, no spread (?: a single draw)")
     whole = table(list(COLUMNS), title)
     natural = console.measure(whole, options=console.options.update_width(10_000)).maximum
@@ -110,7 +111,8 @@ def print_table(summary: dict[str, Any], run_dir: Path) -> None:
     console.print(f"* baseline. TTBx: steps to reach {base}'s best score of the first x% of the "
                   f"budget, relative to {base} (lower is better). BSF: best score relative to "
                   f"{base}. {noise_caption(base)} ETR: share of selected tasks with 0 < "
-                  "successes < trials. ms: selector time per step.", highlight=False)
+                  "successes < trials. ms: selector time per step."
+                  + (f" {SPREAD_NOTE}" if seeds > 1 else ""), highlight=False)
     if seeds == 1:
         console.print("1 seed: no spread, so no difference here can be told from noise; run more "
                       f"seeds: {more_seeds_command()}", highlight=False, soft_wrap=True,
@@ -158,7 +160,7 @@ def sweep_summary(sweep_dir: Path) -> dict[str, Any] | None:
     if not jobs:
         return None
     shared = set.intersection(*(set(o) for _, o, _ in jobs))
-    table = Table(title=f"bots simulate sweep: {len(jobs)} jobs (mean over each job's seeds)",
+    table = Table(title=f"bots simulate sweep: {len(jobs)} jobs (mean±sd over each job's seeds)",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("job", "swept", "selector", *SWEEP_COLUMNS):
         table.add_column(col, justify="left" if col in ("job", "swept", "selector") else "right",
@@ -183,6 +185,6 @@ def sweep_summary(sweep_dir: Path) -> dict[str, Any] | None:
     console.print(table)
     write_json(Path(sweep_dir) / "sweep_summary.json", json_safe(out))
     console.print(f"* each job's baseline. {noise_caption(jobs[0][2]['baseline'])} "
-                  f"sweep summary: {Path(sweep_dir) / 'sweep_summary.json'}", highlight=False,
-                  soft_wrap=True)
+                  f"{SPREAD_NOTE} sweep summary: {Path(sweep_dir) / 'sweep_summary.json'}",
+                  highlight=False, soft_wrap=True)
     return out
