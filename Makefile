@@ -44,10 +44,14 @@ define install_torch
 	@$(1)/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(1)/constraints.txt
 endef
 
-# The main environment: bots with dev tools and TRL (`trainer=trl` and its tests).
+# The main environment: bots with dev tools and TRL (`trainer=trl` and its tests), and the
+# official BOTS code, Trinity-RFT, beside it (--no-deps --target) as the oracle of
+# tests/test_trinity_oracle.py; only its pure-numpy estimator and selector are loaded, so its
+# dependencies and its Python bound (< 3.13) are not needed.
 $(STAMP): pyproject.toml
 	$(call install_torch,$(VENV))
 	$(BIN)/python -m pip install -e ".[dev,trl]" -c $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q --upgrade --no-deps --ignore-requires-python --target $(VENV)/trinity "trinity-rft==0.6.0"
 	@touch $(STAMP)
 
 # verl pins transformers < 5.11 and TRL 1.16 needs a newer one, so verl's tests run in an
