@@ -46,8 +46,9 @@ endef
 
 # The main environment: bots with dev tools and TRL (`trainer=trl` and its tests), and the
 # official BOTS code, Trinity-RFT, beside it (--no-deps --target) as the oracle of
-# tests/test_trinity_oracle.py; only its pure-numpy estimator and selector are loaded, so its
-# dependencies and its Python bound (< 3.13) are not needed.
+# tests/test_trinity_oracle.py. The test loads only its estimator and selector modules, which
+# need numpy and torch (installed here), so its other dependencies and its Python bound (< 3.13)
+# are left out.
 $(STAMP): pyproject.toml
 	$(call install_torch,$(VENV))
 	$(BIN)/python -m pip install -e ".[dev,trl]" -c $(VENV)/constraints.txt
