@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from bots_cli.analysis.chosen import (
+    TrainingPools,
     analyse,
     calibration,
     capability_vs_accuracy,
@@ -163,9 +165,11 @@ TASKS = [{"task_id": f"t{i}", "prompt": f"{i}+1=", "answer": str(i + 1), "level"
          for i in range(6)]  # levels 1, 1, 2, 2, 3, 3
 
 
-def write_run(root: Path, *, selector: str = "bots", new_columns: bool = True) -> Path:
-    """A training run directory as `bots train` leaves it: config.yaml composed from conf/train.yaml
-    over a 6-task pool, metrics.jsonl and selections.parquet of 4 steps of 2 tasks."""
+def write_run(root: Path, *, selector: str = "bots", new_columns: bool = True,
+              name: str = "run", overrides: tuple[str, ...] = ()) -> Path:
+    """A training run directory `root/name` as `bots train` leaves it: config.yaml composed from
+    conf/train.yaml (plus `overrides`) over a 6-task pool in `root/data`, metrics.jsonl and
+    selections.parquet of 4 steps of 2 tasks."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -179,8 +183,8 @@ def write_run(root: Path, *, selector: str = "bots", new_columns: bool = True) -
         cfg = compose(config_name="train", overrides=[
             f"selector={selector}", f"domain.data.train={data / 'train.jsonl'}",
             f"domain.data.eval={data / 'eval.jsonl'}", "train.batch_size=2",
-            "train.group_size=2", "train.steps=4"])
-    run = root / "run"
+            "train.group_size=2", "train.steps=4", *overrides])
+    run = root / name
     run.mkdir()
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     sel = _sel([(1, "t0", 1, 2, 0.5), (1, "t2", 0, 2, 0.5), (2, "t0", 2, 2, 0.6),
@@ -201,12 +205,12 @@ def write_run(root: Path, *, selector: str = "bots", new_columns: bool = True) -
 
 def test_section_of_an_older_run_without_the_new_columns(tmp_path: Path) -> None:
     run = write_run(tmp_path, new_columns=False)
-    chosen = analyse("bots", [run], "level", windows=2)
+    analysis = analyse("bots", [run], "level", windows=2)
     # steps 1-2: t0 t2 t0 t4 -> levels 1 2 1 3; steps 3-4: t1 t0 t5 t3 -> 1 1 3 2
-    assert chosen.shares["1-2"].tolist() == [0.5, 0.25, 0.25]
-    assert chosen.shares["3-4"].tolist() == [0.5, 0.25, 0.25]
-    assert chosen.shares["pool"].tolist() == pytest.approx([1 / 3] * 3)
-    assert chosen.again["repeat_share"] == 0.25 and chosen.again["median_gap"] == 1.0
+    assert analysis.shares["1-2"].tolist() == [0.5, 0.25, 0.25]
+    assert analysis.shares["3-4"].tolist() == [0.5, 0.25, 0.25]
+    assert analysis.shares["pool"].tolist() == pytest.approx([1 / 3] * 3)
+    assert analysis.again["repeat_share"] == 0.25 and analysis.again["median_gap"] == 1.0
     text, plots = chosen_section("bots", [run], tmp_path / "out", "level", windows=2)
     assert text.startswith("## What was chosen: bots\n")
     assert "No posterior: n/a" in text
@@ -214,6 +218,55 @@ def test_section_of_an_older_run_without_the_new_columns(tmp_path: Path) -> None
                              "chosen-bots-pass-rates.png"]
     assert all((tmp_path / "out" / p).stat().st_size > 0 for p in plots)
     assert all(f"]({p})" in text for p in plots)
+
+
+def test_report_builds_each_training_pool_once(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups on one domain share its pool (other settings may differ); another task table
+    gets its own. The real `training_pool` runs; the wrapper only counts our calls of it."""
+    import bots_cli.train.pool as pool_module
+    from bots_cli.analysis.report import Run, _chosen_sections
+
+    built: list[str] = []
+    real = pool_module.training_pool
+
+    def counted(cfg: object, *args: object, **kwargs: object) -> object:
+        built.append(str(cfg.domain.data.train))  # type: ignore[attr-defined]
+        return real(cfg, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pool_module, "training_pool", counted)
+    paths = {"bots": write_run(tmp_path / "a", name="bots"),
+             "uniform": write_run(tmp_path / "a", selector="uniform", name="uniform",
+                                  overrides=("train.steps=5", "train.lr=0.001")),
+             "mopps": write_run(tmp_path / "a", selector="mopps", name="mopps"),
+             "other": write_run(tmp_path / "b", name="other")}  # another task table
+    groups = {label: [Run(path=p, selector=label, seed=0, budget=4, settings={}, rows=[],
+                          curve=[], overrides=None)] for label, p in paths.items()}
+    settings = OmegaConf.create({"chosen": True, "column": "level"})
+    sections = _chosen_sections(settings, groups, {"groups": dict.fromkeys(groups)},
+                                tmp_path / "out")
+    assert [s.splitlines()[0] for s in sections] == [f"## What was chosen: {g}" for g in groups]
+    assert built == [str(tmp_path / "a" / "data" / "train.jsonl"),
+                     str(tmp_path / "b" / "data" / "train.jsonl")]
+    # A cache shared by direct calls too; different pool-defining settings are another pool.
+    pools = TrainingPools()
+    analyse("bots", [paths["bots"]], pools=pools)
+    analyse("mopps", [paths["mopps"]], pools=pools)
+    assert len(built) == 3
+    fewer = write_run(tmp_path / "a", name="fewer", overrides=("train.max_tasks=5",))
+    with pytest.raises(UserError, match=r"1 selected task\(s\) are not in the training pool"):
+        analyse("fewer", [fewer], pools=pools)  # t5 is not in its own 5-task pool
+    assert len(built) == 4
+
+
+def test_a_run_config_without_a_domain_is_one_line(tmp_path: Path) -> None:
+    run = write_run(tmp_path)
+    cfg = OmegaConf.load(run / "config.yaml")
+    del cfg["domain"]
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    with pytest.raises(UserError, match=rf"^{run}/config.yaml: no domain section \(not a "
+                                        r"training run's config; `bots train` writes them\)$"):
+        analyse("bots", [run])
 
 
 def _listing(root: Path) -> list[str]:
@@ -246,6 +299,7 @@ def test_bots_inspect_writes_its_report_in_its_own_directory(tmp_path: Path) -> 
     ("simulation", "error: {root}/sim: not a training run"),
     ("no selections", "error: {root}/world/run: no selections.parquet"),
     ("column", "error: inspect.column=topic: the task table has no such column (available: "),
+    ("no domain", "error: {root}/world/run/config.yaml: no domain section (not a training run"),
     ("none", "error: no runs given: bots inspect <run or multirun directory>"),
 ])
 def test_bots_inspect_refuses_bad_input_in_one_line(tmp_path: Path, case: str,
@@ -256,9 +310,14 @@ def test_bots_inspect_refuses_bad_input_in_one_line(tmp_path: Path, case: str,
     (tmp_path / "sim" / "config.yaml").write_text("simulate: {steps: 3}\nselector: {}\n")
     args = {"missing": [str(tmp_path / "nowhere")], "empty": [str(tmp_path / "empty")],
             "simulation": [str(tmp_path / "sim")], "no selections": [str(run)],
-            "column": [str(run), "inspect.column=topic"], "none": []}[case]
+            "column": [str(run), "inspect.column=topic"], "none": [],
+            "no domain": [str(run)]}[case]
     if case == "no selections":
         (run / "selections.parquet").unlink()
+    if case == "no domain":  # a config with train and selector, as `bots inspect` looks for
+        cfg = OmegaConf.load(run / "config.yaml")
+        del cfg["domain"]
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     out = run_bots("inspect", *args, cwd=tmp_path, timeout=300)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith(message.format(root=tmp_path)), out.stderr

@@ -13,8 +13,10 @@ the run's own records what it picked, each question a small pure function on pan
   exist, so that an error of 0.2 means something;
 - `capability_vs_accuracy`: BOTS' smoothed capability estimate μ̃ against held-out accuracy.
 
-`chosen_section` pools the runs of one group (seeds) into a markdown section with plots; `bots
-report` writes one per group and `bots inspect` (inspect.py) one per run group. Selections are
+`analyse` reads the runs of one group (its seeds) into a `SelectionAnalysis`; `chosen_section`
+turns that into a markdown section with plots. `bots report` writes one per group and `bots
+inspect` (inspect.py) one per run group; both rebuild each distinct training pool once
+(`TrainingPools`), not once per group. Selections are
 every (step, round, task) the selector was told about, trained on or not (dynamic sampling drops
 zero-variance groups after scoring). Files written before dynamic sampling lack `round`,
 `trained` and `predicted`: they read as round 1, trained, and no prediction (NaN).
@@ -119,13 +121,13 @@ def share_by_window(sel: pd.DataFrame, pool: pd.DataFrame, column: str,
     check_column(pool, column)
     labels = value_labels(pool[column])
     by_task = dict(zip(pool["task_id"].astype(str), labels, strict=True))
-    chosen = pd.Categorical(sel["task_id"].astype(str).map(by_task),
-                            categories=labels.cat.categories, ordered=True)
+    selected_values = pd.Categorical(sel["task_id"].astype(str).map(by_task),
+                                     categories=labels.cat.categories, ordered=True)
     out = {"pool": pd.Series(labels).value_counts(normalize=True, sort=False)}
     bounds = step_windows(sel["step"], windows)
     where = np.searchsorted([a for a, _ in bounds], sel["step"].to_numpy(), side="right") - 1
     for i, (a, b) in enumerate(bounds):
-        counts = pd.Series(chosen[where == i]).value_counts(sort=False)
+        counts = pd.Series(selected_values[where == i]).value_counts(sort=False)
         out[f"{a}-{b}" if a != b else str(a)] = counts / counts.sum() if counts.sum() else \
             counts * math.nan
     return pd.DataFrame(out).reindex(labels.cat.categories).astype(float)
@@ -227,8 +229,9 @@ def capability_vs_accuracy(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
 
 # ---- one group of runs -----------------------------------------------------------------------
 @dataclass
-class Chosen:
-    """Everything a section shows, for one group of runs (pooled over its seeds)."""
+class SelectionAnalysis:
+    """Everything a "What was chosen" section shows, for one group of runs (pooled over its
+    seeds)."""
 
     label: str
     runs: list[Path]
@@ -245,69 +248,122 @@ class Chosen:
     selections: pd.DataFrame = field(repr=False)  # every run's, with a `run` column
 
 
-def training_pool_of(cfg: Any) -> pd.DataFrame:
-    """The run's training pool, rebuilt from its config as `bots train` built it. The run's
-    `train` settings are read over today's defaults: a run recorded before a setting existed
-    (train.dynamic_sampling, say) still has a pool."""
+def _train_section(cfg: Any) -> Any:
+    """The run's `train` settings read over today's defaults: a run recorded before a setting
+    existed (train.dynamic_sampling, say) still has a pool."""
     from omegaconf import OmegaConf
 
     from bots_cli.config import config_dir
+
+    return OmegaConf.merge(OmegaConf.load(config_dir() / "train.yaml").train, cfg.train)
+
+
+def training_pool_of(cfg: Any) -> pd.DataFrame:
+    """The run's training pool, rebuilt from its config as `bots train` built it."""
     from bots_cli.domains import load_domain
     from bots_cli.train.pool import training_pool
     from bots_cli.train.settings import TrainSettings
 
-    train = OmegaConf.merge(OmegaConf.load(config_dir() / "train.yaml").train, cfg.train)
-    dom = load_domain(str(cfg.domain.name), cfg.domain)
-    return training_pool(cfg, TrainSettings.from_config(train), dom)
+    domain = load_domain(str(cfg.domain.name), cfg.domain)
+    return training_pool(cfg, TrainSettings.from_config(_train_section(cfg)), domain)
+
+
+class TrainingPools:
+    """Training pools rebuilt from run configs, each built once per distinct domain config and
+    pool-defining settings (train.levels, train.max_tasks, train.batch_size): the groups of a
+    report that train on one domain share one pool, however else their settings differ."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, pd.DataFrame] = {}
+
+    @staticmethod
+    def key(cfg: Any) -> str:
+        """What the pool depends on, as text."""
+        from omegaconf import OmegaConf
+
+        train = OmegaConf.to_container(_train_section(cfg), resolve=True)
+        assert isinstance(train, dict)
+        return repr((OmegaConf.to_container(cfg.domain, resolve=True),
+                     *(train.get(k) for k in ("levels", "max_tasks", "batch_size"))))
+
+    def of(self, cfg: Any) -> pd.DataFrame:
+        """The run's training pool (`training_pool_of`), built on the first ask for its key."""
+        key = self.key(cfg)
+        if key not in self._built:
+            self._built[key] = training_pool_of(cfg)
+        return self._built[key]
+
+
+def run_config(run: Path) -> Any:
+    """A training run's config.yaml, or one line saying why it is not one."""
+    import yaml
+    from omegaconf import DictConfig, OmegaConf
+
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run}: no config.yaml (not a training run directory)")
+    try:
+        cfg = OmegaConf.load(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: cannot read it ({type(err).__name__})") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path}: not a training run's config (not a mapping)")
+    missing = [k for k in ("domain", "train", "selector") if not OmegaConf.is_dict(cfg.get(k))]
+    if missing:
+        raise UserError(f"{path}: no {', '.join(missing)} section (not a training run's "
+                        "config; `bots train` writes them)")
+    if cfg.domain.get("name") is None:
+        raise UserError(f"{path}: domain.name is missing (not a training run's config)")
+    return cfg
 
 
 def analyse(label: str, run_dirs: list[Path], column: str = "level", windows: int = 20,
-            bins: int = 10, column_key: str = "inspect.column") -> Chosen:
+            bins: int = 10, column_key: str = "inspect.column",
+            pools: TrainingPools | None = None) -> SelectionAnalysis:
     """Read the runs and compute every number of the section (nothing is written): a
     `UserError` when a run cannot be read or the column (set by `column_key`) is not in the task
-    table."""
-    from omegaconf import OmegaConf
-
+    table. `pools`: training pools shared with other groups' calls (built here when None)."""
     from bots_cli.runs.records import read_jsonl_upto, read_selections
 
-    frames, pools, rows, targets = [], {}, [], []
+    pools = TrainingPools() if pools is None else pools
+    frames, used, rows, targets = [], {}, [], []
     for i, run in enumerate(run_dirs):
         run = Path(run)
         if not (run / "selections.parquet").is_file():
             raise UserError(f"{run}: no selections.parquet (the run has not saved a step yet)")
-        cfg = OmegaConf.load(run / "config.yaml")
-        key = repr(OmegaConf.to_container(cfg.domain)) + repr(OmegaConf.to_container(cfg.train))
-        if key not in pools:
-            pools[key] = training_pool_of(cfg)
-            check_column(pools[key], column, column_key)
+        cfg = run_config(run)
+        key = pools.key(cfg)
+        if key not in used:
+            used[key] = pools.of(cfg)
+            check_column(used[key], column, column_key)
         sel = normalised_selections(read_selections(run / "selections.parquet").assign(run=i))
         if sel.empty:
             raise UserError(f"{run}: selections.parquet has no rows yet")
-        check_task_ids(sel, pools[key], str(run))
+        check_task_ids(sel, used[key], str(run))
         frames.append(sel)
         rows.append([json.loads(x) for x in read_jsonl_upto(run / "metrics.jsonl", math.inf)])
         targets.append(cfg.selector.get("target"))  # None: the selector has no target
-    pool = pd.concat(list(pools.values())).drop_duplicates("task_id").reset_index(drop=True)
+    pool = pd.concat(list(used.values())).drop_duplicates("task_id").reset_index(drop=True)
     pool["task_id"] = pool["task_id"].astype(str)
     sel = pd.concat(frames, ignore_index=True)
     target = float(targets[0]) if targets[0] is not None else DEFAULT_TARGET
-    return Chosen(label=label, runs=[Path(r) for r in run_dirs], column=column,
-                  pool_size=len(pool), target=target, own_target=targets[0] is not None,
-                  shares=share_by_window(sel, pool, column, windows),
-                  overall=share_by_window(sel, pool, column, 1).iloc[:, 1],
-                  rates=pass_rates(sel, target), again=reselection(sel, len(pool)),
-                  calib=calibration(sel, bins), capability=capability_vs_accuracy(rows),
-                  selections=sel)
+    return SelectionAnalysis(
+        label=label, runs=[Path(r) for r in run_dirs], column=column, pool_size=len(pool),
+        target=target, own_target=targets[0] is not None,
+        shares=share_by_window(sel, pool, column, windows),
+        overall=share_by_window(sel, pool, column, 1).iloc[:, 1],
+        rates=pass_rates(sel, target), again=reselection(sel, len(pool)),
+        calib=calibration(sel, bins), capability=capability_vs_accuracy(rows), selections=sel)
 
 
 def chosen_section(label: str, run_dirs: list[Path], out_dir: Path, column: str = "level",
-                   windows: int = 20, bins: int = 10,
-                   column_key: str = "inspect.column") -> tuple[str, list[str]]:
+                   windows: int = 20, bins: int = 10, column_key: str = "inspect.column",
+                   pools: TrainingPools | None = None) -> tuple[str, list[str]]:
     """The "What was chosen: <label>" markdown section of a group of runs (pooled over its
     seeds) and the PNG files it wrote into `out_dir` (names unique per label)."""
-    chosen = analyse(label, run_dirs, column, windows, bins, column_key)
-    plots = write_plots(chosen, Path(out_dir))
-    return section_markdown(chosen, plots), list(plots.values())
+    analysis = analyse(label, run_dirs, column, windows, bins, column_key, pools)
+    plots = write_plots(analysis, Path(out_dir))
+    return section_markdown(analysis, plots), list(plots.values())
 
 
 # ---- markdown --------------------------------------------------------------------------------
@@ -321,9 +377,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
-def section_markdown(chosen: Chosen, plots: dict[str, str]) -> str:
+def section_markdown(analysis: SelectionAnalysis, plots: dict[str, str]) -> str:
     """The "## What was chosen: <label>" section: small tables and links to `plots`."""
-    ch, col, sel = chosen, chosen.column, chosen.selections
+    ch, col, sel = analysis, analysis.column, analysis.selections
     r, a, c = ch.rates, ch.again, ch.calib
     lines = [f"## What was chosen: {ch.label}", "",
              f"{len(ch.runs)} run(s), {int(r['selections'])} selections (steps "

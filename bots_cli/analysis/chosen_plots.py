@@ -89,23 +89,23 @@ def plot_capability(runs: list[dict[str, Any]], path: Path, *, title: str) -> No
     _save(fig, path)
 
 
-def write_plots(chosen: Any, out_dir: Path) -> dict[str, str]:
-    """The PNGs of a section (a `chosen.Chosen`) in `out_dir`: kind -> file name (calibration
-    and capability only when the runs have them)."""
-    stem = f"chosen-{slug(chosen.label)}"
-    names = {"share": f"{stem}-by-{slug(chosen.column)}.png", "rates": f"{stem}-pass-rates.png"}
-    plot_shares(chosen.shares, out_dir / names["share"], column=chosen.column,
-                title=f"{chosen.label}: share of selections by {chosen.column}")
-    plot_rates(chosen.selections, chosen.target, out_dir / names["rates"],
-               title=f"{chosen.label}: pass rates of the selected tasks")
-    if chosen.calib["pairs"]:
+def write_plots(analysis: Any, out_dir: Path) -> dict[str, str]:
+    """The PNGs of a section (a `chosen.SelectionAnalysis`) in `out_dir`: kind -> file name
+    (calibration and capability only when the runs have them)."""
+    stem = f"chosen-{slug(analysis.label)}"
+    names = {"share": f"{stem}-by-{slug(analysis.column)}.png", "rates": f"{stem}-pass-rates.png"}
+    plot_shares(analysis.shares, out_dir / names["share"], column=analysis.column,
+                title=f"{analysis.label}: share of selections by {analysis.column}")
+    plot_rates(analysis.selections, analysis.target, out_dir / names["rates"],
+               title=f"{analysis.label}: pass rates of the selected tasks")
+    if analysis.calib["pairs"]:
         names["calibration"] = f"{stem}-calibration.png"
-        plot_calibration(chosen.calib["table"], out_dir / names["calibration"],
-                         title=f"{chosen.label}: calibration")
-    if any(r["capability"] for r in chosen.capability["runs"]):
+        plot_calibration(analysis.calib["table"], out_dir / names["calibration"],
+                         title=f"{analysis.label}: calibration")
+    if any(r["capability"] for r in analysis.capability["runs"]):
         names["capability"] = f"{stem}-capability.png"
-        plot_capability(chosen.capability["runs"], out_dir / names["capability"],
-                        title=f"{chosen.label}: capability and held-out accuracy")
+        plot_capability(analysis.capability["runs"], out_dir / names["capability"],
+                        title=f"{analysis.label}: capability and held-out accuracy")
     return names
 
 

@@ -56,11 +56,11 @@ def group_by_selector(runs: list[tuple[Path, dict[str, Any]]]) -> dict[str, list
     return out
 
 
-def headline(chosen: Any) -> dict[str, str]:
-    """The few numbers printed per group (a `chosen.Chosen`)."""
+def headline(analysis: Any) -> dict[str, str]:
+    """The few numbers printed per group (a `chosen.SelectionAnalysis`)."""
     from bots_cli.analysis.chosen import fmt
 
-    r, a, c, cap = chosen.rates, chosen.again, chosen.calib, chosen.capability
+    r, a, c, cap = analysis.rates, analysis.again, analysis.calib, analysis.capability
     return {"selections": str(int(r["selections"])), "distinct": f"{a['distinct_tasks']:.0f}",
             "pool share": fmt(a["pool_share"], 3), "repeats": fmt(a["repeat_share"]),
             "|rate−p*|": fmt(r["mean_abs_gap"]), "rate 0": fmt(r["zero"]),
@@ -104,18 +104,20 @@ def inspect(cfg: Any) -> dict[str, Any]:
     """The `bots inspect` command."""
     from hydra.core.hydra_config import HydraConfig
 
-    from bots_cli.analysis.chosen import analyse, section_markdown, write_plots
+    from bots_cli.analysis.chosen import TrainingPools, analyse, section_markdown, write_plots
     from bots_cli.atomic import write_text
 
     column = str(cfg.inspect.column)
     windows = check_int("inspect.windows", cfg.inspect.windows, lo=1)
     bins = check_int("inspect.bins", cfg.inspect.bins, lo=1)
     groups = group_by_selector(find_training_runs([str(p) for p in cfg.inspect.runs]))
-    analysed = [analyse(label, paths, column, windows, bins) for label, paths in groups.items()]
+    pools = TrainingPools()  # one pool per domain, not one per group
+    analysed = [analyse(label, paths, column, windows, bins, pools=pools)
+                for label, paths in groups.items()]
     out_dir = Path(HydraConfig.get().runtime.output_dir)  # written only once all is read
-    sections = [section_markdown(chosen, write_plots(chosen, out_dir)) for chosen in analysed]
+    sections = [section_markdown(a, write_plots(a, out_dir)) for a in analysed]
     report = out_dir / "inspect.md"
     write_text(report, _markdown(sections, groups))
-    heads = {chosen.label: headline(chosen) for chosen in analysed}
+    heads = {a.label: headline(a) for a in analysed}
     _print(heads, report)
     return {"report": str(report), "groups": heads}

@@ -431,13 +431,14 @@ def _chosen_sections(settings: Any, groups: dict[str, list[Run]], summary: dict[
     group whose runs cannot say (no selections.parquet, no such column) is one warning line."""
     if not settings.chosen:
         return []
-    from bots_cli.analysis.chosen import chosen_section
+    from bots_cli.analysis.chosen import TrainingPools, chosen_section
 
-    sections = []
+    sections, pools = [], TrainingPools()  # one pool per domain, not one per group
     for label in summary["groups"]:
         try:
             text, _ = chosen_section(label, [r.path for r in groups[label]], out_dir,
-                                     column=str(settings.column), column_key="report.column")
+                                     column=str(settings.column), column_key="report.column",
+                                     pools=pools)
         except UserError as why:
             print(f"warning: no 'what was chosen' section for {label}: {why}", file=sys.stderr)
             continue
