@@ -174,6 +174,18 @@ def test_evaluate_of_a_run_writes_no_directory_of_its_own(scratch: Path) -> None
     assert not (scratch / "nope").exists()
 
 
+@pytest.mark.parametrize(("command", "key"), [("evaluate", "run"), ("train", "resume")])
+def test_a_sweep_over_runs_checks_every_run_before_the_first_job(scratch: Path, command: str,
+                                                                 key: str) -> None:
+    run = fake_run(scratch)
+    before = snapshot(run)
+    out = run_bots(command, "-m", f"{key}=run,nope", "evaluate.steps=[100]"
+                   if command == "evaluate" else "train.steps=9", cwd=scratch)
+    one_line_error(out, f"{key}=nope: no such run directory (job 1 of the sweep: {key}=nope); "
+                        "no job was started")
+    assert snapshot(run) == before and files_under(scratch / "outputs") == set()
+
+
 # -- item 3: every bad input is one line, exit code 2 ------------------------------------------
 
 @pytest.mark.parametrize(("command", "override", "message"), [

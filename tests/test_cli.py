@@ -168,3 +168,25 @@ def test_python_module_entry_point(scratch: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "bots_cli", "--help"], cwd=scratch,
                          capture_output=True, text=True)
     assert out.returncode == 0 and "simulate" in out.stdout
+
+
+def test_a_sweep_over_runs_writes_into_each_run(world: Path, tmp_path: Path) -> None:
+    """`bots evaluate -m run=a,b`: each job's results (and log) go into its run, named relative
+    to the working directory; no Hydra sweep folder, no job directories, no new .hydra/."""
+    from tests.trainworld import build, domain
+
+    composed = run_bots("train", "--cfg", "job", *domain(world), *build(world), cwd=tmp_path)
+    assert composed.returncode == 0, composed.stderr
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.yaml").write_text(composed.stdout)
+    out = run_bots("evaluate", "-m", "run=runs/a,runs/b", "evaluate.steps=[0]", "evaluate.n=1",
+                   "evaluate.max_tasks=4", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for name in ("a", "b"):
+        run = tmp_path / "runs" / name
+        rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [0] and "eval/arith/accuracy" in rows[0]
+        assert not (run / ".hydra").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no outputs/multirun/...
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a", "b"]

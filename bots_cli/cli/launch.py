@@ -9,7 +9,10 @@ group option, an unknown key or an unparsable override is one line and exit 2, a
 written. The run directory (or a sweep's directory) is then fixed and created here, so that a
 start refused with a `UserError` removes what it created and leaves nothing behind; a directory
 that existed before (`hydra.run.dir=...`) is never removed. `bots train resume=<run>` and `bots
-evaluate run=<run>` write into that run only, and leave its .hydra/ files as its start wrote them.
+evaluate run=<run>` write into that run only, and leave its .hydra/ files as its start wrote them;
+so does every job of a sweep over runs (`bots evaluate -m run=a,b`): each job's directory is its
+run (Hydra's sweep directory is a scratch one, removed at exit), and every run is checked before
+the first job starts.
 The job log is opened on its first record only: a command that logs nothing leaves no empty
 `<command>.log`.
 """
@@ -201,6 +204,50 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return any(root.glob("step_*/state.pt")) or any(root.glob("checkpoint-*/bots_selector.pt"))
 
 
+def into_run_sweep(key: str, overrides: list[str], jobs: list[tuple[list[str], Any]]) -> list[str]:
+    """A sweep whose jobs write into the runs `key` names (`bots evaluate -m run=a,b`): the
+    overrides with those runs made absolute paths (a job's directory is its run, whatever the
+    working directory); [] when no job names a run (a sweep of new runs). Every run is checked
+    first: a missing one is one line naming its job, and no job has started."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    named = [cfg.get(key) not in (None, "") for _, cfg in jobs]
+    if not any(named):
+        return []
+    shared = set.intersection(*(set(o) for o, _ in jobs))
+    for number, (job_overrides, cfg) in enumerate(jobs):
+        swept = " ".join(o for o in job_overrides if o not in shared) or "no overrides"
+        where = f"(job {number} of the sweep: {swept}); no job was started"
+        if not named[number]:
+            raise UserError(f"{key} is not set {where}: in a sweep over runs every job names "
+                            "its run")
+        try:
+            train_run_dir(key, cfg.get(key))
+        except UserError as err:
+            raise UserError(f"{err} {where}") from None
+
+    def absolute(value: Any) -> str:
+        return _quote(os.path.abspath(os.path.expanduser(str(value))))
+
+    out, found = [], False
+    for line in overrides:
+        if line.split("=", 1)[0].lstrip("+~") != key:
+            out.append(line)
+            continue
+        parsed = OverridesParser.create().parse_override(line)
+        values = (list(parsed.sweep_string_iterator()) if parsed.is_discrete_sweep()
+                  else [parsed.value()])
+        out.append(f"{parsed.get_key_element()}=" + ",".join(absolute(v) for v in values))
+        found = True
+    if not found:  # set by a config file, not on the command line
+        distinct = {str(cfg.get(key)) for _, cfg in jobs}
+        if len(distinct) > 1:
+            raise UserError(f"the sweep's jobs name different runs through a config file; give "
+                            f"them on the command line: -m {key}=<run>,<run>")
+        out.append(f"{key}={absolute(distinct.pop())}")
+    return out
+
+
 def _quote(value: str) -> str:
     """A value as a Hydra override literal: single-quoted, with \\ and ' escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -243,11 +290,17 @@ def launch(
     if multirun and check and not cfg_part:
         check_jobs(command_function(check), composition.jobs, composition.lists)
 
-    argv = [f"bots {command}", *overrides, f"hydra.job.name={command}"]
     key = INTO_RUN.get(command)
     into = composed.get(key) if key and composed is not None else None
     dirs = RunDirs()
     writes = cfg_part is None
+    runs_swept: list[str] = []
+    if multirun and key and writes:
+        try:
+            runs_swept = into_run_sweep(key, overrides, composition.jobs)
+        except UserError as err:
+            fail(err)
+    argv = [f"bots {command}", *(runs_swept or overrides), f"hydra.job.name={command}"]
     try:
         if _secondary_process() and not multirun:
             # Under torchrun / accelerate launch, process 0 owns the run directory and tells the
@@ -261,6 +314,13 @@ def launch(
             # one; its .hydra/ files stay those of its start (a refused resume changes nothing).
             run_dir = train_run_dir(str(key), into)
             argv += [f"hydra.run.dir={_quote(str(run_dir))}", "hydra.output_subdir=null"]
+        elif runs_swept:
+            # Each job's directory is the run it names (an absolute path: os.path.join keeps it);
+            # Hydra's multirun.yaml goes to a scratch sweep directory, removed at exit.
+            scratch = tempfile.mkdtemp(prefix=f"bots-{command}-sweep-")
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+            argv += [f"hydra.sweep.dir={_quote(scratch)}", f"hydra.sweep.subdir=${{{key}}}",
+                     "hydra.output_subdir=null"]
         elif writes:
             dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
             root = resolved_dir(composed, dir_key)
