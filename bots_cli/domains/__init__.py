@@ -2,12 +2,12 @@
 
 ```python
 from bots_cli.domains import load_domain
-dom = load_domain("code")              # "arith" | "math" | "code" | "logic"; cfg optional
-tasks = dom.load(cfg.domain)           # pandas DataFrame in the task-table schema (DESIGN.md §4)
-text = dom.render_prompt(task)         # task: a row / mapping of the task table
-r = dom.reward(completion, task)       # float in [0, 1]; 1.0 = fully correct
-s = dom.score(completion, task)        # Score(reward, details)
-rs = dom.rewards(completions, tasks)   # a batch (code runs it through the sandbox pool)
+domain = load_domain("code")              # "arith" | "math" | "code" | "logic"; cfg optional
+tasks = domain.load(cfg.domain)           # pandas DataFrame in the task-table schema (DESIGN.md §4)
+text = domain.render_prompt(task)         # task: a row / mapping of the task table
+r = domain.reward(completion, task)       # float in [0, 1]; 1.0 = fully correct
+s = domain.score(completion, task)        # Score(reward, details)
+rs = domain.rewards(completions, tasks)   # a batch (code runs it through the sandbox pool)
 ```
 `DOMAINS` maps each name to its class ("module:Class", imported on first use so that importing
 this package stays light).

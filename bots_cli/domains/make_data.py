@@ -22,22 +22,22 @@ from bots_cli.errors import UserError
 def make_data(cfg: Any) -> dict[str, Any]:
     """Generate and write `cfg.domain`'s splits; return {split: {"path": ..., "rows": ...}}."""
     conf = as_dict(cfg.domain)
-    dom = load_domain(str(conf.get("name")), conf)
+    domain = load_domain(str(conf.get("name")), conf)
     opts = as_dict(cfg.get("make_data"))
     fmt = check_choice("make_data.format", opts.get("format", "jsonl"), ("jsonl", "parquet"))
     out_dir = opts.get("out_dir")
     if out_dir:
         writable_dir(str(out_dir), "make_data.out_dir")
-    splits = dom.make_splits()
+    splits = domain.make_splits()
     summary: dict[str, Any] = {}
     for split, df in splits.items():
-        path = Path(out_dir) / f"{split}.{fmt}" if out_dir else dom.data_path(split)
+        path = Path(out_dir) / f"{split}.{fmt}" if out_dir else domain.data_path(split)
         try:
             write_task_table(df, path)
         except OSError as err:
             raise UserError(f"cannot write {path}: {err.strerror or err}") from None
         columns = {c: c for c in df.columns}
-        rows = len(load_task_table(path, columns, dom.name))
+        rows = len(load_task_table(path, columns, domain.name))
         summary[split] = {"path": str(path), "rows": rows}
-        print(f"{dom.name} {split}: {rows} tasks -> {path}")
+        print(f"{domain.name} {split}: {rows} tasks -> {path}")
     return summary

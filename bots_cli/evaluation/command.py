@@ -179,10 +179,10 @@ def _rows(step: int, result: EvalResult) -> Any:
 def _tasks(cfg: Any, domain_cfg: Any) -> tuple[Any, Any]:
     from bots_cli.domains import load_domain
 
-    dom = load_domain(str(domain_cfg.name), domain_cfg)
-    tasks = dom.load(domain_cfg, split=str(cfg.evaluate.split), max_tasks=cfg.evaluate.max_tasks,
+    domain = load_domain(str(domain_cfg.name), domain_cfg)
+    tasks = domain.load(domain_cfg, split=str(cfg.evaluate.split), max_tasks=cfg.evaluate.max_tasks,
                      key="evaluate.max_tasks")
-    return dom, tasks
+    return domain, tasks
 
 
 def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg: Any,
@@ -192,11 +192,11 @@ def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg
 
     from bots_cli.references.table import write_with_settings
 
-    dom, tasks = _tasks(cfg, domain_cfg)
+    domain, tasks = _tasks(cfg, domain_cfg)
     settings = eval_settings(cfg, domain_cfg, sampling)
     tables = [_existing(path, settings, bool(cfg.evaluate.overwrite))]
     done = set(tables[0].loc[tables[0]["step"] == step, "task_id"].astype(str))
-    held = HeldOut(dom, tasks, tokenizer)
+    held = HeldOut(domain, tasks, tokenizer)
 
     def score(idx: list[int], seed: int) -> Any:
         return _rows(step, held.evaluate(engine, settings["n"], sampling, seed, idx))
@@ -205,7 +205,7 @@ def evaluate_domain(cfg: Any, step: int, engine: Any, tokenizer: Any, domain_cfg
         tables[:] = [pd.concat([*tables, rows], ignore_index=True)]
         write_with_settings(path, tables[0][COLUMNS], settings)
 
-    score_in_chunks(f"step {step}: {dom.name}", [t not in done for t in held.task_ids],
+    score_in_chunks(f"step {step}: {domain.name}", [t not in done for t in held.task_ids],
                     settings["chunk_size"], settings["seed"], score, save, path)
     return tables[0]
 
@@ -224,10 +224,10 @@ def check_prompts_fit(cfg: Any, engine: Any, model_cfg: Any, tokenizer: Any, dom
     if context is None:
         return
     for domain_cfg in doms:
-        dom, tasks = _tasks(cfg, domain_cfg)
-        held = HeldOut(dom, tasks, tokenizer)
+        domain, tasks = _tasks(cfg, domain_cfg)
+        held = HeldOut(domain, tasks, tokenizer)
         check_prompt_lengths(held.task_ids, prompt_lengths(held.prompts, tokenizer), context,
-                             sampling.max_new_tokens, f"{dom.name} {cfg.evaluate.split}")
+                             sampling.max_new_tokens, f"{domain.name} {cfg.evaluate.split}")
 
 
 def summarise(table: Any, domain: str, k: int) -> dict[int, dict[str, float]]:

@@ -85,14 +85,14 @@ class EvalResult:
 class HeldOut:
     """A fixed set of held-out tasks with their prompts rendered once for one tokenizer."""
 
-    def __init__(self, dom: Any, tasks: Any, tokenizer: Any) -> None:
+    def __init__(self, domain: Any, tasks: Any, tokenizer: Any) -> None:
         from bots_cli.models.loading import render_prompt_for_model
 
-        self.dom = dom
+        self.domain = domain
         self.rows = [row for _, row in tasks.iterrows()]
         self.task_ids = [str(t) for t in tasks["task_id"]]
         self.levels = tasks["level"].to_numpy() if "level" in tasks.columns else None
-        self.prompts = [render_prompt_for_model(tokenizer, dom.render_messages(r))
+        self.prompts = [render_prompt_for_model(tokenizer, domain.render_messages(r))
                         for r in self.rows]
 
     def __len__(self) -> int:
@@ -128,7 +128,7 @@ class HeldOut:
         groups = engine.generate([self.prompts[i] for i in idx], k, params)
         generated = time.perf_counter()
         texts = [[c.text for c in g] for g in groups]
-        rewards = self.dom.rewards([t for g in texts for t in g],
+        rewards = self.domain.rewards([t for g in texts for t in g],
                                    [self.rows[i] for i in idx for _ in range(k)])
         if timings is not None:
             timings["generate"] = timings.get("generate", 0.0) + generated - started

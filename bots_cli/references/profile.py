@@ -75,7 +75,7 @@ def profile_settings(cfg: Any, model_cfg: Any, sampling: Any) -> dict[str, Any]:
     }
 
 
-def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
+def profile_model(cfg: Any, role: str, tasks: Any, domain: Any, sampling: Any,
                   out_dir: Path, timings: dict[str, float] | None = None) -> Any:
     """Profile one reference on `tasks`; returns its complete profile table.
 
@@ -102,7 +102,7 @@ def profile_model(cfg: Any, role: str, tasks: Any, dom: Any, sampling: Any,
     n = settings["n"]
     frames = [done]
     with build_engine(cfg.engine, model_cfg, domain_cfg=cfg.domain) as engine:
-        held = HeldOut(dom, tasks, engine_tokenizer(engine, model_cfg, cfg.domain))
+        held = HeldOut(domain, tasks, engine_tokenizer(engine, model_cfg, cfg.domain))
 
         def score(idx: list[int], seed: int) -> Any:
             result = held.evaluate(engine, n, sampling, seed, idx, timings)
@@ -144,8 +144,8 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
 
     check_chunked_job(cfg.profile, "profile")
     sampling = SamplingParams.from_config(cfg.sampling)
-    dom = load_domain(str(cfg.domain.name), cfg.domain)
-    tasks = dom.load(cfg.domain, split=str(cfg.profile.split), max_tasks=cfg.profile.max_tasks,
+    domain = load_domain(str(cfg.domain.name), cfg.domain)
+    tasks = domain.load(cfg.domain, split=str(cfg.profile.split), max_tasks=cfg.profile.max_tasks,
                      key="profile.max_tasks")
     out_dir = writable_dir(profiles_dir(cfg.profile.dir), "profile.dir")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -156,11 +156,11 @@ def profile_refs(cfg: Any) -> dict[str, Any]:
     tables = {}
     for role in ROLES:
         timings: dict[str, float] = {}
-        table = profile_model(cfg, role, tasks, dom, sampling, out_dir, timings)
+        table = profile_model(cfg, role, tasks, domain, sampling, out_dir, timings)
         rates = table.set_index("task_id")["pass_rate"].reindex(tasks["task_id"]).to_numpy()
         tables[role] = rates
         label = reference_label(cfg.refs[role])
-        summary[role] = {"model": label, "path": str(profile_path(out_dir, dom.name, label,
+        summary[role] = {"model": label, "path": str(profile_path(out_dir, domain.name, label,
                                                                        str(cfg.profile.split))),
                          **pass_rate_summary(rates, levels),
                          # Wall time of this run (model loading included); 0 when nothing was left.

@@ -23,20 +23,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_generation_is_deterministic_and_seeded(name: str) -> None:
-    dom = load_domain(name)
-    a, b = dom.generate(40, seed=7), dom.generate(40, seed=7)
+    domain = load_domain(name)
+    a, b = domain.generate(40, seed=7), domain.generate(40, seed=7)
     pd.testing.assert_frame_equal(a, b)
-    c = dom.generate(40, seed=8)
+    c = domain.generate(40, seed=8)
     assert a["prompt"].tolist() != c["prompt"].tolist()
     assert a["prompt"].is_unique and a["task_id"].is_unique
-    assert set(a["level"]) == set(dom.levels)
+    assert set(a["level"]) == set(domain.levels)
 
 
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_shipped_data_loads_and_splits_are_disjoint(name: str) -> None:
-    dom = load_domain(name)
-    train, ev = dom.load(), dom.load(split="eval")
-    assert len(train) == dom.cfg["generate"]["n_train"] and len(ev) == dom.cfg["generate"]["n_eval"]
+    domain = load_domain(name)
+    train, ev = domain.load(), domain.load(split="eval")
+    sizes = domain.cfg["generate"]
+    assert len(train) == sizes["n_train"] and len(ev) == sizes["n_eval"]
     assert not set(train["prompt"]) & set(ev["prompt"])
     assert set(train["domain"]) == {name}
     assert all(p.isascii() for p in train["prompt"])
@@ -44,10 +45,10 @@ def test_shipped_data_loads_and_splits_are_disjoint(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["arith", "logic", "math", "code"])
 def test_shipped_files_are_what_the_generator_writes(name: str, tmp_path: Path) -> None:
-    dom = load_domain(name)
-    for split, df in dom.make_splits().items():
+    domain = load_domain(name)
+    for split, df in domain.make_splits().items():
         write_task_table(df, tmp_path / f"{split}.jsonl")
-        assert (tmp_path / f"{split}.jsonl").read_bytes() == dom.data_path(split).read_bytes(), (
+        assert (tmp_path / f"{split}.jsonl").read_bytes() == domain.data_path(split).read_bytes(), (
             f"data/{name}/{split}.jsonl is stale: run `make data`")
 
 
@@ -66,10 +67,10 @@ def test_logic_puzzles_have_exactly_one_solution() -> None:
         roles = json.loads(answer)
         assert 2 <= len(roles) <= 8 and set(roles.values()) <= {"knight", "knave"}
     # Re-solve generated puzzles from their statements: exactly one assignment survives.
-    dom = load_domain("logic")
+    domain = load_domain("logic")
     rng = random.Random(3)
-    for level in dom.levels:
-        task = dom.generate_task(random.Random(level), level)
+    for level in domain.levels:
+        task = domain.generate_task(random.Random(level), level)
         names = list(json.loads(task["answer"]))
         n = len(names)
         assert n == level + 1
@@ -97,11 +98,11 @@ def test_code_reference_solutions_pass_their_hidden_tests_in_process() -> None:
 
 
 def test_code_reference_solutions_score_one_through_the_sandbox() -> None:
-    dom = load_domain("code")
-    df = dom.load(split="eval")
+    domain = load_domain("code")
+    df = domain.load(split="eval")
     sample = df.groupby("level").head(6)
     completions = [f"Here it is:\n```python\n{ref}```\nDone." for ref in sample["reference"]]
-    assert dom.rewards(completions, [row for _, row in sample.iterrows()]) == [1.0] * len(sample)
+    assert domain.rewards(completions, [row for _, row in sample.iterrows()]) == [1.0] * len(sample)
 
 
 def test_too_many_tasks_for_the_levels_is_a_clear_error() -> None:
@@ -121,10 +122,10 @@ def test_make_data_command_writes_loadable_files(tmp_path: Path) -> None:
          f"hydra.run.dir={tmp_path / 'run'}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    dom = load_domain("logic")
-    cols = dom.cfg["columns"]
-    assert len(dom.load({"data": {"train": str(out / "train.parquet")}, "columns": cols})) == 30
-    assert len(dom.load({"data": {"eval": str(out / "eval.parquet")}, "columns": cols},
+    domain = load_domain("logic")
+    cols = domain.cfg["columns"]
+    assert len(domain.load({"data": {"train": str(out / "train.parquet")}, "columns": cols})) == 30
+    assert len(domain.load({"data": {"eval": str(out / "eval.parquet")}, "columns": cols},
                         split="eval")) == 10
     bad = subprocess.run(
         [sys.executable, "-m", "bots_cli", "make-data", "domain=arith",

@@ -53,15 +53,15 @@ def test_guru_style_parquet_through_the_column_mapping(tmp_path: Path) -> None:
             "answer": "reward_model.ground_truth",
             "domain": None, "level": None, "weak_pass_rate": "qwen2.5_7b_pass_rate",
             "strong_pass_rate": "deepseek_r1_0528_pass_rate"}
-    dom = load_domain("math")
-    df = dom.load({"data": {"train": str(tmp_path / "guru.parquet")}, "columns": cols})
+    domain = load_domain("math")
+    df = domain.load({"data": {"train": str(tmp_path / "guru.parquet")}, "columns": cols})
     assert df["task_id"].tolist() == ["11", "12"]
     assert df["answer"].tolist() == ["2", "4"]
     assert df["weak_pass_rate"].tolist() == [0.25, 0.5]
     assert df["strong_pass_rate"].tolist() == [0.75, 1.0]
-    assert dom.render_prompt(df.iloc[1]) == "Be brief.\n\nWhat is 2+2?"
-    assert dom.render_messages(df.iloc[1])[1] == {"role": "user", "content": "What is 2+2?"}
-    assert dom.reward("so \\boxed{4}", df.iloc[1]) == 1.0
+    assert domain.render_prompt(df.iloc[1]) == "Be brief.\n\nWhat is 2+2?"
+    assert domain.render_messages(df.iloc[1])[1] == {"role": "user", "content": "What is 2+2?"}
+    assert domain.reward("so \\boxed{4}", df.iloc[1]) == 1.0
 
 
 def test_math_style_file_with_boxed_solutions_and_text_levels(tmp_path: Path) -> None:
@@ -151,13 +151,13 @@ def test_chat_messages_with_an_unknown_role_are_refused(tmp_path: Path) -> None:
 
 
 def test_data_paths_resolve_against_data_dir(tmp_path: Path) -> None:
-    dom = load_domain("arith")
-    assert dom.data_path("train").parts[-3:] == ("data", "arith", "train.jsonl")
+    domain = load_domain("arith")
+    assert domain.data_path("train").parts[-3:] == ("data", "arith", "train.jsonl")
     _jsonl(tmp_path / "mine.jsonl", _good())
-    df = dom.load({"data_dir": str(tmp_path), "data": {"train": "mine.jsonl"}, "columns": COLS})
+    df = domain.load({"data_dir": str(tmp_path), "data": {"train": "mine.jsonl"}, "columns": COLS})
     assert len(df) == 3
     with pytest.raises(UserError, match=r"domain\.data\.test is not set"):
-        dom.load(split="test")
+        domain.load(split="test")
 
 
 @pytest.mark.parametrize(("name", "answer", "message"), [

@@ -25,18 +25,18 @@ def test_arith_reward(completion: str, reward: float) -> None:
 
 
 def test_arith_negative_and_grouped_answers() -> None:
-    dom = load_domain("arith")
-    assert dom.reward("3-7=-4", {"answer": "-4"}) == 1.0
-    assert dom.reward("4", {"answer": "-4"}) == 0.0
+    domain = load_domain("arith")
+    assert domain.reward("3-7=-4", {"answer": "-4"}) == 1.0
+    assert domain.reward("4", {"answer": "-4"}) == 0.0
     assert final_integer("1,234") == 1234 and final_integer("no digits") is None
 
 
 def test_arith_shipped_answers_score_one_and_prompts_render_raw() -> None:
-    dom = load_domain("arith")
-    df = dom.load(split="eval")
-    assert all(dom.reward(a, row) == 1.0 for a, (_, row) in zip(df["answer"], df.iterrows(),
+    domain = load_domain("arith")
+    df = domain.load(split="eval")
+    assert all(domain.reward(a, row) == 1.0 for a, (_, row) in zip(df["answer"], df.iterrows(),
                                                                     strict=True))
-    assert dom.render_prompt(df.iloc[0]) == df.iloc[0]["prompt"]
+    assert domain.render_prompt(df.iloc[0]) == df.iloc[0]["prompt"]
 
 
 # ---- logic ------------------------------------------------------------------------------------
@@ -71,12 +71,12 @@ def test_logic_names_are_whole_words() -> None:
 
 
 def test_logic_shipped_answers_score_one_when_written_out() -> None:
-    dom = load_domain("logic")
-    df = dom.load(split="eval")
+    domain = load_domain("logic")
+    df = domain.load(split="eval")
     for _, row in df.iterrows():
         lines = "\n".join(f"{n} is a {r}" for n, r in json.loads(row["answer"]).items())
-        assert dom.reward(f"Reasoning...\nFinal answer:\n{lines}", row) == 1.0
-    assert "final answer" in dom.render_prompt(df.iloc[0])
+        assert domain.reward(f"Reasoning...\nFinal answer:\n{lines}", row) == 1.0
+    assert "final answer" in domain.render_prompt(df.iloc[0])
 
 
 # ---- math -------------------------------------------------------------------------------------
@@ -109,11 +109,11 @@ def test_last_boxed_and_exact_numbers() -> None:
 
 
 def test_math_shipped_answers_score_one() -> None:
-    dom = load_domain("math")
-    df = dom.load(split="eval")
-    assert all(dom.reward(f"... \\boxed{{{a}}}", row) == 1.0
+    domain = load_domain("math")
+    df = domain.load(split="eval")
+    assert all(domain.reward(f"... \\boxed{{{a}}}", row) == 1.0
                for a, (_, row) in zip(df["answer"], df.iterrows(), strict=True))
-    assert "\\boxed{}" in dom.render_prompt(df.iloc[0])
+    assert "\\boxed{}" in domain.render_prompt(df.iloc[0])
 
 
 def test_math_pathological_answer_is_cut_off_and_threads_are_safe() -> None:
