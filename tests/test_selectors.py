@@ -120,26 +120,37 @@ def test_softmax_with_tiny_temperature_agrees_with_greedy() -> None:
         assert picks["greedy"] == picks["softmax"]
 
 
+def fixed_posterior(n: int, alpha: np.ndarray, beta: np.ndarray | None = None,
+                    **kwargs) -> list[BotsSelector]:
+    """Selectors of one posterior that differ only in their seed: repeated draws from one
+    belief (a selector that is fed back learns, and one that is not has its tasks pending)."""
+    out = []
+    for seed in range(kwargs.pop("draws")):
+        sel = BotsSelector(n, rho=0.0, seed=seed, **kwargs)
+        sel.alpha = np.asarray(alpha, dtype=np.float64)
+        if beta is not None:
+            sel.beta = np.asarray(beta, dtype=np.float64)
+        out.append(sel)
+    return out
+
+
 def test_softmax_with_large_temperature_is_close_to_uniform() -> None:
-    sel = BotsSelector(50, rho=0.0, mode="softmax", tau=1e6, seed=0)
-    sel.alpha = np.linspace(1, 50, 50)
     counts = np.zeros(50)
-    for _ in range(2000):
+    for sel in fixed_posterior(50, np.linspace(1, 50, 50), mode="softmax", tau=1e6, draws=2000):
         counts[sel.select(5)] += 1
     # 200 expected per task; a ±35% band is > 6 standard deviations.
     assert counts.min() > 130 and counts.max() < 270
 
 
 def test_thompson_prefers_tasks_near_target() -> None:
-    sel = BotsSelector(3, rho=0.0)
-    sel.alpha = np.array([95.0, 50.0, 5.0])  # means 0.95, 0.5, 0.05
-    sel.beta = np.array([5.0, 50.0, 95.0])
-    assert all(sel.select(1)[0] == 1 for _ in range(50))
+    # means 0.95, 0.5, 0.05
+    sels = fixed_posterior(3, [95.0, 50.0, 5.0], [5.0, 50.0, 95.0], draws=50)
+    assert all(sel.select(1)[0] == 1 for sel in sels)
 
 
 def test_greedy_breaks_ties_at_random() -> None:
-    sel = BotsSelector(100, rho=0.0, mode="greedy", seed=0)
-    first = {int(sel.select(1)[0]) for _ in range(200)}
+    sels = fixed_posterior(100, np.ones(100), mode="greedy", draws=200)
+    first = {int(sel.select(1)[0]) for sel in sels}
     assert len(first) > 50  # all means tie at the prior: any task may come first
 
 
@@ -166,9 +177,9 @@ def test_smallest_k_fast_path_is_exact_on_a_large_pool() -> None:
 
 def test_uniform_visits_every_task_once_per_epoch() -> None:
     sel = UniformSelector(10, seed=1)
-    seen = np.concatenate([sel.select(3) for _ in range(3)] + [sel.select(1)])
+    seen = np.concatenate(drive(sel, 3, batch=3) + drive(sel, 1, batch=1))
     assert sorted(seen.tolist()) == list(range(10))
-    straddle = sel.select(7)  # crosses into the next epoch without repeating within the batch
+    [straddle] = drive(sel, 1, batch=7)  # crosses into the next epoch, no task twice in a batch
     assert len(np.unique(straddle)) == 7
 
 
@@ -181,9 +192,8 @@ def test_offline_band_only_selects_inside_the_band() -> None:
 def test_easy2hard_walks_from_easy_to_hard() -> None:
     rates = np.array([0.1, 0.9, 0.5, 0.7])
     sel = Easy2HardSelector(4, rates)
-    assert sel.select(2).tolist() == [1, 3]
-    assert sel.select(2).tolist() == [2, 0]
-    assert sel.select(1).tolist() == [1]  # and round again
+    assert [ids.tolist() for ids in drive(sel, 2, batch=2)] == [[1, 3], [2, 0]]
+    assert drive(sel, 1, batch=1)[0].tolist() == [1]  # and round again
 
 
 # --- bad arguments ---------------------------------------------------------------------------

@@ -17,6 +17,15 @@ class Selector(ABC):
 
     Subclasses implement `_select`, and `_observe` if they learn. `select` and `update` check
     their arguments here, once for all selectors.
+
+    Feedback may arrive late (DESIGN.md §1.8): `select` may be called again before the earlier
+    batches' `update`. Each selected batch is *in flight* until an `update` names one of its
+    tasks; its tasks are *pending* (`self.pending`) until then, and `_select` must choose among
+    the tasks that are not. One update delivers the whole of every batch it touches: a task of
+    such a batch that the update leaves out (its completions unscorable, or dropped by a filter
+    before the update) receives no evidence and is free again, so a lost task is never locked
+    out of the pool. Updates apply in the order they come. With no delay nothing is pending when
+    `select` runs, so everything is as if this did not exist.
     """
 
     name: str = "selector"
@@ -26,6 +35,9 @@ class Selector(ABC):
         self.seed = check_int("seed", seed, lo=0)
         self.rng = np.random.default_rng(self.seed)
         self.step = 0  # number of update() calls so far
+        self.pending = np.zeros(self.n_tasks, dtype=bool)  # (N,) in a batch still in flight
+        self.n_pending = 0  # pending.sum(), kept so that the no-delay path costs nothing
+        self.in_flight: list[np.ndarray] = []  # the batches awaiting their update, oldest first
 
     # -- the contract -------------------------------------------------------------------------
     def select(self, batch_size: int) -> np.ndarray:
@@ -36,7 +48,21 @@ class Selector(ABC):
                 f"batch_size ({batch_size}) is larger than the task pool ({self.n_tasks} tasks); "
                 "lower the batch size or use a larger pool"
             )
-        return self._select(batch_size)
+        free = self.n_tasks - self.n_pending
+        if batch_size > free:
+            raise InvalidValue(
+                f"batch_size ({batch_size}) is larger than the {free} tasks whose feedback is not "
+                f"pending ({self.n_pending} tasks of {len(self.in_flight)} batches await their "
+                "update); feed back earlier batches first, or lower the batch size"
+            )
+        ids = self._select(batch_size)
+        if self.n_pending and self.pending[ids].any():
+            raise AssertionError(f"{type(self).__name__}._select chose a task whose feedback is "
+                                 "pending; it must choose among ~self.pending")
+        self.pending[ids] = True
+        self.n_pending += ids.shape[0]
+        self.in_flight.append(ids.copy())
+        return ids
 
     def update(self, ids: Any, successes: Any, trials: Any) -> None:
         """Report the outcome of a step: per selected task, `successes` out of `trials` rollouts.
@@ -45,7 +71,37 @@ class Selector(ABC):
         """
         ids_a, s, n = self.check_feedback(ids, successes, trials)
         self._observe(ids_a, s, n)
+        self._deliver(ids_a)
         self.step += 1
+
+    def release(self, ids: Any) -> None:
+        """Selected tasks that will not be fed back (a screened candidate not trained on): free
+        again, with no evidence. The other tasks of their batches stay in flight."""
+        ids_a = np.unique(np.asarray(ids, dtype=np.int64))
+        if ids_a.shape[0] == 0:
+            return
+        if not self.pending[ids_a].all():
+            raise InvalidValue("release: only pending tasks (selected, not yet fed back) can be "
+                               "released")
+        self.pending[ids_a] = False
+        self.n_pending -= ids_a.shape[0]
+        self.in_flight = [rest for b in self.in_flight if (rest := b[self.pending[b]]).shape[0]]
+
+    def _deliver(self, ids: np.ndarray) -> None:
+        """Every in-flight batch that shares a task with `ids` has arrived: its tasks are free.
+        Ids of no batch in flight (evidence from elsewhere) free nothing."""
+        if not self.n_pending or not self.pending[ids].any():
+            return
+        if len(self.in_flight) == 1:  # the usual case: the one batch in flight came back
+            arrived, self.in_flight = self.in_flight, []
+        else:
+            touched = ids[self.pending[ids]]
+            hit = [bool(np.isin(b, touched).any()) for b in self.in_flight]
+            arrived = [b for b, h in zip(self.in_flight, hit, strict=True) if h]
+            self.in_flight = [b for b, h in zip(self.in_flight, hit, strict=True) if not h]
+        for batch in arrived:
+            self.pending[batch] = False
+            self.n_pending -= batch.shape[0]
 
     def metrics(self) -> dict[str, float]:
         """The selector's own `selector/*` values after the last update, logged every step by
@@ -59,6 +115,7 @@ class Selector(ABC):
             "n_tasks": self.n_tasks,
             "step": self.step,
             "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "in_flight": [b.copy() for b in self.in_flight],
             **self._extra_state(),
         }
 
@@ -73,6 +130,12 @@ class Selector(ABC):
             )
         self.step = int(state["step"])
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        # States saved before late feedback existed have no batch in flight.
+        self.in_flight = [np.asarray(b, dtype=np.int64).copy() for b in state.get("in_flight", [])]
+        self.pending = np.zeros(self.n_tasks, dtype=bool)
+        for batch in self.in_flight:
+            self.pending[batch] = True
+        self.n_pending = int(sum(b.shape[0] for b in self.in_flight))
         self._load_extra_state(state)
 
     # -- for subclasses -----------------------------------------------------------------------

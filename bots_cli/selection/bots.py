@@ -114,16 +114,22 @@ class BotsSelector(Selector):
         return out
 
     def _select(self, batch_size: int) -> np.ndarray:
+        # Tasks whose feedback is pending (DESIGN.md §1.8) are left out by an infinite distance
+        # to the target, after the same random draws as without a delay; with nothing pending
+        # no mask is read at all.
+        exclude = self.pending if self.n_pending else None
         if self.mode == "thompson":
             p_hat = self.rng.beta(self.alpha, self.beta)
             # The draw is ours to overwrite: |p̂ - p*| in place saves an array of size N.
             np.subtract(p_hat, self.target, out=p_hat)
             np.abs(p_hat, out=p_hat)
+            if exclude is not None:
+                p_hat[exclude] = np.inf
             return smallest_k(p_hat, batch_size, self.rng)
         mean = self.posterior_mean()
         if self.mode == "greedy":
-            return nearest_to_target(mean, self.target, batch_size, self.rng)
-        return softmax_sample(mean, self.target, batch_size, self.tau, self.rng)
+            return nearest_to_target(mean, self.target, batch_size, self.rng, exclude)
+        return softmax_sample(mean, self.target, batch_size, self.tau, self.rng, exclude)
 
     def _observe(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
         rates = successes / trials

@@ -13,7 +13,8 @@ def smallest_k(d: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     O(N): a random subsample proposes a threshold, one pass keeps the entries under it (a few
     times k of them), and the exact selection runs on those. If the guess keeps fewer than k
     entries, the exact selection runs on the whole array. The result is the same either way.
-    Returned in no particular order.
+    Returned in no particular order. Entries of +inf (excluded) are never chosen while at least
+    k entries are finite: the k-th smallest is then finite, and only entries ≤ it are kept.
     """
     n = d.shape[0]
     cand: np.ndarray | None = None
@@ -39,21 +40,28 @@ def smallest_k(d: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def nearest_to_target(
-    values: np.ndarray, target: float, k: int, rng: np.random.Generator
+    values: np.ndarray, target: float, k: int, rng: np.random.Generator,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The k indices with the smallest |values - target| (ties at random)."""
+    """The k indices with the smallest |values - target| (ties at random), none of them where
+    the (N,) bool mask `exclude` is True (it must leave at least k)."""
     d = np.subtract(values, target)
     np.abs(d, out=d)
+    if exclude is not None:
+        d[exclude] = np.inf
     return smallest_k(d, k, rng)
 
 
 def softmax_sample(
-    values: np.ndarray, target: float, k: int, tau: float, rng: np.random.Generator
+    values: np.ndarray, target: float, k: int, tau: float, rng: np.random.Generator,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """k distinct indices drawn with probability ∝ exp(-|values - target| / tau).
+    """k distinct indices drawn with probability ∝ exp(-|values - target| / tau), among those
+    where the (N,) bool mask `exclude` is False (it must leave at least k).
 
     The Gumbel-top-k trick: adding Gumbel noise to the log-weights and keeping the k largest is
-    exactly sequential sampling without replacement, in one O(N) pass.
+    exactly sequential sampling without replacement, in one O(N) pass. An excluded index gets
+    weight 0 (key +inf), which is sampling without replacement among the others.
     """
     keys = np.subtract(values, target)
     np.abs(keys, out=keys)
@@ -61,4 +69,6 @@ def softmax_sample(
     u = rng.random(values.shape[0])
     # -log-weight - Gumbel = |v - t|/tau + log(-log u); the k smallest are the k largest keys.
     keys += np.log(-np.log(u))
+    if exclude is not None:
+        keys[exclude] = np.inf
     return smallest_k(keys, k, rng)

@@ -49,6 +49,11 @@ class SimParams:
         if p.batch_size > world.n_tasks:
             raise InvalidValue(f"simulate.batch_size ({p.batch_size}) must be ≤ world.n_tasks "
                                f"({world.n_tasks})")
+        k = world.feedback_delay
+        if p.batch_size * (k + 1) > world.n_tasks:
+            raise InvalidValue(f"simulate.batch_size ({p.batch_size}) × (world.feedback_delay "
+                               f"({k}) + 1) must be ≤ world.n_tasks ({world.n_tasks}): {k} "
+                               "batches await their feedback while the next one is selected")
         return p
 
 
@@ -88,7 +93,16 @@ def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> 
 def run_one(
     world: World, selector: Selector, sim: SimParams, seed: int
 ) -> tuple[list[dict[str, Any]], Curve]:
-    """Train a fresh learner with `selector`; return per-step rows and the eval curve."""
+    """Train a fresh learner with `selector`; return per-step rows and the eval curve.
+
+    With `world.feedback_delay` = k, step t's outcomes reach the selector after step t+k's batch
+    was selected (`selector/fed_back_step` says whose arrived at each step); what is still in
+    flight when the budget ends arrives after the last step, in the last step's
+    `time/selector_update`. A row's `train/*` values are its own batch's rollouts, its
+    `selector/*` values the selector's after the feedback that arrived at that step.
+    """
+    delay = world.params.feedback_delay
+    flight: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (step, ids, s, n)
     rng = np.random.default_rng([seed, 0x5EED])
     learner = Learner.start(world)
     explored = np.zeros(world.params.n_tasks, dtype=bool)
@@ -103,8 +117,15 @@ def run_one(
         successes = rewards.sum(axis=1)
         trials = np.full(len(ids), float(sim.group_size))
         learner.learn(world, ids, rewards, step)
+        flight.append((step, ids, successes, trials))
         t2 = time.perf_counter()
-        selector.update(ids, successes, trials)
+        fed_back = None
+        if len(flight) > delay:  # step t − k's feedback, now that step t's batch was selected
+            fed_back, *feedback = flight.pop(0)
+            selector.update(*feedback)
+        if step == sim.steps:  # the budget is spent: what is still in flight arrives
+            for _, *feedback in flight:
+                selector.update(*feedback)
         t3 = time.perf_counter()
         explored[ids] = True
         row = {
@@ -118,6 +139,8 @@ def run_one(
             "time/select": t1 - t0,
             "time/selector_update": t3 - t2,
         }
+        if delay:
+            row["selector/fed_back_step"] = fed_back
         if step % sim.eval_every == 0 or step == sim.steps:
             acc = learner.heldout_accuracy(world)
             curve.append((step, acc))
@@ -165,7 +188,12 @@ def check_config(cfg: Any) -> Simulation:
     # Build every selector once on a first world before running anything: bad values fail now.
     probe = World.generate(world_params, seed0)
     for key, sel_cfg in configs.values():
-        _build(sel_cfg, probe, seed0, sim.group_size, key)
+        sel = _build(sel_cfg, probe, seed0, sim.group_size, key)
+        try:  # the batches in flight at once fit in its pool (offline_band's band may be small)
+            for _ in range(world_params.feedback_delay + 1):
+                sel.select(sim.batch_size)
+        except InvalidValue as err:
+            raise InvalidValue(f"{key}: {err}") from None
     return Simulation(world_params, sim, seed0, configs, probe)
 
 

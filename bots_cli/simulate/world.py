@@ -19,6 +19,10 @@ Assumptions (also in the README):
   `drift_step`/`drift_factor` change the learner's learning rate mid-run, and every task has a
   `level` (its difficulty, binned with label noise) and an `embedding` (a noisy view of its skill
   and difficulty) for the groups and knn plug-ins; `skill` is a column too.
+- Late feedback (DESIGN.md §1.8): with `feedback_delay` = k the selector receives the outcomes of
+  the batch of step t only after it selected the batch of step t+k, as in asynchronous RL, so k
+  batches are in flight at every selection. The learner is not delayed: each batch's rollouts
+  are drawn from, and trained into, the learner of its own step. Only the selector's view lags.
 What it cannot show: anything about language, reward hacking, the cost of rollouts of different
 lengths, or selectors that read task content; its numbers are for comparing selectors, not models.
 """
@@ -57,6 +61,7 @@ class WorldParams:
     n_levels: int
     level_noise: float
     embedding_noise: float
+    feedback_delay: int
 
     @classmethod
     def from_config(cls, cfg: Any) -> WorldParams:
@@ -90,6 +95,7 @@ class WorldParams:
             n_levels=integer("n_levels", 1),
             level_noise=num("level_noise", 0.0),
             embedding_noise=num("embedding_noise", 0.0),
+            feedback_delay=integer("feedback_delay", 0),
         )
 
 
