@@ -14,10 +14,15 @@ import numpy as np
 
 from bots_cli.checks import check_choice, check_range, check_rates
 from bots_cli.errors import InvalidValue
+from bots_cli.selection.adarft import AdarftSelector
 from bots_cli.selection.base import Selector
 from bots_cli.selection.baselines import Easy2HardSelector, OfflineBandSelector, UniformSelector
 from bots_cli.selection.bots import BotsSelector
+from bots_cli.selection.dps import DpsSelector
+from bots_cli.selection.greso import GresoSelector
 from bots_cli.selection.implicit import ImplicitEvidence, InterpolationEvidence
+from bots_cli.selection.learnability import LearnabilitySelector
+from bots_cli.selection.speed import ScreeningSelector, SpeedSelector
 
 _BOTS_KEYS = ("lam", "rho", "target", "m", "gamma", "prior", "mode", "tau", "rho_schedule",
               "rho_threshold", "lam_schedule")
@@ -137,6 +142,40 @@ def _easy2hard(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int
     return Easy2HardSelector(n, _reference(cfg, weak, strong), seed=seed)
 
 
+def _dps(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+         columns: Any = None) -> Selector:
+    decay, prior_alpha, ratio = _keys(cfg, "decay", "prior_alpha", "candidate_ratio")
+    return DpsSelector(n, decay=decay, prior_alpha=prior_alpha, candidate_ratio=ratio, seed=seed)
+
+
+def _greso(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+           columns: Any = None) -> Selector:
+    keys = ("p_easy", "p_hard", "target_zero_variance", "step", "p_min", "p_max", "min_keep")
+    return GresoSelector(n, seed=seed, **dict(zip(keys, _keys(cfg, *keys), strict=True)))
+
+
+def _speed(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+           columns: Any = None) -> Selector:
+    ratio, rollouts, rounds = _keys(cfg, "screen_ratio", "screen_rollouts", "max_rounds")
+    return SpeedSelector(n, screen_ratio=ratio, screen_rollouts=rollouts, max_rounds=rounds,
+                         seed=seed)
+
+
+def _learnability(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+                  columns: Any = None) -> Selector:
+    momentum, prior_rate, explore = _keys(cfg, "momentum", "prior_rate", "explore")
+    return LearnabilitySelector(n, momentum=momentum, prior_rate=prior_rate, explore=explore,
+                                seed=seed)
+
+
+def _adarft(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+            columns: Any = None) -> Selector:
+    keys = ("target_reward", "sensitivity", "step_size", "min_difficulty", "max_difficulty",
+            "initial_difficulty")
+    return AdarftSelector(n, _reference(cfg, weak, strong), seed=seed,
+                          **dict(zip(keys, _keys(cfg, *keys), strict=True)))
+
+
 BUILDERS: dict[str, Callable[..., Selector]] = {
     "bots": _bots,
     "mopps": _mopps,
@@ -144,17 +183,25 @@ BUILDERS: dict[str, Callable[..., Selector]] = {
     "uniform": _uniform,
     "offline_band": _offline_band,
     "easy2hard": _easy2hard,
+    "dps": _dps,
+    "greso": _greso,
+    "speed": _speed,
+    "learnability": _learnability,
+    "adarft": _adarft,
 }
+# Published rivals (docs/rivals.md) that read no reference pass rates.
+_NO_REFERENCES = ("uniform", "dps", "greso", "speed", "learnability")
 
 
 def needs_references(cfg: Mapping[str, Any]) -> bool:
     """Whether the configured selector reads reference pass rates: the reference-ordered
-    baselines, a per-task prior from a reference, and the interpolation plug-in when implicit
-    evidence is weighted (ρ > 0, or a ρ schedule that may raise it)."""
+    baselines and AdaRFT (its offline difficulty), a per-task prior from a reference, and the
+    interpolation plug-in when implicit evidence is weighted (ρ > 0, or a ρ schedule that may
+    raise it). DPS, GRESO, SPEED and learnability ignore references."""
     name = cfg.get("name")
-    if name in ("offline_band", "easy2hard"):
+    if name in ("offline_band", "easy2hard", "adarft"):
         return True
-    if name not in BUILDERS or name == "uniform":
+    if name not in BUILDERS or name in _NO_REFERENCES:
         return False
     if cfg["prior_from"] is not None:
         return True
@@ -172,6 +219,7 @@ def build_selector(
     group_size: int | None = None,
     key: str = "selector",
     columns: Any = None,
+    screening: bool = False,
 ) -> Selector:
     """Build the selector a config describes: `cfg.name` picks it, the other keys are arguments.
 
@@ -179,7 +227,9 @@ def build_selector(
     `InvalidValue` (a ValueError) whose message starts with the config key, e.g.
     ``selector.rho (implicit-evidence weight ρ) must be in [0, 1], got 1.5``; `key` is the prefix.
     `columns` is the task table (a DataFrame or a mapping of column name to one value per task),
-    which the groups and knn plug-ins read.
+    which the groups and knn plug-ins read. `screening` says that the caller runs the screening
+    rounds of a `ScreeningSelector` (selection/speed.py; `bots simulate` does); without it such a
+    selector is refused in one line, so that no trainer runs SPEED as if it were uniform.
     """
     name = check_choice(f"{key}.name", cfg.get("name"), tuple(BUILDERS))
     resolved = dict(cfg)
@@ -189,9 +239,15 @@ def build_selector(
                                "given; set m or pass group_size")
         resolved["m"] = group_size
     try:
-        return BUILDERS[name](resolved, n_tasks, weak, strong, seed, columns)
+        sel = BUILDERS[name](resolved, n_tasks, weak, strong, seed, columns)
     except InvalidValue as err:
         raise InvalidValue(f"{key}.{err}") from None
+    if isinstance(sel, ScreeningSelector) and not screening:
+        raise InvalidValue(f"{key}.name={name}: this selector screens candidates with "
+                           f"{sel.screen_rollouts} extra rollouts each before every batch, a "
+                           "protocol only bots simulate runs so far; bots train (native, trl) "
+                           "and the verl adapter cannot, so choose another selector")
+    return sel
 
 
 def check_selector_config(cfg: Mapping[str, Any], *, group_size: int,

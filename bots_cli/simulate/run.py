@@ -18,7 +18,7 @@ from bots_cli.atomic import write_text
 from bots_cli.checks import check_int, check_range
 from bots_cli.errors import InvalidValue
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
-from bots_cli.selection import Selector, build_selector
+from bots_cli.selection import ScreeningSelector, Selector, build_selector, screen_rounds
 from bots_cli.simulate import report
 from bots_cli.simulate.world import Learner, World, WorldParams
 
@@ -85,9 +85,14 @@ def _selector_label(cfg: Any) -> str:
 
 
 def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> Selector:
-    return build_selector(sel_cfg, n_tasks=world.params.n_tasks, weak=world.weak,
-                          strong=world.strong, seed=seed, group_size=group_size, key=key,
-                          columns=world.columns)
+    sel = build_selector(sel_cfg, n_tasks=world.params.n_tasks, weak=world.weak,
+                         strong=world.strong, seed=seed, group_size=group_size, key=key,
+                         columns=world.columns, screening=True)
+    if isinstance(sel, ScreeningSelector) and sel.screen_rollouts >= group_size:
+        raise InvalidValue(f"{key}.screen_rollouts ({sel.screen_rollouts}) must be < "
+                           f"simulate.group_size ({group_size}): a kept task's screening "
+                           "rollouts are the first of its group")
+    return sel
 
 
 def run_one(
@@ -106,14 +111,31 @@ def run_one(
     rng = np.random.default_rng([seed, 0x5EED])
     learner = Learner.start(world)
     explored = np.zeros(world.params.n_tasks, dtype=bool)
+    rollouts = 0  # every simulated rollout, screening (SPEED) included
+    screener = selector if isinstance(selector, ScreeningSelector) else None
+
+    def draw(ids: np.ndarray, n: int) -> np.ndarray:
+        """(len(ids), n) rewards in {0, 1} of the learner as it is now."""
+        p = learner.success_prob(world, ids)
+        return (rng.random((len(ids), n)) < p[:, None]).astype(np.float64)
+
     rows: list[dict[str, Any]] = []
     curve: Curve = [(0, learner.heldout_accuracy(world))]
     for step in range(1, sim.steps + 1):
         t0 = time.perf_counter()
-        ids = selector.select(sim.batch_size)
+        if screener is not None:  # SPEED's rounds (selection/speed.py), rollouts simulated inside
+            screened = screen_rounds(screener, sim.batch_size, draw)
+            ids = screened.ids
+        else:
+            ids = selector.select(sim.batch_size)
         t1 = time.perf_counter()
-        p = learner.success_prob(world, ids)
-        rewards = (rng.random((len(ids), sim.group_size)) < p[:, None]).astype(np.float64)
+        if screener is not None:  # a kept task's screening rollouts are the first of its group
+            rest = draw(ids, sim.group_size - screened.rewards.shape[1])
+            rewards = np.concatenate([screened.rewards, rest], axis=1)
+            rollouts += screened.rollouts + rest.size
+        else:
+            rewards = draw(ids, sim.group_size)
+            rollouts += rewards.size
         successes = rewards.sum(axis=1)
         trials = np.full(len(ids), float(sim.group_size))
         learner.learn(world, ids, rewards, step)
@@ -133,6 +155,7 @@ def run_one(
             "train/reward_mean": float(successes.sum() / trials.sum()),
             "train/etr": effective_task_ratio(successes, trials),
             "train/zero_variance_share": zero_variance_share(rewards),
+            "train/rollouts": rollouts,
             "selector/capability": getattr(selector, "capability", None),
             **selector.metrics(),
             "selector/explored_share": float(explored.mean()),
