@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bots_cli.config import compose_selector
 from bots_cli.errors import InvalidValue
@@ -28,6 +30,7 @@ from bots_cli.selection import (
     screen_rounds,
 )
 from bots_cli.selection.base import Selector
+from bots_cli.selection.rivals import EpochWalk
 
 RIVALS = ("dps", "greso", "speed", "learnability", "adarft")
 N = 120
@@ -68,6 +71,26 @@ def run_delayed(sel: Selector, steps: int, batch: int, rng: np.random.Generator,
             done = flight.pop(0)
             sel.update(done, rng.binomial(8, 0.5, len(done)), np.full(len(done), 8))
     return picks
+
+
+# --- the shuffled walk (GRESO's and SPEED's candidates) --------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 200), data=st.data())
+def test_epoch_walk_takes_distinct_unblocked_tasks(n: int, data: st.DataObject) -> None:
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    blocked = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    free = int((~blocked).sum())
+    k = data.draw(st.integers(0, free))
+    walk = EpochWalk(n, rng)
+    if k == 0:
+        return
+    ids, declined = walk.take(k, blocked, rng, lambda c: rng.random(c.shape[0]) < 0.5)
+    assert len(np.unique(ids)) == k and not blocked[ids].any() and declined >= 0
+    # Without rejections a walk over the unblocked pool visits each task once per epoch.
+    walk, seen = EpochWalk(n, rng), []
+    while len(seen) < free:
+        seen += walk.take(1, blocked, rng)[0].tolist()
+    assert sorted(seen) == np.flatnonzero(~blocked).tolist() and walk.epoch == 0
 
 
 # --- DPS -------------------------------------------------------------------------------------
