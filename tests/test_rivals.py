@@ -27,6 +27,7 @@ from bots_cli.selection import (
     SpeedSelector,
     build_selector,
     needs_references,
+    refuse_screening,
     screen_rounds,
 )
 from bots_cli.selection.base import Selector
@@ -290,6 +291,9 @@ def test_speed_is_refused_where_no_screening_runs() -> None:
 
     with pytest.raises(InvalidValue, match="name=speed"):  # bots train's config check
         check_selector_config(compose_selector("speed"), group_size=8)
+    with pytest.raises(InvalidValue, match=r"^data\.sampler\.selector\.name=speed: "):
+        refuse_screening(build("speed"), "data.sampler.selector")  # a ready selector
+    refuse_screening(build("dps"))  # any other: nothing to refuse
 
 
 def test_simulate_counts_speeds_screening_rollouts() -> None:

@@ -20,7 +20,13 @@ from bots_cli.selection.learnability import LearnabilitySelector
 from bots_cli.selection.pooled import GroupEvidence, NeighbourEvidence
 from bots_cli.selection.posterior import posterior_mean, update_posterior
 from bots_cli.selection.schedules import LamSchedule, RhoSchedule
-from bots_cli.selection.speed import Screened, ScreeningSelector, SpeedSelector, screen_rounds
+from bots_cli.selection.speed import (
+    Screened,
+    ScreeningSelector,
+    SpeedSelector,
+    refuse_screening,
+    screen_rounds,
+)
 
 __all__ = [
     "AdarftSelector",
@@ -46,6 +52,7 @@ __all__ = [
     "interpolate_pass_rates",
     "needs_references",
     "posterior_mean",
+    "refuse_screening",
     "screen_rounds",
     "update_posterior",
 ]

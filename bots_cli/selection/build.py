@@ -22,7 +22,7 @@ from bots_cli.selection.dps import DpsSelector
 from bots_cli.selection.greso import GresoSelector
 from bots_cli.selection.implicit import ImplicitEvidence, InterpolationEvidence
 from bots_cli.selection.learnability import LearnabilitySelector
-from bots_cli.selection.speed import ScreeningSelector, SpeedSelector
+from bots_cli.selection.speed import SpeedSelector, refuse_screening
 
 _BOTS_KEYS = ("lam", "rho", "target", "m", "gamma", "prior", "mode", "tau", "rho_schedule",
               "rho_threshold", "lam_schedule")
@@ -242,11 +242,8 @@ def build_selector(
         sel = BUILDERS[name](resolved, n_tasks, weak, strong, seed, columns)
     except InvalidValue as err:
         raise InvalidValue(f"{key}.{err}") from None
-    if isinstance(sel, ScreeningSelector) and not screening:
-        raise InvalidValue(f"{key}.name={name}: this selector screens candidates with "
-                           f"{sel.screen_rollouts} extra rollouts each before every batch, a "
-                           "protocol only bots simulate runs so far; bots train (native, trl) "
-                           "and the verl adapter cannot, so choose another selector")
+    if not screening:
+        refuse_screening(sel, key)
     return sel
 
 

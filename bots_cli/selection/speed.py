@@ -19,9 +19,10 @@ trainer running this selector counts both in `train/rollouts` and `train/tokens`
 The protocol (`ScreeningSelector`): `screen_rollouts` (n0), `max_rounds`, `screen_size(B)` (C),
 `screen(ids, successes, trials)` (the keep decision; it records the screening, and the
 candidates stay pending), and the base's `release(ids)` (candidates that will not be trained
-on are free again, with no evidence). A runner
-that does not follow it must not build the selector: `build_selector(..., screening=False)`,
-every trainer's way, refuses it in one line; `bots simulate` runs it.
+on are free again, with no evidence). A runner that does not follow it must not build the
+selector: `build_selector(..., screening=False)`, every trainer's way, refuses it in one line
+(`refuse_screening`, which an adapter handed a ready selector calls too); `bots simulate` runs
+it.
 
 Departures from the official code (docs/rivals.md): surplus kept candidates of a round are
 released rather than buffered for the next step; when the rounds run out the batch is filled
@@ -114,6 +115,17 @@ class SpeedSelector(ScreeningSelector):
         check_same_settings(state["hparams"], self._hparams())
         self.walk.load_state_dict(state["walk"])
         self.screened, self.kept = int(state["screened"]), int(state["kept"])
+
+
+def refuse_screening(selector: Selector, key: str = "selector") -> None:
+    """One line for a runner that does not run the screening protocol and was handed a selector
+    that needs it (`build_selector` calls it unless told `screening=True`; an adapter handed a
+    ready selector can call it too)."""
+    if isinstance(selector, ScreeningSelector):
+        raise InvalidValue(f"{key}.name={selector.name}: this selector screens candidates with "
+                           f"{selector.screen_rollouts} extra rollouts each before every batch, "
+                           "a protocol only bots simulate runs so far; bots train (native, trl) "
+                           "and the verl adapter cannot, so choose another selector")
 
 
 @dataclass(frozen=True)
