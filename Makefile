@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate clean data bubblewrap gpu-check verl-check
+.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate predictions clean data bubblewrap gpu-check verl-check
 
 setup: $(STAMP) bubblewrap
 
@@ -128,6 +128,12 @@ demo-steps:
 # The selection core alone, on the synthetic learner of `bots simulate` (seconds).
 simulate: setup
 	$(BIN)/bots simulate
+
+# How well each selector predicts the pass rate of the tasks it picks (MAE, calibration) beside
+# two naive predictors, and a grid over BOTS' λ, ρ and prior, on 3 simulator worlds x 5 seeds;
+# prints markdown tables (~3 min of CPU).
+predictions: setup
+	$(BIN)/python benchmarks/predictions.py
 
 # Regenerate the shipped task tables under data/ (seeded: the same files every time).
 data: setup
