@@ -21,7 +21,8 @@ from bots_cli.selection.build import build_selector
 from tests.conftest import run_bots
 from tests.trainworld import (
     STEP_KEYS,
-    kill_once_saved,
+    assert_same_run,
+    kill_and_resume,
     metrics,
     run_dirs,
     train_args,
@@ -89,36 +90,16 @@ def test_selector_was_told_exactly_each_batch(world: Path, tmp_path: Path) -> No
     assert np.array_equal(mine["beta"], saved["selector"]["beta"])
 
 
-def _comparable(rows: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
-
-
 def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: Path) -> None:
-    common = ("train.eval_every=4", "train.checkpoint_every=2", "train.live=false")
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    whole.mkdir(), cut.mkdir()
-    out = run_bots(*train_args(world, "train.steps=8", *common), cwd=whole, timeout=600)
-    assert out.returncode == 0, out.stderr
-    [a] = run_dirs(whole)
+    a, b, _ = kill_and_resume(lambda *extra: train_args(world, *extra), tmp_path, 8,
+                              "step_4/state.pt", "train.eval_every=4",
+                              "train.checkpoint_every=2", "train.live=false")
+    def selector(run: Path) -> dict:
+        return torch.load(run / "checkpoints" / "step_8" / "state.pt",
+                          weights_only=False)["selector"]
 
-    # The same run with a budget it cannot finish, killed with SIGKILL once step 4 is saved.
-    kill_once_saved(train_args(world, "train.steps=100000", *common), cut, "step_4/state.pt")
-    [b] = run_dirs(cut)
-    out = run_bots("train", f"resume={b}", "train.steps=8", cwd=cut, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert run_dirs(cut) == [b], "the resumed run must continue in its own directory"
-
-    assert _comparable(metrics(a)) == _comparable(metrics(b))
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "selections.parquet"),
-                                  pd.read_parquet(b / "selections.parquet"))
-    sa = torch.load(a / "checkpoints" / "step_8" / "state.pt", weights_only=False)
-    sb = torch.load(b / "checkpoints" / "step_8" / "state.pt", weights_only=False)
-    for key in ("alpha", "beta"):
-        assert np.array_equal(sa["selector"][key], sb["selector"][key])
-    assert sa["selector"]["rng"] == sb["selector"]["rng"]
-    wa = load_file(str(a / "checkpoints" / "step_8" / "model" / "model.safetensors"))
-    wb = load_file(str(b / "checkpoints" / "step_8" / "model" / "model.safetensors"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert_same_run(a, b, timing=lambda key: key.startswith("time/"), selector=selector,
+                    weights="checkpoints/step_8/model/model.safetensors")
 
 
 def test_two_value_sweep_runs_each_job_in_its_own_directory(world: Path, tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ from bots_cli.train.trl.backend import plan_steps
 from tests.conftest import REPO, run_bots
 from tests.trainworld import (
     STEP_KEYS,
-    kill_once_saved,
+    assert_same_run,
+    kill_and_resume,
     metrics,
     run_dirs,
     train_args,
@@ -102,37 +103,15 @@ def test_the_selector_was_told_exactly_each_batch(world: Path, tmp_path: Path) -
     assert np.array_equal(replay.beta, saved["beta"])
 
 
-def _comparable(rows: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in r.items() if "time" not in k} for r in rows]
-
-
 def test_sigkill_and_resume_equals_an_uninterrupted_run(world: Path, tmp_path: Path) -> None:
-    common = ("train.eval_every=3", "train.checkpoint_every=3")
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    whole.mkdir(), cut.mkdir()
-    out = run_bots(*trl_args(world, "train.steps=6", *common), cwd=whole, timeout=600)
-    assert out.returncode == 0, out.stderr
-    [a] = run_dirs(whole)
-
-    kill_once_saved(trl_args(world, "train.steps=100000", *common), cut,
-                    "checkpoint-3/bots_selector.pt")
-    [b] = run_dirs(cut)
-    out = run_bots("train", f"resume={b}", "train.steps=6", cwd=cut, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert run_dirs(cut) == [b], "the resumed run must continue in its own directory"
-    assert "missing keys" not in out.stderr + out.stdout  # the tied lm_head is no missing key
-
-    assert _comparable(metrics(a)) == _comparable(metrics(b))
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "selections.parquet"),
-                                  pd.read_parquet(b / "selections.parquet"))
-    sa = selector_state(a / "checkpoints" / "checkpoint-6")
-    sb = selector_state(b / "checkpoints" / "checkpoint-6")
-    for key in ("alpha", "beta"):
-        assert np.array_equal(sa["selector"][key], sb["selector"][key])
-    assert sa["selector"]["rng"] == sb["selector"]["rng"]
-    wa = load_file(str(a / "checkpoints" / "checkpoint-6" / "model.safetensors"))
-    wb = load_file(str(b / "checkpoints" / "checkpoint-6" / "model.safetensors"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    a, b, output = kill_and_resume(lambda *extra: trl_args(world, *extra), tmp_path, 6,
+                                   "checkpoint-3/bots_selector.pt", "train.eval_every=3",
+                                   "train.checkpoint_every=3")
+    assert "missing keys" not in output  # the tied lm_head is no missing key
+    assert_same_run(a, b, timing=lambda key: "time" in key,
+                    weights="checkpoints/checkpoint-6/model.safetensors",
+                    selector=lambda run: selector_state(run / "checkpoints" / "checkpoint-6")[
+                        "selector"])
 
 
 def test_mini_batches_and_ppo_epochs_are_several_trl_steps_per_bots_step(world: Path,

@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -80,3 +82,45 @@ def kill_once_saved(args: list[str], cwd: Path, marker: str, timeout: float = 30
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def kill_and_resume(args: Callable[..., list[str]], root: Path, steps: int, marker: str,
+                    *common: str) -> tuple[Path, Path, str]:
+    """The same run twice: once uninterrupted for `steps`, once with a budget it cannot finish,
+    killed with SIGKILL as soon as `marker` (a checkpoint's last-written file) exists and resumed
+    to `steps`. `args(*overrides)` is the `bots` command line. Returns (the uninterrupted run, the
+    resumed run, the resume's output)."""
+    whole, cut = root / "whole", root / "cut"
+    whole.mkdir(), cut.mkdir()
+    out = run_bots(*args(f"train.steps={steps}", *common), cwd=whole, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [a] = run_dirs(whole)
+    kill_once_saved(args("train.steps=100000", *common), cut, marker)
+    [b] = run_dirs(cut)
+    out = run_bots("train", f"resume={b}", f"train.steps={steps}", cwd=cut, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert run_dirs(cut) == [b], "the resumed run must continue in its own directory"
+    return a, b, out.stdout + out.stderr
+
+
+def assert_same_run(a: Path, b: Path, *, timing: Callable[[str], bool],
+                    selector: Callable[[Path], dict[str, Any]], weights: str) -> None:
+    """Runs a and b wrote the same records (metrics.jsonl but for `timing` keys,
+    selections.parquet), the same selector state (`selector(run)`: the last checkpoint's) and the
+    same weights (`weights`: the model file under the run's directory)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    def comparable(run: Path) -> list[dict[str, float]]:
+        return [{k: v for k, v in r.items() if not timing(k)} for r in metrics(run)]
+
+    assert comparable(a) == comparable(b)
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "selections.parquet"),
+                                  pd.read_parquet(b / "selections.parquet"))
+    sa, sb = selector(a), selector(b)
+    for key in ("alpha", "beta"):
+        assert np.array_equal(sa[key], sb[key])
+    assert sa["rng"] == sb["rng"]
+    wa, wb = load_file(str(a / weights)), load_file(str(b / weights))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

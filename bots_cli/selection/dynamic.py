@@ -1,5 +1,6 @@
 """Dynamic sampling (DAPO's, and Bae et al. 2025's balanced online filtering): buy a batch of
-informative groups with extra rollouts. Shared by the native loop and the TRL adapter.
+informative groups with extra rollouts. Shared by the native loop and the TRL adapter: one step's
+rounds run in `sample_rounds`.
 
 One training step with `train.dynamic_sampling.enabled=true` runs in rounds:
 
@@ -24,7 +25,7 @@ round is never larger than the first, so rollout memory stays bounded.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,26 @@ def refill_size(missing: int, kept: int, generated: int, batch_size: int, pool: 
     if n > batch_size:  # rounded past the cap: the largest multiple that fits
         n = max(multiple, (batch_size // multiple) * multiple)
     return min(n, pool)
+
+
+def sample_rounds(sample: Callable[[int], np.ndarray], batch_size: int, pool: int,
+                  max_rounds: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """One step's sampling rounds, then its batch: `sample(n)` draws and scores a round of n
+    groups (selecting, generating, feeding the selector back) and returns whether each group is
+    informative, in generation order. Round 1 has `batch_size` groups; later ones, while fewer
+    than `batch_size` informative groups are in hand and at most `max_rounds` rounds (1: dynamic
+    sampling off), `refill_size(...)`. Returns the batch's groups as (round, group) pairs, in
+    generation order (`batch_groups`)."""
+    flags: list[np.ndarray] = []
+    kept = generated = 0
+    while len(flags) < max_rounds and kept < batch_size:
+        n = batch_size if not flags else refill_size(batch_size - kept, kept, generated,
+                                                     batch_size, pool, multiple)
+        flags.append(np.asarray(sample(n), dtype=bool))
+        kept += int(flags[-1].sum())
+        generated += n
+    where = [(r, j) for r, f in enumerate(flags) for j in range(len(f))]
+    return [where[c] for c in batch_groups(np.concatenate(flags), batch_size)]
 
 
 def batch_groups(signal: Sequence[bool] | np.ndarray, batch_size: int) -> np.ndarray:

@@ -59,7 +59,7 @@ def check_config(cfg: Any) -> None:
 
     check_range("lambda (forgetting factor)", cfg["lambda"], 0.0, 1.0)
     check_int("seed", cfg.seed, lo=0)
-    s = TrainSettings.from_config(cfg.train)
+    settings = TrainSettings.from_config(cfg.train)
     sampling = SamplingParams.from_config(cfg.sampling)
     if sampling.temperature == 0:
         raise UserError("sampling.temperature=0 gives every completion of a group the same "
@@ -75,7 +75,7 @@ def check_config(cfg: Any) -> None:
     if dtype not in MODEL_DTYPES:
         raise UserError(f"model.dtype={dtype}: bots train sets the policy's dtype from "
                         "train.precision (auto | fp32 | bf16-mixed | bf16); drop model.dtype")
-    check_selector_config(cfg.selector, group_size=s.group_size)
+    check_selector_config(cfg.selector, group_size=settings.group_size)
     trainer = str(OmegaConf.select(cfg, "trainer.name", default="native"))
     if trainer not in TRAINERS:
         raise UserError(f"trainer must be native or trl, got {trainer!r}")
@@ -173,38 +173,38 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     """The native loop (loop.py) with its records and display."""
     from bots_cli.train.display import TrainDisplay
 
-    trainer = Trainer(cfg, run_dir, resuming)
-    s = trainer.s
+    trainer = Trainer.open(cfg, run_dir, resuming)
+    settings = trainer.settings
     try:
         check_trainer_prompts(trainer)
     except UserError:
         trainer.close()
         raise
-    if resuming and trainer.step_done >= s.steps:
+    if resuming and trainer.step_done >= settings.steps:
         trainer.close()
-        raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
+        raise UserError(f"{run_dir} already finished its {settings.steps} steps (checkpoint step "
                         f"{trainer.step_done}); raise train.steps to train further")
     log = open_run_log(cfg, run_dir, trainer.step_done if resuming else None)
     display = TrainDisplay(f"bots train · {cfg.selector.name} · {cfg.model.name} on "
-                           f"{cfg.domain.name} · {run_dir}", trainer.step_done, s.steps, s.live,
-                           s.log_every)
+                           f"{cfg.domain.name} · {run_dir}", trainer.step_done, settings.steps,
+                           settings.live, settings.log_every)
     trainer.restore_rng()
     summary: dict[str, Any] = {}
     saving = Phases()  # checkpoints are written after their step's record: timed in the summary
     try:
-        if not resuming and s.is_eval_step(0):
+        if not resuming and settings.is_eval_step(0):
             metrics, samples = trainer.evaluate()
             log.log(0, metrics)
             log.log_samples(0, samples)
             display.step(0, metrics)
-        for step in range(trainer.step_done + 1, s.steps + 1):
+        for step in range(trainer.step_done + 1, settings.steps + 1):
             metrics, rounds = trainer.step(step)
             trainer.elapsed += metrics["time/step"]
-            for r in rounds:
-                log.add_selections(step, [trainer.task_ids[i] for i in r.ids], r.successes,
-                                   r.trials, round=r.number, trained=r.trained,
-                                   predicted=r.predicted)
-            if s.is_eval_step(step):
+            for ev in (r.evidence for r in rounds):
+                log.add_selections(step, [trainer.task_ids[i] for i in ev.ids], ev.successes,
+                                   ev.trials, round=ev.round, trained=ev.trained,
+                                   predicted=ev.predicted)
+            if settings.is_eval_step(step):
                 evaluation = Phases()
                 with evaluation("eval"):
                     evals, samples = trainer.evaluate()
@@ -212,11 +212,11 @@ def _train_native(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
                 log.log_samples(step, samples)
             log.log(step, metrics)
             display.step(step, metrics)
-            if s.is_checkpoint_step(step):
+            if settings.is_checkpoint_step(step):
                 log.flush()
                 with saving("checkpoint"):
                     trainer.save(step)
-        summary = run_summary(run_dir, cfg, s.steps, trainer.elapsed)
+        summary = run_summary(run_dir, cfg, settings.steps, trainer.elapsed)
         summary["checkpoint_seconds"] = round(saving.seconds.get("checkpoint", 0.0), 3)
         write_json(run_dir / "summary.json", summary)
     finally:
@@ -238,7 +238,7 @@ def check_trainer_prompts(trainer: Trainer) -> None:
 
     context = context_length(trainer.model)
     new_tokens, tok = trainer.sampling.max_new_tokens, trainer.tokenizer
-    check_pool_prompts(trainer.pool, trainer.dom, tok, context, new_tokens)
+    check_pool_prompts(trainer.pool, trainer.domain, tok, context, new_tokens)
     held = trainer.held_out
     if held is not None and context is not None:
         check_prompt_lengths(held.task_ids, prompt_lengths(held.prompts, tok), context,

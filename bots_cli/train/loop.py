@@ -7,17 +7,20 @@ summary.json's `checkpoint_seconds`):
     select           the selector picks `batch_size` tasks from the train pool
     rollout          the engine samples `group_size` completions per task (current weights)
     reward           the domain's reward scores every completion
-    selector_update  each task's successes and trials go back to the selector
+    selector_update  each task's successes and trials go back to the selector, through the
+                     selection record that every trainer shares (selection/record.py: the
+                     counters, `train/etr` and the other selection metrics)
                      (with `train.dynamic_sampling`, these four repeat in rounds until the batch
                      holds `batch_size` informative groups: dynamic.py)
     update           group advantages, then the clipped policy-gradient update (update.py)
     eval             every `eval_every` steps: avg@k / pass@k on held-out tasks, fixed seeds
     checkpoint       every `checkpoint_every` steps and at the end: everything a resume needs
 
-Resuming (`resume=<run dir>`) reloads the latest complete checkpoint: weights, optimizer,
-scheduler, the selector's full state (posterior, capability estimate, its random generator),
-every random state and the step counter; records after that step are dropped first. Sampling
-seeds are derived from (seed, step), so the resumed run draws what the uninterrupted one would.
+Resuming (`resume=<run dir>`, `Trainer.open`) reloads the latest complete checkpoint: weights,
+optimizer, scheduler, the selector's full state (posterior, capability estimate, its random
+generator) with the selection counters, every random state and the step counter; records after
+that step are dropped first. Sampling seeds are derived from (seed, step), so the resumed run
+draws what the uninterrupted one would.
 
 Where this departs from the paper's setup (verl with vLLM on 8 GPUs, Qwen2.5 models):
 - One process holds the policy and the engine. The `hf` engine generates with the policy object
@@ -47,10 +50,10 @@ from typing import Any
 import numpy as np
 
 from bots_cli.errors import UserError
-from bots_cli.metrics import effective_task_ratio, zero_variance_share
 from bots_cli.seeds import derive_seed
-from bots_cli.selection.dynamic import batch_groups, informative, posterior_means, refill_size
-from bots_cli.selection.feedback import SuccessRule, task_evidence
+from bots_cli.selection.dynamic import sample_rounds
+from bots_cli.selection.feedback import SuccessRule
+from bots_cli.selection.record import Evidence, SelectionRecord, mark_trained
 from bots_cli.train.settings import TrainSettings
 
 
@@ -83,95 +86,106 @@ class Phases:
 
 @dataclasses.dataclass
 class Round:
-    """One sampling round of a step: its tasks, their groups and what the selector was told."""
+    """One sampling round of a step: what the engine generated, and what the selector was told
+    (`evidence`: successes, trials, the prediction at selection, which groups were trained on)."""
 
-    number: int  # 1-based; always 1 without dynamic sampling
-    ids: np.ndarray  # (n,) task indices
+    ids: np.ndarray  # (n,) the tasks selected, in group order
     prompts: list[tuple[str, list[int]]]
     groups: list[list[Any]]  # n groups of G completions
     rewards: np.ndarray  # (n, G)
-    successes: np.ndarray  # (n,)
-    trials: np.ndarray  # (n,)
-    predicted: np.ndarray  # (n,) the selector's posterior mean at selection (NaN: none)
-    informative: np.ndarray  # (n,) bool: rewards not all equal
-    trained: np.ndarray  # (n,) bool: in the batch the update trained on
+    evidence: Evidence
 
 
 class Trainer:
-    """Everything one run holds: pool, selector, policy, engine, optimizer, records."""
+    """Everything one run holds: pool, selection record, policy, engine, optimizer, records.
 
-    def __init__(self, cfg: Any, run_dir: Path, resuming: bool) -> None:
+    `Trainer(cfg, run_dir)` builds a run from its config (the policy from `weights`, a
+    checkpoint's model directory, when given); `Trainer.open` builds and, when resuming,
+    `restore`s the latest checkpoint into it."""
+
+    def __init__(self, cfg: Any, run_dir: Path, weights: Path | None = None) -> None:
         import torch
 
         from bots_cli.domains import load_domain
         from bots_cli.engines import SamplingParams
+        from bots_cli.evaluation.scoring import HeldOut
         from bots_cli.train.pool import pool_selector, training_pool
 
         self.cfg, self.run_dir = cfg, run_dir
-        self.s = TrainSettings.from_config(cfg.train)
+        self.settings = TrainSettings.from_config(cfg.train)
         self.sampling = SamplingParams.from_config(cfg.sampling)
-        self.dom = load_domain(str(cfg.domain.name), cfg.domain)
-        self.pool = training_pool(cfg, self.s, self.dom)
+        self.domain = load_domain(str(cfg.domain.name), cfg.domain)
+        self.pool = training_pool(cfg, self.settings, self.domain)
         self.task_ids = [str(t) for t in self.pool["task_id"]]
-        self.selector = pool_selector(cfg, self.s, self.pool, self.dom)
-        self.success_rule = SuccessRule.from_config(cfg.selector.success)
+        self.record = SelectionRecord(
+            pool_selector(cfg, self.settings, self.pool, self.domain),
+            SuccessRule.from_config(cfg.selector.success), recorded_costs=self._recorded_costs)
         torch.manual_seed(int(cfg.seed))
         self.device_type, self.autocast = self._precision()
-        latest = None
-        if resuming:
-            from bots_cli.runs.checkpoints import latest_checkpoint
-
-            latest = latest_checkpoint(run_dir)
-            if latest is None:
-                raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a "
-                                "new run")
         # The initial policy is loaded when training starts, or as the KL reference on resume.
         self.ref_model = None
-        if latest is None or self.s.update.kl_coef > 0:
+        if weights is None or self.settings.update.kl_coef > 0:
             self.model, self.tokenizer = self._load_policy(None)
             self.ref_model = self._reference_policy()
-        if latest is not None:
-            self.model, self.tokenizer = self._load_policy(latest / "model")
+        if weights is not None:
+            self.model, self.tokenizer = self._load_policy(weights)
         self.engine = self._engine()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.s.lr,
-                                           betas=self.s.betas, weight_decay=self.s.weight_decay)
-        warm = self.s.warmup_steps
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.settings.lr,
+                                           betas=self.settings.betas,
+                                           weight_decay=self.settings.weight_decay)
+        warm = self.settings.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda k: min(1.0, (k + 1) / warm) if warm else 1.0)
         self.pad_id = (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                        else self.tokenizer.eos_token_id)
         self._prompts: dict[int, tuple[str, list[int]]] = {}
-        self.ever_selected = np.zeros(len(self.pool), dtype=bool)
         self.step_done = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
-        self.rollouts = self.tokens = 0  # completions and completion tokens generated so far
+        eval_tasks = self.domain.load(cfg.domain, split="eval",
+                                      max_tasks=self.settings.eval_tasks, key="train.eval_tasks")
+        self.held_out = (HeldOut(self.domain, eval_tasks, self.tokenizer)
+                         if self.settings.eval_every else None)
+        self._restore_state: dict[str, Any] | None = None
 
-        eval_tasks = self.dom.load(cfg.domain, split="eval", max_tasks=self.s.eval_tasks,
-                                   key="train.eval_tasks")
-        from bots_cli.evaluation.scoring import HeldOut
+    @classmethod
+    def open(cls, cfg: Any, run_dir: Path, resuming: bool) -> Trainer:
+        """A new run, or (`resuming`) the run of `run_dir` at its latest complete checkpoint."""
+        if not resuming:
+            return cls(cfg, run_dir)
+        from bots_cli.runs.checkpoints import latest_checkpoint
 
-        self.held_out = HeldOut(self.dom, eval_tasks, self.tokenizer) if self.s.eval_every else None
-        self._restore_state = None
-        if latest is not None:
-            from bots_cli.runs.checkpoints import load_checkpoint
+        latest = latest_checkpoint(run_dir)
+        if latest is None:
+            raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new "
+                            "run")
+        trainer = cls(cfg, run_dir, weights=latest / "model")
+        trainer.restore(latest)
+        return trainer
 
-            state = load_checkpoint(latest, restore_rng=False)
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.selector.load_state_dict(state["selector"])
-            self.ever_selected = np.asarray(state["trainer"]["ever_selected"], dtype=bool)
-            self.step_done = int(state["step"])
-            self.elapsed = float(state["trainer"]["elapsed"])
-            saved = state["trainer"]
-            if "rollouts" in saved:
-                self.rollouts, self.tokens = int(saved["rollouts"]), int(saved["tokens"])
-            else:  # a checkpoint written before the counters existed
-                from bots_cli.runs.records import recorded_costs
+    def restore(self, checkpoint: Path) -> None:
+        """The optimizer, scheduler, selection record and counters of a checkpoint (its weights
+        were loaded when building); the random states are restored last, by `restore_rng`."""
+        from bots_cli.runs.checkpoints import load_checkpoint
 
-                per_step = self.s.batch_size * self.s.group_size
-                self.rollouts, self.tokens = recorded_costs(run_dir / "metrics.jsonl",
-                                                            self.step_done, per_step)
-            self._restore_state = state["rng"]  # restored last, once nothing else draws
+        state = load_checkpoint(checkpoint, restore_rng=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step_done = int(state["step"])
+        self.elapsed = float(state["trainer"]["elapsed"])
+        self.record.load_state_dict({"selector": state["selector"], **state["trainer"]})
+        self._restore_state = state["rng"]  # restored last, once nothing else draws
+
+    def _recorded_costs(self) -> tuple[int, int]:
+        """(rollouts, tokens) up to the resumed step from metrics.jsonl, for a checkpoint written
+        before they were saved in it."""
+        from bots_cli.runs.records import recorded_costs
+
+        return recorded_costs(self.run_dir / "metrics.jsonl", self.step_done,
+                              self.settings.batch_size * self.settings.group_size)
+
+    @property
+    def selector(self) -> Any:
+        return self.record.selector
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -182,7 +196,7 @@ class Trainer:
         from bots_cli.models.loading import resolve_device
 
         device = resolve_device(self.cfg.model.get("device"))
-        mixed = self.s.precision == "bf16-mixed" or (self.s.precision == "auto"
+        mixed = self.settings.precision == "bf16-mixed" or (self.settings.precision == "auto"
                                                      and device.type == "cuda")
         return device.type, mixed
 
@@ -194,17 +208,17 @@ class Trainer:
 
         model_cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
         assert isinstance(model_cfg, dict)
-        model_cfg["dtype"] = "bfloat16" if self.s.precision == "bf16" else "float32"
+        model_cfg["dtype"] = "bfloat16" if self.settings.precision == "bf16" else "float32"
         if path is not None:
             model_cfg.update(path=str(path), hub_id=None, build=None)
         model, tokenizer = load_model_and_tokenizer(model_cfg, None, self.cfg.domain)
-        if self.s.gradient_checkpointing:
+        if self.settings.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         return model, tokenizer
 
     def _reference_policy(self) -> Any:
         """A frozen copy of the initial policy for the KL penalty (none when kl_coef is 0)."""
-        if self.s.update.kl_coef == 0:
+        if self.settings.update.kl_coef == 0:
             return None
         import copy
 
@@ -236,7 +250,7 @@ class Trainer:
             from bots_cli.models.loading import render_prompt_for_model
 
             text = render_prompt_for_model(self.tokenizer,
-                                           self.dom.render_messages(self.pool.iloc[i]))
+                                           self.domain.render_messages(self.pool.iloc[i]))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             self._prompts[i] = (text, list(ids))
         return self._prompts[i]
@@ -245,27 +259,23 @@ class Trainer:
         """One training step: its metrics, and every sampling round's tasks and evidence (one
         round unless `train.dynamic_sampling` is on, see dynamic.py)."""
         phases = Phases()
-        B = self.s.batch_size
-        timeouts = self.dom.reward_timeouts
+        timeouts = self.domain.reward_timeouts
         rounds: list[Round] = []
-        kept = generated = 0
         with phases("rollout"):
             self.engine.wake_up()
-        while len(rounds) < self.s.dynamic_sampling.rounds and kept < B:
-            n = B if not rounds else refill_size(B - kept, kept, generated, B, len(self.pool))
+
+        def sample(n: int) -> np.ndarray:
             rounds.append(self._sample_round(step, len(rounds) + 1, n, phases))
-            kept += int(rounds[-1].informative.sum())
-            generated += n
+            ev = rounds[-1].evidence
+            return np.isin(rounds[-1].ids, ev.ids[ev.informative])  # (n,) by group
+
         # The batch the update trains on: B groups, informative ones first (dynamic.py).
-        flat = [(r, b) for r in rounds for b in range(len(r.ids))]
-        chosen = batch_groups(np.concatenate([r.informative for r in rounds]), B)
-        for j in chosen:
-            r, b = flat[j]
-            r.trained[b] = True
-        batch = [flat[j] for j in chosen]
-        prompts = [r.prompts[b] for r, b in batch]
-        groups = [r.groups[b] for r, b in batch]
-        rewards = np.stack([r.rewards[b] for r, b in batch])
+        batch = sample_rounds(sample, self.settings.batch_size, len(self.pool),
+                              self.settings.dynamic_sampling.rounds)
+        mark_trained([r.evidence for r in rounds], [r.ids for r in rounds], batch)
+        prompts = [rounds[r].prompts[j] for r, j in batch]
+        groups = [rounds[r].groups[j] for r, j in batch]
+        rewards = np.stack([rounds[r].rewards[j] for r, j in batch])
         lr = float(self.scheduler.get_last_lr()[0])  # the rate of this step's first update
         with phases("update"):
             self.engine.sleep()
@@ -273,30 +283,17 @@ class Trainer:
             self.engine.load_weights(self.model)
 
         every = [c for r in rounds for g in r.groups for c in g]
-        self.rollouts += len(every)
-        self.tokens += sum(len(c.token_ids) for c in every)
-        predicted = np.concatenate([r.predicted for r in rounds])
         metrics: dict[str, Any] = {
             "train/reward_mean": float(np.mean(np.concatenate([r.rewards.ravel()
                                                                for r in rounds]))),
-            # ETR of every task selected (all rounds); zero-variance share of the batch trained on
-            "train/etr": effective_task_ratio(np.concatenate([r.successes for r in rounds]),
-                                              np.concatenate([r.trials for r in rounds])),
-            "train/zero_variance_share": zero_variance_share(rewards),
             **{f"train/{k}": v for k, v in stats.items()},
             "train/lr": lr,
             "train/response_len": float(np.mean([len(c.token_ids) for c in every])),
             "train/truncated_share": float(np.mean([c.finish_reason == "length"
                                                     for c in every])),
-            "train/reward_timeouts": self.dom.reward_timeouts - timeouts,
-            "train/sampling_rounds": len(rounds),
-            "train/rollouts": self.rollouts,
-            "train/tokens": self.tokens,
-            "selector/explored_share": float(self.ever_selected.mean()),
+            "train/reward_timeouts": self.domain.reward_timeouts - timeouts,
+            **self.record.metrics([r.evidence for r in rounds]),
         }
-        metrics.update(self.selector.metrics())
-        if not np.isnan(predicted).all():  # BOTS-family selectors only
-            metrics["selector/posterior_mean_of_selected"] = float(np.mean(predicted))
         metrics.update(phases.metrics())
         metrics["time/step"] = sum(phases.seconds.values())
         metrics.update(gpu_memory())
@@ -305,10 +302,9 @@ class Trainer:
     def _sample_round(self, step: int, number: int, n: int, phases: Phases) -> Round:
         """Round `number` of a step: select n tasks, sample and score their groups, and tell the
         selector (round 1 samples with the step's seed, as without dynamic sampling)."""
-        G = self.s.group_size
+        G = self.settings.group_size
         with phases("select"):
-            ids = self.selector.select(n)
-        predicted = posterior_means(self.selector, ids)
+            ids = self.record.select(n)
         rows = [self.pool.iloc[int(i)] for i in ids]
         prompts = [self.prompt(int(i)) for i in ids]
         seed = (derive_seed(self.sampling.seed, step) if number == 1 else
@@ -317,18 +313,14 @@ class Trainer:
             groups = self.engine.generate([p for p, _ in prompts], G,
                                           dataclasses.replace(self.sampling, seed=seed))
         with phases("reward"):
-            flat = self.dom.rewards([c.text for g in groups for c in g],
-                                    [r for r in rows for _ in range(G)])
+            flat = self.domain.rewards([c.text for g in groups for c in g],
+                                       [r for r in rows for _ in range(G)])
             rewards = np.asarray(flat, dtype=np.float64).reshape(n, G)
-        # Each task's evidence (DESIGN.md §1.6): the same rule every trainer uses.
-        fed, successes, trials = task_evidence(np.repeat(ids, G), rewards.ravel(),
-                                               self.success_rule)
-        assert np.array_equal(fed, ids)  # distinct tasks, each scored G times
-        with phases("selector_update"):
-            self.selector.update(ids, successes, trials)
-        self.ever_selected[ids] = True
-        return Round(number, ids, prompts, groups, rewards, successes, trials, predicted,
-                     informative(list(rewards)), np.zeros(n, dtype=bool))
+        with phases("selector_update"):  # each task's evidence (DESIGN.md §1.6), as everywhere
+            evidence = self.record.feed(np.repeat(ids, G), rewards.ravel(),
+                                        sum(len(c.token_ids) for g in groups for c in g),
+                                        round=number)
+        return Round(ids, prompts, groups, rewards, evidence)
 
     def _update(self, prompts: list[tuple[str, list[int]]], groups: list[list[Any]],
                 rewards: np.ndarray) -> dict[str, float]:
@@ -338,7 +330,7 @@ class Trainer:
         from bots_cli.train.grpo import batch_loss_scale, group_advantages, kept_update_sizes
         from bots_cli.train.update import pack, policy_update
 
-        advantages = group_advantages(torch.tensor(rewards), self.s.scale_by_std)  # (B, G)
+        advantages = group_advantages(torch.tensor(rewards), self.settings.scale_by_std)  # (B, G)
         keep = [b for b in range(len(groups)) if np.ptp(rewards[b]) > 0]
         stats = {"loss": 0.0, "kl": 0.0, "grad_norm": 0.0, "clip_frac": 0.0}
         if not keep:  # no group carries a learning signal: nothing to update
@@ -347,14 +339,15 @@ class Trainer:
         packed = pack([prompts[b][1] for b, _ in rows],
                       [groups[b][g].token_ids for b, g in rows], self.pad_id)
         adv = torch.stack([advantages[b, g] for b, g in rows]).float()
-        mini, micro = kept_update_sizes(len(rows), self.s.batch_size, self.s.mini_batch_size,
-                                        self.s.update.micro_batch_size)
+        settings = self.settings
+        mini, micro = kept_update_sizes(len(rows), settings.batch_size, settings.mini_batch_size,
+                                        settings.update.micro_batch_size)
         scale = 1.0
-        if self.s.loss_norm == "batch":
+        if self.settings.loss_norm == "batch":
             scale = batch_loss_scale([len(groups[b][g].token_ids) for b, g in rows],
                                      [len(c.token_ids) for g in groups for c in g],
-                                     self.s.update.loss_agg)
-        cfg = dataclasses.replace(self.s.update, mini_batch_size=mini, micro_batch_size=micro,
+                                     self.settings.update.loss_agg)
+        cfg = dataclasses.replace(settings.update, mini_batch_size=mini, micro_batch_size=micro,
                                   loss_scale=scale)
         device = next(self.model.parameters()).device
         packed = type(packed)(packed.input_ids.to(device), packed.attention_mask.to(device),
@@ -372,9 +365,9 @@ class Trainer:
     def evaluate(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
         assert self.held_out is not None
         self.engine.wake_up()
-        result = self.held_out.evaluate(self.engine, self.s.eval_n, self.sampling,
-                                        self.s.eval_seed)
-        return result.metrics(), result.samples(self.s.eval_samples)
+        result = self.held_out.evaluate(self.engine, self.settings.eval_n, self.sampling,
+                                        self.settings.eval_seed)
+        return result.metrics(), result.samples(self.settings.eval_samples)
 
     def save(self, step: int) -> None:
         from bots_cli.runs.checkpoints import checkpoint_dir, save_checkpoint
@@ -383,18 +376,20 @@ class Trainer:
             self.model.save_pretrained(str(path))
             self.tokenizer.save_pretrained(str(path))
 
+        # state.pt keeps its layout: the selector's state on its own, the record's counters with
+        # the trainer's.
+        selection = self.record.state_dict()
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "selector": self.selector.state_dict(),
-            "trainer": {"ever_selected": self.ever_selected.copy(), "elapsed": self.elapsed,
-                        "rollouts": self.rollouts, "tokens": self.tokens},
+            "selector": selection.pop("selector"),
+            "trainer": {**selection, "elapsed": self.elapsed},
         }
         save_checkpoint(self.run_dir, step, state, save_model)
-        if self.s.keep_last is not None:
+        if self.settings.keep_last is not None:
             done = sorted(int(p.name.split("_")[1]) for p in
                           (self.run_dir / "checkpoints").glob("step_*") if p.is_dir())
-            for old in done[: -self.s.keep_last]:
+            for old in done[: -self.settings.keep_last]:
                 shutil.rmtree(checkpoint_dir(self.run_dir, old), ignore_errors=True)
 
     def close(self) -> None:

@@ -12,17 +12,18 @@ from bots_cli.errors import UserError
 from bots_cli.train.settings import TrainSettings
 
 
-def training_pool(cfg: Any, s: TrainSettings, dom: Any) -> Any:
+def training_pool(cfg: Any, settings: TrainSettings, domain: Any) -> Any:
     """The train split after `train.levels` and `train.max_tasks`, as a task table."""
-    pool = dom.load(cfg.domain, split="train", levels=s.levels, max_tasks=s.max_tasks,
-                    key="train.max_tasks", levels_key="train.levels")
-    if s.batch_size > len(pool):
-        raise UserError(f"train.batch_size ({s.batch_size}) exceeds the training pool "
+    pool = domain.load(cfg.domain, split="train", levels=settings.levels,
+                       max_tasks=settings.max_tasks, key="train.max_tasks",
+                       levels_key="train.levels")
+    if settings.batch_size > len(pool):
+        raise UserError(f"train.batch_size ({settings.batch_size}) exceeds the training pool "
                         f"({len(pool)} tasks); lower it or use a larger pool")
     return pool
 
 
-def reference_rates(cfg: Any, pool: Any, dom: Any) -> tuple[Any, Any]:
+def reference_rates(cfg: Any, pool: Any, domain: Any) -> tuple[Any, Any]:
     """(weak, strong) pass rates of the pool's tasks, or (None, None) when the selector needs
     none."""
     from bots_cli.selection.build import needs_references
@@ -37,14 +38,14 @@ def reference_rates(cfg: Any, pool: Any, dom: Any) -> tuple[Any, Any]:
         raise UserError(f"refs=tiny are the tiny world's references, but model="
                         f"{cfg.model.get('name')} is not the tiny model; use refs=qwen "
                         "(or set refs.weak.path and refs.strong.path)")
-    return reference_pass_rates(pool, dom.name, refs, profiles_dir(cfg.train.get("profiles_dir")),
-                                cfg.domain)
+    return reference_pass_rates(pool, domain.name, refs,
+                                profiles_dir(cfg.train.get("profiles_dir")), cfg.domain)
 
 
-def pool_selector(cfg: Any, s: TrainSettings, pool: Any, dom: Any) -> Any:
+def pool_selector(cfg: Any, settings: TrainSettings, pool: Any, domain: Any) -> Any:
     """The configured selector over the pool (index i = row i), seeded with `seed`."""
     from bots_cli.selection.build import build_selector
 
-    weak, strong = reference_rates(cfg, pool, dom)
+    weak, strong = reference_rates(cfg, pool, domain)
     return build_selector(cfg.selector, n_tasks=len(pool), weak=weak, strong=strong,
-                          seed=int(cfg.seed), group_size=s.group_size, columns=pool)
+                          seed=int(cfg.seed), group_size=settings.group_size, columns=pool)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from bots_cli.integrations.verl.trainer import (
 from bots_cli.integrations.verl.version import check_verl_version
 from bots_cli.models.tiny import build_tokenizer
 from tests.conftest import REPO, run_bots
+from tests.test_record import (  # noqa: F401 - the cross-trainer check of the selection record,
+    test_the_verl_sampler_keeps_the_native_loops_record,  # run here, where verl is installed
+)
 from tests.trainworld import build, domain
 
 B, N = 8, 4  # prompts per step, responses per prompt
@@ -118,6 +122,23 @@ def test_filtered_responses_count_as_fewer_trials(exported: Path, tmp_path: Path
     sampler.update(kept)
     _, successes, trials = sampler.last_feedback  # type: ignore[misc]
     assert trials.tolist() == [N - 1] * B and successes.tolist() == [N - 1] * B
+
+
+def test_a_batch_without_a_response_mask_counts_no_tokens_and_says_so_once(
+        exported: Path, tmp_path: Path) -> None:
+    ds = rl_dataset(exported, tmp_path)
+    sampler = BotsSampler(data_source=ds, data_config=data_config())
+    it = iter(loader(ds, sampler))
+    for step in range(2):
+        batch = verl_batch(next(it), np.ones(B * N))
+        batch.pop(batch_keys=["response_mask"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sampler.update(batch)
+        said = [w for w in caught if "train/tokens counts 0" in str(w.message)]
+        assert len(said) == (1 if step == 0 else 0)
+        assert sampler.last_metrics["train/tokens"] == 0
+        assert sampler.last_metrics["train/rollouts"] == (step + 1) * B * N
 
 
 def test_state_goes_through_the_dataloaders_state_dict(exported: Path, tmp_path: Path) -> None:

@@ -10,18 +10,19 @@ call to the original in each:
   tasks and every slot's row is replaced by its task's row. Selecting here, not in the sampler,
   matters: accelerate's dataloader fetches one batch ahead, so a sampler would choose batch t+1
   before batch t's rewards reached the selector;
-- `_calculate_rewards`: after TRL gathers every process's rewards, each task's successes and
-  trials (`bots_cli.selection.feedback`, one rule for every trainer) go to `selector.update`, on
+- `_calculate_rewards`: after TRL gathers every process's rewards, they go with every
+  completion's task to the selection record (`bots_cli.selection.record`, the one every trainer
+  uses: each task's successes and trials by the success rule, `selector.update`, the counters), on
   every process, before the next batch is selected;
 - `_save_checkpoint` / `_load_optimizer_and_scheduler`: the selector's full state (posterior,
   capability estimate, random generator) is written into every checkpoint as `bots_selector.pt`
   (before `save_total_limit` removes older checkpoints) and restored on `resume_from_checkpoint`.
 
-With `dynamic_sampling=True` (bots_cli/selection/dynamic.py: DAPO-style, the same rule as the native
-loop) a generation batch runs in rounds: each round is one call of the original
-`_generate_and_score_completions` on freshly selected tasks and one selector update; then every
-process gathers the rounds' tensors, keeps the rows of the batch's groups (informative first) and
-takes its own share back (batches.py), so TRL's buffering, shuffling and loss see an ordinary
+With `dynamic_sampling=True` (bots_cli/selection/dynamic.py: DAPO-style, the same rounds as the
+native loop, `sample_rounds`) a generation batch runs in rounds: each round is one call of the
+original `_generate_and_score_completions` on freshly selected tasks and one selector update; then
+every process gathers the rounds' tensors, keeps the rows of the batch's groups (informative first)
+and takes its own share back (batches.py), so TRL's buffering, shuffling and loss see an ordinary
 batch. A group is found by its task, not by its place in the round's feedback (which leaves out a
 group without a single reward). Text-only: a round carrying image tensors is refused.
 
@@ -37,15 +38,16 @@ import os
 import pickle
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bots_cli.errors import InvalidValue, UserError
 from bots_cli.runs.checkpoints import TRL_STATE_FILE as STATE_FILE  # written into each checkpoint
-from bots_cli.selection.feedback import SuccessRule, task_evidence
+from bots_cli.selection.feedback import SuccessRule
+from bots_cli.selection.record import Evidence, SelectionRecord, mark_trained
 
 TESTED_TRL = (">=1.16.0", "<1.17")  # the TRL range this adapter was tested with (bots-cli[trl])
 
@@ -104,30 +106,54 @@ class SlotSampler(Sampler[int]):
 
 @dataclass
 class Feedback:
-    """What the selector was told about one generation batch (its tasks in selection order)."""
+    """What the selector was told about one sampling round of a generation batch: its
+    `evidence` (tasks in selection order, successes, trials, the prediction at selection, which
+    groups were informative and trained on, selection/record.py) and when and how long."""
 
     generation: int  # 1 for the first generation batch of the run
     global_step: int  # TRL's optimizer step when the batch was generated (it trains from +1)
-    ids: np.ndarray  # (S,) selected task indices
-    successes: np.ndarray  # (S,) per task
-    trials: np.ndarray  # (S,) scored completions per task
+    evidence: Evidence
     select_seconds: float
     update_seconds: float
-    predicted: np.ndarray  # (S,) posterior mean at selection (NaN: no posterior)
-    informative: np.ndarray  # (S,) bool: the group's rewards are not all equal
-    round: int = 1  # the sampling round within the generation batch (dynamic sampling)
-    trained: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (S,) bool:
-    # the group is in the batch TRL trains on (set once the generation batch is complete)
+
+    @property
+    def round(self) -> int:  # the sampling round within the generation batch (dynamic sampling)
+        return self.evidence.round
+
+    @property
+    def ids(self) -> np.ndarray:  # (S,) the tasks told about
+        return self.evidence.ids
+
+    @property
+    def successes(self) -> np.ndarray:
+        return self.evidence.successes
+
+    @property
+    def trials(self) -> np.ndarray:  # scored completions per task
+        return self.evidence.trials
+
+    @property
+    def predicted(self) -> np.ndarray:  # posterior mean at selection (NaN: no posterior)
+        return self.evidence.predicted
+
+    @property
+    def informative(self) -> np.ndarray:  # bool: the group's rewards are not all equal
+        return self.evidence.informative
+
+    @property
+    def trained(self) -> np.ndarray:  # bool: the group is in the batch TRL trains on
+        return self.evidence.trained
 
 
 class BotsGRPOTrainer(GRPOTrainer):
     """A `trl.GRPOTrainer` whose every generation batch is chosen by `selector`.
 
     Selector index i is row i of `train_dataset` (a map-style dataset whose `task_id_column`
-    holds a unique id per row). `success_threshold` or `reward_range` map rewards outside [0, 1]
-    onto successes (DESIGN.md §1.6); by default a reward must lie in [0, 1] and counts as that
-    share of a success. The reward judged is TRL's combined one: the weighted sum of the reward
-    functions; a completion every reward function returned None for counts in no trial.
+    holds a unique id per row). `success_threshold` or `reward_range` (or a whole `success_rule`)
+    map rewards outside [0, 1] onto successes (DESIGN.md §1.6); by default a reward must lie in
+    [0, 1] and counts as that share of a success. The reward judged is TRL's combined one: the
+    weighted sum of the reward functions; a completion every reward function returned None for
+    counts in no trial.
 
     `dynamic_sampling=True` refills each generation batch with informative groups, in at most
     `max_rounds` rounds (the module docstring; bots_cli/selection/dynamic.py).
@@ -137,8 +163,11 @@ class BotsGRPOTrainer(GRPOTrainer):
     rounds), `zero_variance_share` (of the batch trained on), `sampling_rounds`, the
     cumulative `rollouts` and `tokens` (completions and completion tokens generated),
     `selector/explored_share` and, for BOTS, `selector/capability` and
-    `selector/posterior_mean_of_selected`. It needs `remove_unused_columns=False` (TRL's
-    default) and checkpoints on generation-batch boundaries (`save_steps`).
+    `selector/posterior_mean_of_selected` (the selection record's metrics, the names every trainer
+    logs). The counters are in every checkpoint; `recorded_costs()` gives them for a checkpoint
+    written before they were (`bots train` reads its metrics.jsonl). It needs
+    `remove_unused_columns=False` (TRL's default) and checkpoints on generation-batch boundaries
+    (`save_steps`).
     """
 
     args: Any  # a trl.GRPOConfig (typed as transformers' TrainingArguments upstream)
@@ -148,16 +177,25 @@ class BotsGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, selector: Any, task_id_column: str = "task_id",
                  success_threshold: float | None = None,
                  reward_range: tuple[float, float] | None = None,
-                 dynamic_sampling: bool = False, max_rounds: int = 4, **kwargs: Any) -> None:
+                 success_rule: SuccessRule | None = None,
+                 dynamic_sampling: bool = False, max_rounds: int = 4,
+                 recorded_costs: Callable[[], tuple[int, int]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from bots_cli.selection.dynamic import DynamicSampling
 
         self.dynamic_sampling = DynamicSampling.from_config(
             {"enabled": dynamic_sampling, "max_rounds": max_rounds})
-        self.selector = selector
         self.task_id_column = task_id_column
-        self.success_rule = SuccessRule(threshold=success_threshold, reward_range=reward_range,
-                                        key="BotsGRPOTrainer(success_threshold/reward_range)")
+        if success_rule is None:
+            success_rule = SuccessRule(threshold=success_threshold, reward_range=reward_range,
+                                       key="BotsGRPOTrainer(success_threshold/reward_range)")
+        elif success_threshold is not None or reward_range is not None:
+            raise ValueError("BotsGRPOTrainer: pass success_rule, or success_threshold / "
+                             "reward_range, not both")
+        # The selector, its counters and the selection metrics (selection/record.py);
+        # `recorded_costs` continues the counters of a checkpoint written before they were saved.
+        self.record = SelectionRecord(selector, success_rule, recorded_costs)
         self._check_dataset()
         self.n_slots = self.args.generation_batch_size // self.num_generations
         if self.n_slots > self.selector.n_tasks:
@@ -166,14 +204,19 @@ class BotsGRPOTrainer(GRPOTrainer):
                              f"{self.num_generations}), more than the {self.selector.n_tasks} "
                              "tasks of train_dataset; lower the batch size")
         self._check_save_steps()
-        self.ever_selected = np.zeros(self.selector.n_tasks, dtype=bool)
-        self.feedback: list[Feedback] = []  # every generation batch's feedback, in order
+        self.feedback: list[Feedback] = []  # every sampling round's feedback, in order
         self._batch_tasks: np.ndarray | None = None  # this process's task per completion
         self._select_seconds = 0.0
         self._round = 1  # the sampling round being generated
         self.generations = 0  # generation batches so far (one bots step each)
-        self.rollouts = self.tokens = 0  # completions and completion tokens generated so far
-        self.resumed_costs: tuple[int, int] | None = None  # for checkpoints without the counts
+
+    @property
+    def selector(self) -> Any:
+        return self.record.selector
+
+    @property
+    def success_rule(self) -> SuccessRule:
+        return self.record.rule
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -243,7 +286,7 @@ class BotsGRPOTrainer(GRPOTrainer):
     def _select(self, n: int) -> np.ndarray:
         """The next round's n tasks: the same on every process, or an error."""
         start = time.perf_counter()
-        ids = np.asarray(self.selector.select(n), dtype=np.int64)
+        ids = self.record.select(n)
         self._select_seconds = time.perf_counter() - start
         if self.accelerator.num_processes > 1:
             mine = torch.as_tensor(ids, device=self.accelerator.device)
@@ -262,66 +305,51 @@ class BotsGRPOTrainer(GRPOTrainer):
         if max(slots) >= self.n_slots:  # the dataloader was not built from SlotSampler
             raise RuntimeError("BotsGRPOTrainer received rows that are not its slots: the train "
                                "dataloader must use the trainer's own _get_train_sampler")
-        first = len(self.feedback)
-        self.generations += 1
-        self._round = 1
-        chosen = self._select(self.n_slots)
-        output = self._generate_round(chosen, np.asarray(slots))
-        if self.dynamic_sampling.enabled:
-            output = self._dynamic_batch(output, chosen)
-        else:
-            self.feedback[-1].trained = np.ones(len(self.feedback[-1].ids), dtype=bool)
-        self._log_selection_metrics(self.feedback[first:])
-        return output
-
-    def _generate_round(self, chosen: np.ndarray, slots: np.ndarray) -> dict[str, Any]:
-        """TRL's generation and scoring of one round: slot j of this process's rows gets task
-        chosen[j]; the selector hears the round's feedback from `_calculate_rewards`."""
-        self._batch_tasks = chosen[slots]
-        rows = [self.train_dataset[int(i)] for i in self._batch_tasks]
-        return super()._generate_and_score_completions(rows)
-
-    def _dynamic_batch(self, first: dict[str, Any], first_tasks: np.ndarray) -> dict[str, Any]:
-        """More rounds until `n_slots` informative groups are in hand (or `max_rounds`), then
-        this process's share of the batch made of them (dynamic.py's rule). `first_tasks`:
-        round 1's task of each group of rows, in row order."""
         from math import gcd
 
-        from bots_cli.selection.dynamic import batch_groups, refill_size
+        from bots_cli.selection.dynamic import sample_rounds
 
+        first = len(self.feedback)
+        self.generations += 1
         G, P = self.group_size, self.accelerator.num_processes
-        rounds = [self.feedback[-1]]
-        outputs = [first]
-        tasks = [first_tasks]  # each round's task of each group of rows, in row order
-        kept, generated = int(rounds[0].informative.sum()), self.n_slots
-        while len(rounds) < self.dynamic_sampling.max_rounds and kept < self.n_slots:
-            # n·G completions split over P processes in whole rows
-            n = refill_size(self.n_slots - kept, kept, generated, self.n_slots,
-                            self.selector.n_tasks, multiple=P // gcd(G, P))
-            self._round = len(rounds) + 1
-            rank = self.accelerator.process_index
-            local = np.arange(n * G // P) + rank * (n * G // P)  # this process's global rows
+        outputs: list[dict[str, Any]] = []
+        tasks: list[np.ndarray] = []  # each round's task of each group of rows, in row order
+
+        def sample(n: int) -> np.ndarray:
+            """One round of n tasks: round 1 fills the dataloader's slots, a refill splits its
+            n·G completions over the processes in whole rows."""
+            self._round = len(outputs) + 1
             tasks.append(self._select(n))
-            outputs.append(self._generate_round(tasks[-1], local // G))
-            rounds.append(self.feedback[-1])
-            kept += int(rounds[-1].informative.sum())
-            generated += n
-        # Groups are matched to their rows by task, not by position: a round's feedback leaves
-        # out a group without a single reward (task_evidence), which is not informative.
-        where = [(r, j) for r, row_tasks in enumerate(tasks) for j in range(len(row_tasks))]
-        signal = np.concatenate([np.isin(row_tasks, fb.ids[fb.informative])
-                                 for row_tasks, fb in zip(tasks, rounds, strict=True)])
-        chosen = batch_groups(signal, self.n_slots)
-        for fb in rounds:
-            fb.trained = np.zeros(len(fb.ids), dtype=bool)
-        for c in chosen:
-            r, j = where[c]
-            rounds[r].trained |= rounds[r].ids == tasks[r][j]
+            if outputs:
+                share = n * G // P
+                rows = (np.arange(share) + self.accelerator.process_index * share) // G
+            else:
+                rows = np.asarray(slots)
+            outputs.append(self._generate_round(tasks[-1], rows))
+            fb = self.feedback[-1]
+            # A group is found by its task: the round's evidence leaves out a group without a
+            # single reward, which is not informative.
+            return np.isin(tasks[-1], fb.ids[fb.informative])
+
+        batch = sample_rounds(sample, self.n_slots, self.selector.n_tasks,
+                              self.dynamic_sampling.rounds, multiple=P // gcd(G, P))
+        rounds = self.feedback[first:]
+        mark_trained([fb.evidence for fb in rounds], tasks, batch)
+        self._log_selection_metrics(rounds)
+        if not self.dynamic_sampling.enabled:
+            return outputs[0]
         from bots_cli.integrations.trl.batches import merge_rounds
 
         sequence_is = str(getattr(self, "vllm_importance_sampling_mode", "")).startswith("seq")
-        return merge_rounds(outputs, [where[c] for c in chosen], G, self.accelerator,
-                            self._tokenizer.pad_token_id, sequence_is)
+        return merge_rounds(outputs, batch, G, self.accelerator, self._tokenizer.pad_token_id,
+                            sequence_is)
+
+    def _generate_round(self, tasks: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
+        """TRL's generation and scoring of one round: row j of this process gets task
+        tasks[rows[j]]; the selector hears the round's feedback from `_calculate_rewards`."""
+        self._batch_tasks = tasks[rows]
+        inputs = [self.train_dataset[int(i)] for i in self._batch_tasks]
+        return super()._generate_and_score_completions(inputs)
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -334,11 +362,9 @@ class BotsGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _feed_back(self, rewards_per_func: torch.Tensor, completion_ids_list: Any) -> None:
-        """Each task's successes and trials from the gathered rewards, to the selector; the
-        round's completions and tokens are counted."""
+        """The round's gathered rewards, with every completion's task, to the selection record
+        (evidence, selector update, counters)."""
         from accelerate.utils import gather
-
-        from bots_cli.selection.dynamic import informative, posterior_means
 
         start = time.perf_counter()
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
@@ -349,41 +375,24 @@ class BotsGRPOTrainer(GRPOTrainer):
         order = gather(local).cpu().numpy().astype(np.int64)
         lengths = torch.as_tensor([len(ids) for ids in completion_ids_list],
                                   device=rewards_per_func.device)
-        self.rollouts += int(order.size)
-        self.tokens += int(gather(lengths).sum().item())
-        flat = combined.double().cpu().numpy()
-        ids, successes, trials = task_evidence(order, flat, self.success_rule)  # selection order
-        predicted = posterior_means(self.selector, ids)  # the belief the round was chosen with
-        self.selector.update(ids, successes, trials)
-        self.ever_selected[ids] = True
+        evidence = self.record.feed(order, combined.double().cpu().numpy(),
+                                    int(gather(lengths).sum().item()), round=self._round)
         self._batch_tasks = None
-        groups = [flat[(order == i) & ~np.isnan(flat)] for i in ids]
         self.feedback.append(Feedback(
-            generation=self.generations, global_step=self.state.global_step, ids=ids,
-            successes=successes, trials=trials, select_seconds=self._select_seconds,
-            update_seconds=time.perf_counter() - start, round=self._round, predicted=predicted,
-            informative=informative(groups)))
+            generation=self.generations, global_step=self.state.global_step, evidence=evidence,
+            select_seconds=self._select_seconds, update_seconds=time.perf_counter() - start))
 
     def _log_selection_metrics(self, rounds: list[Feedback]) -> None:
-        """One generation batch's selection metrics, through TRL's logging (cumulative counts
-        as their latest value, as TRL logs `num_tokens`)."""
-        from bots_cli.metrics import effective_task_ratio
-
+        """One generation batch's selection metrics, through TRL's logging: the record's names
+        without `train/` (wandb adds it), cumulative counts as their latest value (as TRL logs
+        `num_tokens`)."""
         m = self._metrics["train"]
-        # ETR of every task selected (all rounds); zero-variance share of the batch trained on
-        m["etr"].append(effective_task_ratio(np.concatenate([fb.successes for fb in rounds]),
-                                             np.concatenate([fb.trials for fb in rounds])))
-        signal = np.concatenate([fb.informative[fb.trained] for fb in rounds])
-        m["zero_variance_share"].append(float(1.0 - signal.mean()))
-        m["sampling_rounds"].append(float(len(rounds)))
-        m["rollouts"] = [float(self.rollouts)]
-        m["tokens"] = [float(self.tokens)]
-        m["selector/explored_share"].append(float(self.ever_selected.mean()))
-        for key, value in self.selector.metrics().items():
-            m[key].append(value)
-        predicted = np.concatenate([fb.predicted for fb in rounds])
-        if not np.isnan(predicted).all():
-            m["selector/posterior_mean_of_selected"].append(float(np.mean(predicted)))
+        for key, value in self.record.metrics([fb.evidence for fb in rounds]).items():
+            name = key.removeprefix("train/")
+            if key in ("train/rollouts", "train/tokens"):
+                m[name] = [float(value)]
+            else:
+                m[name].append(float(value))
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -410,8 +419,7 @@ class BotsGRPOTrainer(GRPOTrainer):
         """Every process's selector state, hashed; they must all be equal."""
         from accelerate.utils import gather_object
 
-        mine = hashlib.sha256(pickle.dumps((self.selector.state_dict(),
-                                            self.ever_selected.tobytes()))).hexdigest()
+        mine = hashlib.sha256(pickle.dumps(self.record.state_dict())).hexdigest()
         every = gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
         if len(set(every)) > 1:
             raise RuntimeError("the processes' selector states differ: every process must build "
@@ -422,10 +430,7 @@ class BotsGRPOTrainer(GRPOTrainer):
         """The selector's full state, atomically (written last: it marks a whole checkpoint).
         `digests` (one per process, all equal) records that every process held this state."""
         tmp = f"{path}.{os.getpid()}.tmp"
-        torch.save({"format": 1, "selector": self.selector.state_dict(),
-                    "ever_selected": self.ever_selected.copy(),
-                    "generations": self.generations,
-                    "rollouts": self.rollouts, "tokens": self.tokens,
+        torch.save({"format": 1, **self.record.state_dict(), "generations": self.generations,
                     "global_step": int(self.state.global_step),
                     "process_digests": digests or []}, tmp)
         os.replace(tmp, path)
@@ -442,10 +447,5 @@ class BotsGRPOTrainer(GRPOTrainer):
                              "cannot be restored; resume from a complete BotsGRPOTrainer "
                              "checkpoint")
         state = torch.load(path, weights_only=False)
-        self.selector.load_state_dict(state["selector"])
-        self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()
+        self.record.load_state_dict(state)
         self.generations = int(state["generations"])
-        if "rollouts" in state:
-            self.rollouts, self.tokens = int(state["rollouts"]), int(state["tokens"])
-        elif self.resumed_costs is not None:  # a checkpoint from before the counts existed
-            self.rollouts, self.tokens = self.resumed_costs

@@ -19,9 +19,13 @@ refused, since verl would silently call it task 0. Reference pass rates come fro
 `weak_pass_rate` / `strong_pass_rate` (columns or `extra_info` keys), as `bots export` writes
 them.
 
-Besides the selection metrics it reports the cumulative `train/rollouts` and `train/tokens` (the
-responses, and their tokens, of the batches fed back: with a filter before the actor update,
-such as DAPO's, only what reached it).
+Its selector, counters and metrics are a `SelectionRecord` (bots_cli/selection/record.py), the one
+the native loop and the TRL adapter use: the same names (`train/etr`, `train/zero_variance_share`,
+`selector/*`, ...) and the cumulative `train/rollouts` and `train/tokens` (the responses, and their
+tokens, of the batches fed back: with a filter before the actor update, such as DAPO's, only what
+reached it). A batch without a response mask counts 0 tokens, and the first one warns once. The
+counters are in the sampler's state; a state saved before they existed continues them from 0 and
+warns (verl keeps no records to rebuild them from).
 
 Each batch is chosen when the dataloader asks for its first index, which with
 `data.dataloader_num_workers=0` (required) is after the previous step's feedback arrived. The
@@ -33,14 +37,15 @@ no dataloader state, and `BotsRayPPOTrainer` restores the sampler from its own f
 
 from __future__ import annotations
 
-import copy
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from bots_cli.errors import UserError
-from bots_cli.selection.feedback import SuccessRule, task_evidence
+from bots_cli.selection.feedback import SuccessRule
+from bots_cli.selection.record import SelectionRecord
 
 
 def _base_class() -> Any:
@@ -78,7 +83,8 @@ def selector_config(spec: Any) -> dict[str, Any]:
         overrides = {str(k): v for k, v in tree.items() if k != "name"}
         name = str(tree.get("name", "bots"))
     try:
-        return compose_selector(name, overrides, lam=overrides.get("lam", 0.1))
+        # λ is the selector's `lam`, else conf/common.yaml's `lambda`, as in `bots train`.
+        return compose_selector(name, overrides, lam=overrides.get("lam"))
     except UserError as err:
         raise UserError(f"data.sampler.selector: {err}") from None
 
@@ -203,21 +209,34 @@ class BotsSampler(_Base):
         sel_cfg = selector_config(_get(cfg, "selector", "bots"))
         weak, strong = (_pass_rates(data_source, role) for role in ("weak", "strong"))
         group = _get(cfg, "group_size")
-        self.selector = build_selector(
+        selector = build_selector(
             sel_cfg, n_tasks=n, seed=int(_get(cfg, "seed", 0) or 0), weak=weak, strong=strong,
             group_size=None if group is None else int(group), key="data.sampler.selector",
             columns=DatasetColumns(data_source))
         threshold, span = _get(cfg, "success_threshold"), _get(cfg, "reward_range")
-        self.success_rule = SuccessRule(
+        # The selector, its counters and the selection metrics (selection/record.py). verl keeps
+        # no records to rebuild the counters from: a state without them continues from 0, saying so.
+        self.record = SelectionRecord(selector, SuccessRule(
             threshold=None if threshold is None else float(threshold),
             reward_range=None if span is None else (float(span[0]), float(span[1])),
-            key="data.sampler (success_threshold / reward_range)")
-        self.ever_selected = np.zeros(n, dtype=bool)
+            key="data.sampler (success_threshold / reward_range)"))
         self.batches_per_epoch = n // self.batch_size
         self._last_fed: frozenset[str] | None = None  # uids of the batch fed back last
         self.last_feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_metrics: dict[str, float] = {}
-        self.rollouts = self.tokens = 0  # responses and response tokens fed back so far
+        self._said_no_tokens = False  # the warning for a batch without response tokens, once
+
+    @property
+    def selector(self) -> Any:
+        return self.record.selector
+
+    @property
+    def rollouts(self) -> int:  # responses fed back so far
+        return self.record.rollouts
+
+    @property
+    def tokens(self) -> int:  # their response tokens
+        return self.record.tokens
 
     # -- the sampler ---------------------------------------------------------------------------
 
@@ -228,8 +247,7 @@ class BotsSampler(_Base):
         return self.batches_per_epoch * self.batch_size
 
     def select_batch(self) -> list[int]:
-        ids = self.selector.select(self.batch_size)
-        return [int(i) for i in ids]
+        return [int(i) for i in self.record.select(self.batch_size)]
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -237,7 +255,7 @@ class BotsSampler(_Base):
         """One step's feedback from verl's batch (a DataProto): responses grouped by `uid`, each
         group's task from `extra_info["index"]` (`batch_task_index`), each response's outcome
         score summed over its tokens (`token_level_scores`, the reward on the last response
-        token)."""
+        token). verl trains on every group fed back."""
         uids = [str(u) for u in batch.non_tensor_batch["uid"]]
         fed = frozenset(uids)
         if fed == self._last_fed:
@@ -255,41 +273,36 @@ class BotsSampler(_Base):
                              "disagree")
         rows = np.asarray([self.row_of[int(t)] for t in index], dtype=np.int64)
         scores = batch.batch["token_level_scores"].sum(-1).double().cpu().numpy()  # (B·n,)
-        ids, successes, trials = task_evidence(rows, scores, self.success_rule)
-        self.selector.update(ids, successes, trials)
-        self.ever_selected[ids] = True
-        self.rollouts += len(uids)
-        self.tokens += response_tokens(batch)
+        evidence = self.record.feed(rows, scores, self._response_tokens(batch))
+        evidence.trained[:] = True
         self._last_fed = fed
-        self.last_feedback = (ids, successes, trials)
-        self.last_metrics = self._metrics(ids, successes, trials, rows, scores)
+        self.last_feedback = (evidence.ids, evidence.successes, evidence.trials)
+        self.last_metrics = self.record.metrics([evidence])
 
-    def _metrics(self, ids: np.ndarray, successes: np.ndarray, trials: np.ndarray,
-                 rows: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-        """The step's selection metrics, under the names `bots train` logs."""
-        from bots_cli.metrics import effective_task_ratio, zero_variance_share
-
-        out = {"train/etr": effective_task_ratio(successes, trials),
-               "train/zero_variance_share": zero_variance_share([scores[rows == i] for i in ids]),
-               "selector/explored_share": float(self.ever_selected.mean()),
-               "train/rollouts": self.rollouts, "train/tokens": self.tokens}
-        out.update(self.selector.metrics())
-        return out
+    def _response_tokens(self, batch: Any) -> int:
+        """The batch's response tokens; a batch without a response mask counts none, and the
+        first such batch says so (train/tokens then undercounts)."""
+        tokens = response_tokens(batch)
+        if tokens is None:
+            if not self._said_no_tokens:
+                warnings.warn("bots: verl's batch has neither response_mask nor responses with "
+                              "an attention_mask, so its response tokens are not known: "
+                              "train/tokens counts 0 for it and for every such batch (said once)",
+                              stacklevel=3)
+                self._said_no_tokens = True
+            return 0
+        return tokens
 
     # -- state ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"selector": self.selector.state_dict(), "ever_selected": self.ever_selected.copy(),
-                "last_fed": sorted(self._last_fed) if self._last_fed is not None else None,
-                "rollouts": self.rollouts, "tokens": self.tokens}
+        return {**self.record.state_dict(),
+                "last_fed": sorted(self._last_fed) if self._last_fed is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.selector.load_state_dict(copy.deepcopy(state["selector"]))
-        self.ever_selected = np.asarray(state["ever_selected"], dtype=bool).copy()
+        self.record.load_state_dict(state)
         last = state.get("last_fed")
         self._last_fed = None if last is None else frozenset(last)
-        # A state saved before the counts existed continues them from 0.
-        self.rollouts, self.tokens = int(state.get("rollouts", 0)), int(state.get("tokens", 0))
 
 
 def batch_task_index(batch: Any) -> np.ndarray:
@@ -310,13 +323,13 @@ def batch_task_index(batch: Any) -> np.ndarray:
                      "nor index): train on data written by `bots export format=verl`")
 
 
-def response_tokens(batch: Any) -> int:
+def response_tokens(batch: Any) -> int | None:
     """The response tokens of a verl batch: its `response_mask` (set by RayPPOTrainer.fit), else
-    the response part of `attention_mask`; 0 when the batch has neither."""
+    the response part of `attention_mask`; None when the batch has neither."""
     tensors = batch.batch
     if "response_mask" in tensors.keys():
         return int(tensors["response_mask"].sum().item())
     if "responses" in tensors.keys() and "attention_mask" in tensors.keys():
         width = tensors["responses"].shape[-1]
         return int(tensors["attention_mask"][:, -width:].sum().item())
-    return 0
+    return None

@@ -171,11 +171,6 @@ def task_runner_class() -> Any:
     return ray.remote(num_cpus=1)(BotsTaskRunner)
 
 
-def trainer_class() -> type:
-    """`BotsRayPPOTrainer` (kept for callers of the earlier API)."""
-    return BotsRayPPOTrainer
-
-
 def check_config(config: Any) -> None:
     """One line for each verl setting BOTS cannot work with (before Ray starts)."""
     if config.trainer.get("use_v1", False):

@@ -70,9 +70,10 @@ class StepPlan:
     optimizer_steps: int  # TRL optimizer steps per bots step (mini-batches × ppo_epochs)
 
 
-def plan_steps(s: TrainSettings, steps_per_generation: int | None, processes: int) -> StepPlan:
+def plan_steps(settings: TrainSettings, steps_per_generation: int | None,
+               processes: int) -> StepPlan:
     """The batch layout, or one line saying which setting does not divide."""
-    B, G, mini = s.batch_size, s.group_size, s.mini_batch_size
+    B, G, mini = settings.batch_size, settings.group_size, settings.mini_batch_size
     if (B * G) % processes:
         raise UserError(f"train.batch_size × train.group_size ({B} × {G} = {B * G} completions) "
                         f"must split evenly over the {processes} processes")
@@ -81,7 +82,7 @@ def plan_steps(s: TrainSettings, steps_per_generation: int | None, processes: in
     if not per_process_mini:
         raise UserError(f"train.mini_batch_size × train.group_size ({mini} × {G}) must split "
                         f"evenly over the {processes} processes")
-    micro = s.update.micro_batch_size or per_process_mini
+    micro = settings.update.micro_batch_size or per_process_mini
     if steps_per_generation is not None:
         spg = steps_per_generation
         if spg < 1 or spg % chunks or (B * G) % (processes * spg):
@@ -89,10 +90,10 @@ def plan_steps(s: TrainSettings, steps_per_generation: int | None, processes: in
                             f"train.batch_size / train.mini_batch_size ({chunks}) that splits "
                             f"the {B * G // processes} completions per process evenly")
         from_spg = B * G // (processes * spg)
-        if s.update.micro_batch_size and s.update.micro_batch_size != from_spg:
+        if settings.update.micro_batch_size and settings.update.micro_batch_size != from_spg:
             raise UserError(f"trainer.trl.steps_per_generation={spg} means {from_spg} completions "
                             f"per micro-batch, but train.micro_batch_size is "
-                            f"{s.update.micro_batch_size}; set one of them")
+                            f"{settings.update.micro_batch_size}; set one of them")
         micro = from_spg
     if per_process_mini % micro:
         raise UserError(f"train.micro_batch_size ({micro}) must divide the {per_process_mini} "
@@ -100,7 +101,7 @@ def plan_steps(s: TrainSettings, steps_per_generation: int | None, processes: in
     accumulation = per_process_mini // micro
     return StepPlan(processes=processes, per_device_batch=micro, accumulation=accumulation,
                     steps_per_generation=accumulation * chunks,
-                    optimizer_steps=chunks * s.update.ppo_epochs)
+                    optimizer_steps=chunks * settings.update.ppo_epochs)
 
 
 def check_trl_options(trl_cfg: Any) -> dict[str, Any]:
@@ -115,14 +116,18 @@ def check_trl_options(trl_cfg: Any) -> dict[str, Any]:
             raise UserError(f"trainer.trl.{key} is not a trainer=trl option (known: "
                             f"{', '.join(TRL_KEYS)}); other GRPOConfig fields go under "
                             f"trainer.trl.args")
-    for key in opts.get("args") or {}:
+    missing = [key for key in TRL_KEYS if key not in opts]
+    if missing:
+        raise UserError(f"trainer.trl.{missing[0]} is missing: its value comes from "
+                        "conf/trainer/trl.yaml (trainer=trl); set it or compose that file")
+    for key in opts["args"] or {}:
         if key in MAPPED_ARGS:
             raise UserError(f"trainer.trl.args.{key} is set by bots from {MAPPED_ARGS[key]}; "
                             "set that instead")
-    if "dtype" in ((opts.get("args") or {}).get("model_init_kwargs") or {}):
+    if "dtype" in ((opts["args"] or {}).get("model_init_kwargs") or {}):
         raise UserError("trainer.trl.args.model_init_kwargs.dtype is set by bots from "
                         "train.precision; set that instead")
-    if opts.get("vllm_mode", "colocate") not in ("colocate", "server"):
+    if opts["vllm_mode"] not in ("colocate", "server"):
         raise UserError(f"trainer.trl.vllm_mode must be colocate or server, got "
                         f"{opts['vllm_mode']!r}")
     _check_trl_environment(opts)
@@ -189,7 +194,7 @@ def _check_trl_environment(opts: dict[str, Any]) -> None:
                             f"knows; known: {', '.join(known)}, all, none")
 
 
-def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, Any],
+def grpo_arguments(cfg: Any, settings: TrainSettings, plan: StepPlan, opts: dict[str, Any],
                    output_dir: Path, on_gpu: bool) -> dict[str, Any]:
     """GRPOConfig's keyword arguments for this run (the README's mapping table)."""
     from bots_cli.engines import SamplingParams
@@ -199,42 +204,45 @@ def grpo_arguments(cfg: Any, s: TrainSettings, plan: StepPlan, opts: dict[str, A
     if sampling.stop:
         raise UserError("sampling.stop is not supported by trainer=trl (TRL stops at EOS and "
                         "max_completion_length); set sampling.stop=[] or use trainer=native")
-    k = plan.optimizer_steps
-    bf16 = s.precision in ("bf16", "bf16-mixed") or (s.precision == "auto" and on_gpu)
+    k, update = plan.optimizer_steps, settings.update
+    bf16 = settings.precision in ("bf16", "bf16-mixed") or (settings.precision == "auto"
+                                                             and on_gpu)
     args: dict[str, Any] = dict(
         output_dir=str(output_dir), per_device_train_batch_size=plan.per_device_batch,
         gradient_accumulation_steps=plan.accumulation,
-        steps_per_generation=plan.steps_per_generation, num_generations=s.group_size,
-        num_iterations=s.update.ppo_epochs, max_steps=s.steps * k,
-        learning_rate=s.lr, warmup_steps=s.warmup_steps,
-        lr_scheduler_type="constant_with_warmup", weight_decay=s.weight_decay,
-        adam_beta1=s.betas[0], adam_beta2=s.betas[1], max_grad_norm=s.update.max_grad_norm,
-        epsilon=s.update.clip_eps, epsilon_high=s.update.clip_eps_high or s.update.clip_eps,
-        beta=s.update.kl_coef, loss_type=LOSS_TYPES[s.update.loss_agg],
-        scale_rewards="group" if s.scale_by_std else "none", bf16=bf16, fp16=False,
-        use_cpu=not on_gpu, gradient_checkpointing=s.gradient_checkpointing,
+        steps_per_generation=plan.steps_per_generation, num_generations=settings.group_size,
+        num_iterations=settings.update.ppo_epochs, max_steps=settings.steps * k,
+        learning_rate=settings.lr, warmup_steps=settings.warmup_steps,
+        lr_scheduler_type="constant_with_warmup", weight_decay=settings.weight_decay,
+        adam_beta1=settings.betas[0], adam_beta2=settings.betas[1],
+        max_grad_norm=update.max_grad_norm, epsilon=update.clip_eps,
+        epsilon_high=update.clip_eps_high or update.clip_eps, beta=update.kl_coef,
+        loss_type=LOSS_TYPES[update.loss_agg],
+        scale_rewards="group" if settings.scale_by_std else "none", bf16=bf16, fp16=False,
+        use_cpu=not on_gpu, gradient_checkpointing=settings.gradient_checkpointing,
         max_completion_length=sampling.max_new_tokens, temperature=sampling.temperature,
         top_p=sampling.top_p, top_k=0, seed=int(cfg.seed), data_seed=int(cfg.seed),
-        save_strategy="steps", save_steps=s.checkpoint_every * k, save_total_limit=s.keep_last,
+        save_strategy="steps", save_steps=settings.checkpoint_every * k,
+        save_total_limit=settings.keep_last,
         logging_strategy="steps", logging_steps=k, eval_strategy="no", report_to=list(
-            opts.get("report_to") or []), disable_tqdm=True, log_completions=False,
+            opts["report_to"] or []), disable_tqdm=True, log_completions=False,
         remove_unused_columns=False, dataloader_num_workers=0,
-        use_vllm=bool(opts.get("use_vllm", False)), vllm_mode=opts.get("vllm_mode", "colocate"),
-        vllm_gpu_memory_utilization=opts.get("vllm_gpu_memory_utilization", 0.3),
-        vllm_tensor_parallel_size=opts.get("vllm_tensor_parallel_size", 1),
+        use_vllm=bool(opts["use_vllm"]), vllm_mode=opts["vllm_mode"],
+        vllm_gpu_memory_utilization=opts["vllm_gpu_memory_utilization"],
+        vllm_tensor_parallel_size=opts["vllm_tensor_parallel_size"],
     )
-    if opts.get("vllm_server_base_url"):
+    if opts["vllm_server_base_url"]:
         args["vllm_server_base_url"] = opts["vllm_server_base_url"]
-    if opts.get("deepspeed"):
+    if opts["deepspeed"]:
         args["deepspeed"] = str(opts["deepspeed"])
-    args.update(opts.get("args") or {})
+    args.update(opts["args"] or {})
     # `bf16` keeps the weights (and AdamW's state) in bf16; otherwise fp32 weights.
-    args["model_init_kwargs"] = {"dtype": "bfloat16" if s.precision == "bf16" else "float32",
+    args["model_init_kwargs"] = {"dtype": "bfloat16" if settings.precision == "bf16" else "float32",
                                  **(args.get("model_init_kwargs") or {})}
     return args
 
 
-def training_dataset(pool: Any, dom: Any, tokenizer: Any) -> Any:
+def training_dataset(pool: Any, domain: Any, tokenizer: Any) -> Any:
     """The pool as TRL's dataset: `task_id` and the prompt text the native loop renders (the
     chat template applied; the trainer tokenizes it without adding special tokens)."""
     from datasets import Dataset
@@ -243,19 +251,19 @@ def training_dataset(pool: Any, dom: Any, tokenizer: Any) -> Any:
 
     return Dataset.from_dict({
         "task_id": [str(t) for t in pool["task_id"]],
-        "prompt": [render_prompt_for_model(tokenizer, dom.render_messages(row))
+        "prompt": [render_prompt_for_model(tokenizer, domain.render_messages(row))
                    for _, row in pool.iterrows()],
     })
 
 
-def domain_reward(dom: Any, pool: Any) -> Any:
+def domain_reward(domain: Any, pool: Any) -> Any:
     """TRL's reward function for the domain: the domain's own reward of each completion."""
     rows = {str(t): row for t, (_, row) in zip(pool["task_id"], pool.iterrows(), strict=True)}
 
     def reward(completions: list[str], task_id: list[str], **_: Any) -> list[float]:
-        return dom.rewards(list(completions), [rows[str(t)] for t in task_id])
+        return domain.rewards(list(completions), [rows[str(t)] for t in task_id])
 
-    reward.__name__ = f"{dom.name}_reward"  # TRL logs rewards/<name>/mean
+    reward.__name__ = f"{domain.name}_reward"  # TRL logs rewards/<name>/mean
     return reward
 
 
@@ -271,12 +279,21 @@ def latest_trl_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
 
 
 def _trainer_class() -> Any:
-    """BotsGRPOTrainer with the native loop's phase timers (time/rollout, time/reward), fed the
-    prompts as `training_dataset` renders them."""
+    """BotsGRPOTrainer with the native loop's phase timers (time/rollout, time/reward) and run
+    records (`records`, a RunRecords callback), fed the prompts as `training_dataset` renders
+    them."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     from bots_cli.integrations.trl import BotsGRPOTrainer
 
     class TimedBotsGRPOTrainer(BotsGRPOTrainer):
-        phase_seconds: dict[str, float]
+        def __init__(self, *args: Any, records: Any, **kwargs: Any) -> None:
+            super().__init__(*args, callbacks=[records], **kwargs)
+            self.records = records
+            self.phase_seconds: dict[str, float] = {}
+            for printer in (PrinterCallback, ProgressCallback):  # the run's display shows it
+                self.remove_callback(printer)
+            records.attach(self)
 
         def _tokenize_prompts(self, prompts: list[Any]) -> Any:
             """The prompt text is already the model's chat template (which writes any BOS
@@ -318,44 +335,51 @@ def _trainer_class() -> Any:
     return TimedBotsGRPOTrainer
 
 
-def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
-    """Run (or resume) `bots train trainer=trl` in `run_dir`; every process calls this."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from bots_cli.domains import load_domain
-    from bots_cli.models.context import check_pool_prompts, context_length
-    from bots_cli.models.loading import load_tokenizer, model_dir
-    from bots_cli.train.pool import pool_selector, training_pool
-    from bots_cli.train.processes import distributed_state
-
+def _import_trl() -> None:
+    """TRL, checked and quietened, before anything imports it or accelerate."""
     # TRL 1.16 still calls transformers' gradient_checkpointing names that transformers 5 has
     # deprecated; the warning is TRL's to fix, not the user's, and it repeats every step.
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6",
                             category=FutureWarning)
     from bots_cli.integrations.trl import check_trl_version
 
-    check_trl_version()  # before anything imports TRL or accelerate: one line if either is off
+    check_trl_version()  # one line if TRL or accelerate is off
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the run's own display is the one the user watches
-    state = distributed_state()
-    s = TrainSettings.from_config(cfg.train)
-    opts = check_trl_options(OmegaConf.select(cfg, "trainer.trl"))
-    if cfg.engine.name != "hf":
-        raise UserError("trainer=trl generates with TRL's own engines: set "
-                        "trainer.trl.use_vllm=true for vLLM (engine=vllm is the native loop's)")
-    plan = plan_steps(s, opts.get("steps_per_generation"), state.num_processes)
-    dom = load_domain(str(cfg.domain.name), cfg.domain)
-    pool = training_pool(cfg, s, dom)
-    selector = pool_selector(cfg, s, pool, dom)
-    latest = latest_trl_checkpoint(run_dir) if resuming else None
-    if resuming and latest is None:
-        raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run")
-    if latest is not None and latest[1] >= s.steps:
-        raise UserError(f"{run_dir} already finished its {s.steps} steps (checkpoint step "
-                        f"{latest[1]}); raise train.steps to train further")
 
+
+def resume_point(run_dir: Path, resuming: bool, steps: int) -> tuple[Path, int] | None:
+    """The checkpoint a resumed run continues from (None for a new run), or one line why not."""
+    if not resuming:
+        return None
+    latest = latest_trl_checkpoint(run_dir)
+    if latest is None:
+        raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run")
+    if latest[1] >= steps:
+        raise UserError(f"{run_dir} already finished its {steps} steps (checkpoint step "
+                        f"{latest[1]}); raise train.steps to train further")
+    return latest
+
+
+def build_trainer(cfg: Any, settings: TrainSettings, plan: StepPlan, opts: dict[str, Any],
+                  run_dir: Path, latest: tuple[Path, int] | None, state: Any) -> Any:
+    """The run's TimedBotsGRPOTrainer with its RunRecords (`trainer.records`): the pool, its
+    selector and success rule, the model's weights and tokenizer, TRL's GRPOConfig."""
+    import torch
+    from trl import GRPOConfig
+
+    from bots_cli.domains import load_domain
+    from bots_cli.models.context import check_pool_prompts, context_length
+    from bots_cli.models.loading import load_tokenizer, model_dir
+    from bots_cli.runs.records import recorded_costs
+    from bots_cli.selection.feedback import SuccessRule
+    from bots_cli.train.pool import pool_selector, training_pool
+    from bots_cli.train.trl.records import RunRecords
+
+    domain = load_domain(str(cfg.domain.name), cfg.domain)
+    pool = training_pool(cfg, settings, domain)
+    selector = pool_selector(cfg, settings, pool, domain)
     on_gpu = torch.cuda.is_available() and str(cfg.model.get("device", "auto")) != "cpu"
     # TRL loads the weights from their directory itself, so that DeepSpeed ZeRO-3 can shard them
     # as they load; the tiny model is built (or a hub model found in the cache) first.
@@ -363,55 +387,67 @@ def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
     state.wait_for_everyone()
     where = where or model_dir(cfg.model, None, cfg.domain)
     tokenizer = load_tokenizer(where)
-    check_pool_prompts(pool, dom, tokenizer, context_length(where),
+    check_pool_prompts(pool, domain, tokenizer, context_length(where),
                        int(cfg.sampling.max_new_tokens))  # before TRL loads the model
 
-    from trl import GRPOConfig
+    args = GRPOConfig(**grpo_arguments(cfg, settings, plan, opts, run_dir / "checkpoints",
+                                       on_gpu))
+    records = RunRecords(cfg, settings, run_dir, pool, domain, tokenizer, plan.processes,
+                         plan.optimizer_steps, resume_step=None if latest is None else latest[1],
+                         main=state.is_main_process)
+    per_step = settings.batch_size * settings.group_size
+    return _trainer_class()(
+        model=str(where), reward_funcs=domain_reward(domain, pool), args=args,
+        train_dataset=training_dataset(pool, domain, tokenizer), processing_class=tokenizer,
+        selector=selector, task_id_column="task_id", records=records,
+        success_rule=SuccessRule.from_config(cfg.selector.success),  # errors name the key
+        dynamic_sampling=settings.dynamic_sampling.enabled,
+        max_rounds=settings.dynamic_sampling.max_rounds,
+        # the counts of a checkpoint written before they were saved in it, from metrics.jsonl
+        recorded_costs=None if latest is None else (
+            lambda: recorded_costs(run_dir / "metrics.jsonl", latest[1], per_step)))
 
-    args = GRPOConfig(**grpo_arguments(cfg, s, plan, opts, run_dir / "checkpoints", on_gpu))
-    from bots_cli.train.trl.records import RunRecords
 
-    records = RunRecords(cfg, s, run_dir, pool, dom, tokenizer, plan.processes,
-                         plan.optimizer_steps, resume_step=(
-        latest[1] if latest is not None else None), main=state.is_main_process)
-    trainer = _trainer_class()(
-        model=str(where), reward_funcs=domain_reward(dom, pool), args=args,
-        train_dataset=training_dataset(pool, dom, tokenizer), processing_class=tokenizer,
-        selector=selector, task_id_column="task_id", callbacks=[records],
-        dynamic_sampling=s.dynamic_sampling.enabled, max_rounds=s.dynamic_sampling.max_rounds)
-    if latest is not None:  # the counts of a checkpoint written before they were saved in it
-        from bots_cli.runs.records import recorded_costs
+def check_sharding(trainer: Any, settings: TrainSettings) -> None:
+    """The in-training evaluation needs the whole model on process 0."""
+    ds_plugin = (trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled
+                 else None)
+    sharded = trainer.is_fsdp_enabled or (ds_plugin is not None and ds_plugin.zero_stage == 3)
+    if sharded and settings.eval_every:
+        raise UserError("train.eval_every needs the whole model on process 0, but it is sharded "
+                        "(DeepSpeed ZeRO-3 or FSDP): set train.eval_every=0 and evaluate the "
+                        "checkpoints with `bots evaluate run=<run>`")
 
-        trainer.resumed_costs = recorded_costs(run_dir / "metrics.jsonl", latest[1],
-                                               s.batch_size * s.group_size)
-    from bots_cli.selection.feedback import SuccessRule
 
-    trainer.success_rule = SuccessRule.from_config(cfg.selector.success)  # errors name the key
-    trainer.phase_seconds = {}
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+def train_trl(cfg: Any, run_dir: Path, resuming: bool) -> dict[str, Any]:
+    """Run (or resume) `bots train trainer=trl` in `run_dir`; every process calls this."""
+    from omegaconf import OmegaConf
 
-    for printer in (PrinterCallback, ProgressCallback):  # the run's own display shows progress
-        trainer.remove_callback(printer)
-    records.attach(trainer)
+    from bots_cli.train.processes import distributed_state
+
+    _import_trl()
+    state = distributed_state()
+    settings = TrainSettings.from_config(cfg.train)
+    opts = check_trl_options(OmegaConf.select(cfg, "trainer.trl"))
+    if cfg.engine.name != "hf":
+        raise UserError("trainer=trl generates with TRL's own engines: set "
+                        "trainer.trl.use_vllm=true for vLLM (engine=vllm is the native loop's)")
+    plan = plan_steps(settings, opts["steps_per_generation"], state.num_processes)
+    latest = resume_point(run_dir, resuming, settings.steps)
+    trainer = build_trainer(cfg, settings, plan, opts, run_dir, latest, state)
     try:
-        ds_plugin = trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled \
-            else None
-        sharded = trainer.is_fsdp_enabled or (ds_plugin is not None and ds_plugin.zero_stage == 3)
-        if sharded and s.eval_every:
-            raise UserError("train.eval_every needs the whole model on process 0, but it is "
-                            "sharded (DeepSpeed ZeRO-3 or FSDP): set train.eval_every=0 and "
-                            "evaluate the checkpoints with `bots evaluate run=<run>`")
-        trainer.train(resume_from_checkpoint=str(latest[0]) if latest is not None else None)
+        check_sharding(trainer, settings)
+        trainer.train(resume_from_checkpoint=None if latest is None else str(latest[0]))
     finally:
-        records.close()
+        trainer.records.close()
     summary: dict[str, Any] = {}
     if state.is_main_process:
         from bots_cli.atomic import write_json
         from bots_cli.runs.records import run_summary
 
-        summary = run_summary(run_dir, cfg, s.steps, records.elapsed)
+        summary = run_summary(run_dir, cfg, settings.steps, trainer.records.elapsed)
         summary.update(trainer="trl", processes=state.num_processes)
         write_json(run_dir / "summary.json", summary)
-        records.display.message(f"run directory: {run_dir}")
+        trainer.records.display.message(f"run directory: {run_dir}")
     state.wait_for_everyone()
     return summary

@@ -13,19 +13,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bots_cli.selection import record
 from bots_cli.train.settings import TrainSettings
 
 # TRL's logged names -> the native loop's names (metrics.jsonl compares across trainers); the
-# last five are BotsGRPOTrainer's own, logged without `train/` as TRL's are (wandb prefixes it).
+# selection record's `train/*` metrics are BotsGRPOTrainer's own, logged without `train/` as TRL's
+# are (wandb prefixes it).
 RENAMED = {"reward": "train/reward_mean", "loss": "train/loss", "kl": "train/kl",
            "grad_norm": "train/grad_norm", "clip_ratio/region_mean": "train/clip_frac",
            "learning_rate": "train/lr", "completions/mean_length": "train/response_len",
-           "completions/clipped_ratio": "train/truncated_share", "etr": "train/etr",
-           "zero_variance_share": "train/zero_variance_share",
-           "sampling_rounds": "train/sampling_rounds", "rollouts": "train/rollouts",
-           "tokens": "train/tokens"}
+           "completions/clipped_ratio": "train/truncated_share",
+           **{name.removeprefix("train/"): name for name in record.METRICS
+              if name.startswith("train/")}}
 
-COUNTS = ("train/rollouts", "train/tokens", "train/sampling_rounds")  # whole numbers in the rows
+COUNTS = record.COUNTS  # whole numbers in the rows
 
 
 def _callback_base() -> Any:
@@ -38,13 +39,13 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
     """The native run records, written from TRL's callbacks by process 0 (others only time
     and evaluate nothing)."""
 
-    def __init__(self, cfg: Any, s: TrainSettings, run_dir: Path, pool: Any, dom: Any,
+    def __init__(self, cfg: Any, settings: TrainSettings, run_dir: Path, pool: Any, domain: Any,
                  tokenizer: Any, processes: int, optimizer_steps: int, resume_step: int | None,
                  main: bool) -> None:
         from bots_cli.runs.records import open_run_log
         from bots_cli.train.display import TrainDisplay
 
-        self.cfg, self.s, self.main = cfg, s, main
+        self.cfg, self.settings, self.main = cfg, settings, main
         self.optimizer_steps = optimizer_steps  # TRL optimizer steps per bots step
         self.task_ids = [str(t) for t in pool["task_id"]]
         self.resuming = resume_step is not None
@@ -54,7 +55,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         self._step_started = 0.0
         self._step_seconds = 0.0
         self._fed = 0  # feedback entries already recorded
-        self.dom = dom
+        self.domain = domain
         self._timeouts = 0  # the domain's reward timeouts already counted (training only)
         self._pending: dict[str, Any] = {}  # this step's metrics until TRL logs
         self.log: Any = None
@@ -65,13 +66,14 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         self.log = open_run_log(cfg, run_dir, resume_step)
         self.display = TrainDisplay(f"bots train · trl × {processes} · {cfg.selector.name} "
                                     f"· {cfg.model.name} on {cfg.domain.name} · {run_dir}",
-                                    self.start_step, s.steps, s.live, s.log_every)
-        if s.eval_every:
+                                    self.start_step, settings.steps, settings.live,
+                                    settings.log_every)
+        if settings.eval_every:
             from bots_cli.evaluation.scoring import HeldOut
 
-            tasks = dom.load(cfg.domain, split="eval", max_tasks=s.eval_tasks,
+            tasks = domain.load(cfg.domain, split="eval", max_tasks=settings.eval_tasks,
                              key="train.eval_tasks")
-            self.held_out = HeldOut(dom, tasks, tokenizer)
+            self.held_out = HeldOut(domain, tasks, tokenizer)
 
     def attach(self, trainer: Any) -> None:
         self.trainer = trainer
@@ -98,15 +100,15 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         try:
             engine = HFEngine(model, self.trainer.processing_class,
                               max_batch_tokens=self.cfg.engine.max_batch_tokens)  # engine=hf
-            result = self.held_out.evaluate(engine, self.s.eval_n,
+            result = self.held_out.evaluate(engine, self.settings.eval_n,
                                             SamplingParams.from_config(self.cfg.sampling),
-                                            self.s.eval_seed)
+                                            self.settings.eval_seed)
         finally:
             model.train(was_training)
-        return result.metrics(), result.samples(self.s.eval_samples)
+        return result.metrics(), result.samples(self.settings.eval_samples)
 
     def _maybe_evaluate(self, step: int) -> None:
-        if not self.s.is_eval_step(step):
+        if not self.settings.is_eval_step(step):
             return
         if self.main:
             start = time.perf_counter()
@@ -121,7 +123,7 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
     # -- TRL's callbacks -----------------------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if not self.resuming and self.s.is_eval_step(0):
+        if not self.resuming and self.settings.is_eval_step(0):
             self._maybe_evaluate(0)
             if self.main:
                 self.log.log(0, self._pending)
@@ -138,12 +140,13 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
         if state.global_step % self.optimizer_steps:
             return  # inside a bots step (several optimizer steps per selected batch)
         step = self.bots_step(state.global_step)
-        if step >= self.s.steps:
+        if step >= self.settings.steps:
             control.should_save = True  # the end is always a resume point, as natively
         new = self.trainer.feedback[self._fed:]
         self._fed = len(self.trainer.feedback)
         phases = dict(self.trainer.phase_seconds)
         self.trainer.phase_seconds.clear()
+        timeouts = self._gathered(self.domain.reward_timeouts - self._timeouts)
         if self.main:
             for fb in new:
                 self.log.add_selections(step, [self.task_ids[i] for i in fb.ids], fb.successes,
@@ -157,16 +160,25 @@ class RunRecords(_callback_base()):  # type: ignore[misc]
                 "time/reward": phases.get("reward", 0.0) - update,
                 "time/update": max(0.0, self._step_seconds - inner),
                 "time/selector_update": update, "time/step": self._step_seconds,
-                # this process's scoring (each process scores its own share of the batch)
-                "train/reward_timeouts": self.dom.reward_timeouts - self._timeouts,
+                "train/reward_timeouts": timeouts,
                 **gpu_memory(),
             })
             self.elapsed += self._step_seconds
         self._step_seconds = 0.0
         self._maybe_evaluate(step)
-        self._timeouts = self.dom.reward_timeouts  # an evaluation's timeouts are not training's
+        self._timeouts = self.domain.reward_timeouts  # an evaluation's timeouts are not training's
         if self.main and control.should_save:
             self.log.flush()  # the selections up to this checkpoint are on disk before it
+
+    def _gathered(self, count: int) -> int:
+        """`count` summed over the processes (each scores its own share of the batch); every
+        process calls this."""
+        if self.trainer.accelerator.num_processes == 1:
+            return count
+        import torch
+
+        mine = torch.tensor([count], device=self.trainer.accelerator.device)
+        return int(self.trainer.accelerator.gather(mine).sum().item())
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kw: Any) -> None:
