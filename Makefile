@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate predictions clean data bubblewrap gpu-check verl-check
+.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate leaderboard predictions clean data bubblewrap gpu-check verl-check
 
 setup: $(STAMP) bubblewrap
 
@@ -128,6 +128,12 @@ demo-steps:
 # The selection core alone, on the synthetic learner of `bots simulate` (seconds).
 simulate: setup
 	$(BIN)/bots simulate
+
+# Every selector x 7 simulator worlds (references good, shuffled, none; drift; a pool mostly out of
+# reach; feedback delay 2 and 8) x 5 seeds, ranked by TTB and BSF on steps and rollouts with the
+# noise test; prints markdown tables, writes outputs/leaderboard/rank_by_world.png (~2.5 min of CPU).
+leaderboard: setup
+	$(BIN)/python benchmarks/leaderboard.py
 
 # How well each selector predicts the pass rate of the tasks it picks (MAE, calibration) beside
 # two naive predictors, and a grid over BOTS' λ, ρ and prior, on 3 simulator worlds x 5 seeds;

@@ -36,3 +36,29 @@ def test_selector_overhead_benchmark_prints_its_table() -> None:
     )
     rows = [line for line in out.stdout.splitlines() if line.startswith("| 10")]
     assert len(rows) == 2
+
+
+def test_leaderboard_quick_ranks_every_selector(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "leaderboard.py"), "--quick", "--worlds",
+         "good", "none", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    tables = out.stdout.split("#### ")
+    good, none = (next(t for t in tables if t.startswith(f"World `{w}`")) for w in ("good", "none"))
+
+    def row(table: str, name: str) -> list[str]:
+        [line] = [ln for ln in table.splitlines() if ln.startswith("|")
+                  and ln.split("|")[2].strip() == name]
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    selectors = ("uniform", "dynamic sampling", "mopps", "bots", "bots calibrated", "dps",
+                 "greso", "speed", "learnability", "adarft")
+    rollouts_per_step = {name: float(row(good, name)[-1]) for name in selectors}
+    assert rollouts_per_step["uniform"] == 16 * 8  # conf/simulate.yaml: batch 16 x group 8
+    # screening (SPEED) and refill rounds (dynamic sampling) are counted as rollouts
+    assert rollouts_per_step["speed"] > 128 and rollouts_per_step["dynamic sampling"] > 128
+    for name in ("bots", "bots calibrated", "adarft"):  # they read references: none here
+        assert "n/a (needs references)" in row(none, name)
+    assert row(none, "dps")[0].isdigit()
+    assert (tmp_path / "rank_by_world.png").stat().st_size > 0
