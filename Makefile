@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-verl test test-slow lint bench demo demo-steps simulate leaderboard predictions clean data bubblewrap gpu-check verl-check
+.PHONY: setup setup-verl test test-slow lint docs bench demo demo-steps simulate leaderboard predictions clean data bubblewrap gpu-check verl-check
 
 setup: $(STAMP) bubblewrap
 
@@ -85,6 +85,11 @@ test-slow: setup
 lint: setup
 	$(BIN)/ruff check bots_cli tests benchmarks
 	$(BIN)/mypy bots_cli
+
+# The documentation (docs/, navigation in mkdocs.yml) as a site in build/site; --strict turns every
+# warning into a failure: a broken link or anchor, a page left out of the nav.
+docs: setup
+	$(BIN)/mkdocs build --strict -d build/site
 
 bench: setup
 	$(BIN)/python benchmarks/selector_overhead.py

@@ -28,7 +28,7 @@ def test_an_experiment_composes_and_sweeps_selectors(name: str) -> None:
 
 def test_the_demo_experiment_sets_what_make_demo_used_to_pass() -> None:
     cfg = _compose(["experiment=demo"])
-    assert (cfg.seed, cfg.train.steps) == (0, 400)
+    assert (cfg.seed, cfg.train.steps) == (0, 200)
     assert cfg.hydra.sweeper.params.selector == "bots,uniform"
     # Command-line overrides still win over the experiment's values.
     assert _compose(["experiment=demo", "train.steps=7"]).train.steps == 7

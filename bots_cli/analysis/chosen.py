@@ -44,7 +44,7 @@ DEFAULT_TARGET = 0.5  # the target of selectors that have none (uniform, curricu
 # ---- the records ------------------------------------------------------------------------------
 def normalised_selections(frame: pd.DataFrame) -> pd.DataFrame:
     """A selections table with `round`, `trained` and `predicted` (filled in for older files and
-    hand-made frames as runlog.read_selections fills them), ordered by (run, step, round) as the
+    hand-made frames as records.read_selections fills them), ordered by (run, step, round) as the
     selector saw them; task ids as text, for the join."""
     from bots_cli.runs.records import with_selection_columns
 

@@ -5,9 +5,9 @@ steps (level = number of steps): adding, buying packs, giving some away, doublin
 fraction, sharing equally. Answers are exact rationals written as integers or `a/b`, computed with
 `fractions.Fraction`, never floats.
 
-Real sets come in through the column mapping of `conf/domain/math.yaml` (see the README); when the
-answer column holds a full solution (MATH's `solution`), `answer_from_boxed: true` keeps only its
-last `\\boxed{...}`. The reward takes the completion's last `\\boxed{...}` and asks
+Real sets come in through the column mapping of `conf/domain/math.yaml` (see docs/domains.md); when
+the answer column holds a full solution (MATH's `solution`), `answer_from_boxed: true` keeps only
+its last `\\boxed{...}`. The reward takes the completion's last `\\boxed{...}` and asks
 `MathChecker` (math-verify in time-bounded worker processes) whether it equals the answer.
 """
 

@@ -1,6 +1,6 @@
 """The synthetic world of `bots simulate`: tasks, a learner, and two reference models.
 
-Assumptions (also in the README):
+Assumptions (also in docs/simulator.md):
 - Each task k exercises one skill j_k and has a difficulty d_k. The learner solves it with the
   item-response probability p_k = sigmoid(a · (theta_{j_k} + u_k − d_k)), where theta is the
   learner's per-skill ability and u_k what it has memorised of task k.

@@ -28,7 +28,7 @@ the `sampler.update(batch)` call. What remains is `RayPPOTrainer(..., train_samp
   `bots: verl builds BotsSampler (selector=<name>, <N> tasks) and BotsRayPPOTrainer`; a launch that
   would end with another sampler or trainer stops with one line saying why.
 - `python -m bots_cli.integrations.verl.main <verl overrides>` is verl's `main_ppo` with that
-  runner (README: "BOTS inside verl").
+  runner (docs/integrations.md: "BOTS inside verl").
 
 Tested with verl 0.9.1 (and the sampler with 0.7.1's factory); another version is refused in one
 line (`SUPPORTED_VERL`). `make verl-check` runs verl's own `fit()` driver with BOTS in a local Ray

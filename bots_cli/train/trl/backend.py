@@ -1,9 +1,9 @@
 """`bots train trainer=trl`: TRL's GRPOTrainer runs the steps, BOTS (or a baseline) picks them.
 
-The same config groups as the native loop drive it: `plan_steps` and `grpo_arguments` map
-`train.*` and `sampling.*` onto a GRPOConfig (the README's table), the domain's reward is TRL's
+The same config groups as the native loop drive it: `plan_steps` and `grpo_arguments` map `train.*`
+and `sampling.*` onto a GRPOConfig (the table in docs/integrations.md), the domain's reward is TRL's
 reward function, and `BotsGRPOTrainer` (bots_cli/integrations/trl) does the selecting. The run
-directory gets the native records (trl_records.py), written by process 0 only: `config.yaml`,
+directory gets the native records (train/trl/records.py), written by process 0 only: `config.yaml`,
 `metrics.jsonl` with the native key names (TRL's other metrics under `trl/*`),
 `selections.parquet`, `samples.jsonl`, `summary.json`, and TRL's checkpoints under
 `checkpoints/checkpoint-N/` with the selector's state (`bots evaluate run=...` reads them;
@@ -196,7 +196,7 @@ def _check_trl_environment(opts: dict[str, Any]) -> None:
 
 def grpo_arguments(cfg: Any, settings: TrainSettings, plan: StepPlan, opts: dict[str, Any],
                    output_dir: Path, on_gpu: bool) -> dict[str, Any]:
-    """GRPOConfig's keyword arguments for this run (the README's mapping table)."""
+    """GRPOConfig's keyword arguments for this run (the mapping table in docs/integrations.md)."""
     from bots_cli.engines import SamplingParams
 
     sampling = SamplingParams.from_config(cfg.sampling)
