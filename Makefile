@@ -10,7 +10,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-verl test test-slow lint docs bench demo demo-steps simulate leaderboard predictions clean data bubblewrap gpu-check verl-check
+.PHONY: setup setup-verl test test-slow lint docs bench demo demo-steps simulate leaderboard leaderboard-tiny predictions clean data bubblewrap gpu-check verl-check
 
 setup: $(STAMP) bubblewrap
 
@@ -139,6 +139,11 @@ simulate: setup
 # noise test; prints markdown tables, writes outputs/leaderboard/rank_by_world.png (~2.5 min of CPU).
 leaderboard: setup
 	$(BIN)/python benchmarks/leaderboard.py
+
+# The leaderboard's second stage: uniform and its best four on rollouts, real GRPO on the tiny
+# world, 3 seeds x 400 steps, compared on steps, rollouts and tokens (~25 min on 2 CPU cores).
+leaderboard-tiny: setup
+	$(BIN)/python benchmarks/sample_efficiency.py --experiment leaderboard_tiny --axes steps rollouts tokens
 
 # How well each selector predicts the pass rate of the tasks it picks (MAE, calibration) beside
 # two naive predictors, and a grid over BOTS' λ, ρ and prior, on 3 simulator worlds x 5 seeds;

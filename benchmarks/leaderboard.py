@@ -114,7 +114,7 @@ SELECTORS: dict[str, Entry] = {
     "dynamic sampling": Entry("uniform", {}, dynamic=True),
     "mopps": Entry("mopps", {}),
     "bots": Entry("bots", {}),
-    "bots calibrated": Entry("bots", {"rho": 1.0, "rho_schedule": "calibrated"}),
+    "bots calibrated": Entry("bots_calibrated", {}),  # ρ0 = 1, rho_schedule=calibrated
     "dps": Entry("dps", {}),
     "greso": Entry("greso", {}),
     "speed": Entry("speed", {}),
@@ -335,6 +335,20 @@ def print_overall(results: dict[str, dict[str, dict[str, Any]]]) -> None:
         print(f"| {label} | {n} | {rs:.1f} | {ones} | {ts} | {rc:.1f} | {onec} | {tc} |")
 
 
+def print_rank_matrix(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """The plot as a table: each selector's noise-aware rank in each world, steps / rollouts."""
+    worlds = list(results)
+    ranks = {x: {w: noise_ranks(results[w][x]) for w in worlds} for x in AXES_RUN}
+    print("\n#### Rank by world (steps / rollouts; 1 best, ties share a rank; - needs "
+          "references)\n")
+    print("| selector | " + " | ".join(f"`{w}`" for w in worlds) + " |")
+    print("| --- | " + " | ".join(":---:" for _ in worlds) + " |")
+    for label in SELECTORS:
+        cells = [" / ".join(str(ranks[x][w][label]) for x in AXES_RUN)
+                 if label in ranks["steps"][w] else "-" for w in worlds]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def plot_ranks(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     """Noise-aware rank by world, one line per selector, one panel per axis."""
     import matplotlib
@@ -389,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = {x: score(runs, args.steps, x) for x in AXES_RUN}
         print_world(name, near, results[name], args.seeds, args.steps)
     print_overall(results)
+    print_rank_matrix(results)
     print(f"\nTTB(100%) and BSF(100%) against {BASELINE} (seed by seed), mean ± sd over seeds; "
           f"on rollouts the budget is {BASELINE}'s ({AXES['rollouts']}). {noise_caption(BASELINE)} "
           f"{SPREAD_NOTE} Rank: 1 + the selectors with a lower TTB(100%) beyond noise on that "

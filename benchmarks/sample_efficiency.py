@@ -9,13 +9,16 @@ t-test), the ranking against the best group (`vs best`), final accuracy, ETR (of
 selected, refills included), the zero-variance share of the batches trained on (0 when dynamic
 sampling filled them), and the rollouts a step cost.
 
-    python benchmarks/sample_efficiency.py [--experiment sample_efficiency | dynamic_sampling]
+    python benchmarks/sample_efficiency.py [--experiment sample_efficiency | dynamic_sampling |
+        leaderboard_tiny]
         [--selectors bots uniform] [--seeds 0 1] [--steps 200]
         [--out outputs/bench/<experiment>] [--axes steps rollouts]
         [-- extra overrides for every run, e.g. train.max_tasks=400 train.lr=5e-5]
 
 `dynamic_sampling` runs uniform and BOTS, each without and with dynamic sampling
-(train.dynamic_sampling.enabled), 3 seeds. --selectors, --seeds and --steps replace the
+(train.dynamic_sampling.enabled), 3 seeds. `leaderboard_tiny` is the leaderboard's second
+stage: uniform and the four selectors benchmarks/leaderboard.py ranks best on rollouts, 3 seeds
+(run it with --axes steps rollouts tokens). --selectors, --seeds and --steps replace the
 experiment file's values when given. Needs the tiny references' profiles (shipped in
 data/profiles/arith). When --out already holds runs, they are only compared again (delete the
 directory to train afresh).

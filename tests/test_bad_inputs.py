@@ -190,9 +190,9 @@ def test_a_sweep_over_runs_checks_every_run_before_the_first_job(scratch: Path, 
 
 @pytest.mark.parametrize(("command", "override", "message"), [
     ("train", "selector=bogus", "selector=bogus: no such option of selector (did you mean "
-                                "bots?); options: adarft, bots, dps, easy2hard, greso, "
-                                "implicit_only, learnability, mopps, offline_band, speed, "
-                                "uniform"),
+                                "bots?); options: adarft, bots, bots_calibrated, dps, easy2hard, "
+                                "greso, implicit_only, learnability, mopps, offline_band, "
+                                "speed, uniform"),
     ("train", "domain=bogus", "domain=bogus: no such option of domain; options: arith, code, "
                               "logic, math"),
     ("train", "model=bogus", "model=bogus: no such option of model; options: "),

@@ -267,7 +267,8 @@ def conf(option: str, **over):
 
 
 @pytest.mark.parametrize(
-    "name", ["bots", "mopps", "implicit_only", "uniform", "offline_band", "easy2hard"]
+    "name", ["bots", "bots_calibrated", "mopps", "implicit_only", "uniform", "offline_band",
+             "easy2hard"]
 )
 def test_build_every_configured_selector(name) -> None:
     sel = build_selector(conf(name), n_tasks=N, weak=WEAK, strong=STRONG, seed=1, group_size=8)
@@ -282,6 +283,10 @@ def test_build_passes_lambda_and_group_size_through() -> None:
     assert sel.lam == 0.3 and sel.m == 12 and sel.rho == 0.1
     mopps = build_selector(conf("mopps"), n_tasks=N, group_size=8)  # no references needed
     assert isinstance(mopps, BotsSelector) and mopps.rho == 0.0
+    calibrated = build_selector(conf("bots_calibrated"), n_tasks=N, weak=WEAK, strong=STRONG,
+                                group_size=8)
+    assert isinstance(calibrated, BotsSelector) and calibrated.rho == 1.0
+    assert calibrated.rho_schedule.kind == "calibrated"
 
 
 @pytest.mark.parametrize(
@@ -291,6 +296,8 @@ def test_build_passes_lambda_and_group_size_through() -> None:
         ("bots", {"name": "best"}, "selector.name must be one of"),
         ("mopps", {"rho": 0.2}, "selector.rho: mopps is BOTS with rho = 0"),
         ("implicit_only", {"lam": 0.5}, "implicit_only is BOTS with lam = rho = 1"),
+        ("bots_calibrated", {"rho_schedule": "halving"},
+         "bots_calibrated is BOTS with rho_schedule=calibrated"),
         ("offline_band", {"hi": 0.1}, "selector.hi"),
         ("easy2hard", {"reference": "medium"}, "selector.reference must be one of weak, strong"),
     ],

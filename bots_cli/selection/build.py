@@ -46,7 +46,7 @@ def _bots(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
     kwargs["prior"] = _prior(cfg, tuple(kwargs["prior"]), n, weak, strong)
     implicit = _implicit(cfg, n, weak, strong, columns, kwargs["prior"], kwargs["gamma"])
     sel = BotsSelector(n, weak=weak, strong=strong, seed=seed, implicit=implicit, **kwargs)
-    sel.name = str(cfg["name"])  # mopps / implicit_only are BOTS under another name
+    sel.name = str(cfg["name"])  # mopps, implicit_only, bots_calibrated: BOTS under another name
     return sel
 
 
@@ -117,6 +117,14 @@ def _implicit_only(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed:
     return _bots(cfg, n, weak, strong, seed, columns)
 
 
+def _bots_calibrated(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
+                     columns: Any = None) -> Selector:
+    if _keys(cfg, "rho_schedule")[0] != "calibrated":
+        raise InvalidValue(f"rho_schedule: bots_calibrated is BOTS with rho_schedule=calibrated, "
+                           f"got {cfg['rho_schedule']}; use selector=bots for another schedule")
+    return _bots(cfg, n, weak, strong, seed, columns)
+
+
 def _reference(cfg: Mapping[str, Any], weak: Any, strong: Any) -> Any:
     which = check_choice("reference", _keys(cfg, "reference")[0], ("weak", "strong"))
     rates = weak if which == "weak" else strong
@@ -178,6 +186,7 @@ def _adarft(cfg: Mapping[str, Any], n: int, weak: Any, strong: Any, seed: int,
 
 BUILDERS: dict[str, Callable[..., Selector]] = {
     "bots": _bots,
+    "bots_calibrated": _bots_calibrated,
     "mopps": _mopps,
     "implicit_only": _implicit_only,
     "uniform": _uniform,
