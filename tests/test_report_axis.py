@@ -151,12 +151,22 @@ def test_report_md_marks_noise_and_ranks_against_the_best() -> None:
     assert rows["bots"][ttb] == "0.33±0.00" and rows["bots"][vs] == "*"
     # TTB 2/3, 1, 1: sample sd (ddof=1, as the noise test) 0.19, not the population's 0.16.
     assert rows["dynamic"][ttb] == "≈0.89±0.19" and rows["dynamic"][vs] == "worse"
-    assert rows["uniform*"][ttb] == "1.00±0.00" and rows["uniform*"][vs] == ""
+    assert rows["uniform*"][ttb] == "1.00±0.00" and rows["uniform*"][vs] == "worse"
     assert "≈: within noise" in text and "vs best: each group against the one of lowest" in text
     assert "no spread" not in text
     assert "TTB on the steps axis: training steps; budget: 30 steps" in text
     assert summary["groups"]["dynamic"]["ttb_100"]["within_noise"] is True
     assert summary["groups"]["bots"]["ttb_100"]["within_noise"] is False
+
+
+def test_a_group_slower_than_the_baseline_is_not_the_best() -> None:
+    """The baseline competes in `vs best`: with uniform ahead, the only other group is not '*'."""
+    runs = [r for seed in range(3) for r in (
+        _run("uniform", seed, UNIFORM),
+        _run("bots", seed, [0.1, 0.2, 0.3, 0.35 + 0.01 * seed]))]  # never reaches 0.4
+    for x in ("steps", "rollouts"):
+        groups = compare(group_runs(runs), "uniform", x)["groups"]
+        assert groups["uniform"]["vs_best"] == "*" and groups["bots"]["vs_best"] == "worse"
 
 
 def test_one_seed_cells_are_single_draws() -> None:

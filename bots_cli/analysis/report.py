@@ -217,7 +217,8 @@ def _budget(groups: dict[str, list[Run]], baseline: str | None, x: str) -> float
 def compare(groups: dict[str, list[Run]], baseline: str | None,
             x: str = "steps") -> dict[str, Any]:
     """Per group: each metric's mean and spread over seeds (`aggregate`), on axis `x`; TTB and
-    BSF marked within noise or not; `vs_best` against the group of lowest mean TTB100. Groups
+    BSF marked within noise or not; `vs_best` against the group of lowest mean TTB100, the
+    baseline included. Groups
     come baseline first, then by mean TTB100 (a "never" as 2; undefined last)."""
     base_runs = groups[baseline] if baseline else []
     base_by_seed = {r.seed: r.axis_curve(x) for r in base_runs}
@@ -234,12 +235,14 @@ def compare(groups: dict[str, list[Run]], baseline: str | None,
         for key in _RATIOS:  # recorded in summary.json too; the baseline is the reference
             agg = out[label][key]
             agg["within_noise"] = None if label == baseline else within_noise(agg["values"], 1.0)
-        if label != baseline:
-            ttb_by_seed[label] = {r.seed: p["ttb_100"] for r, p in zip(runs, per, strict=True)}
+        # The baseline competes for best too (its TTB is 1 on every seed): a group slower than
+        # the baseline is never marked the best.
+        ttb_by_seed[label] = {r.seed: p["ttb_100"] for r, p in zip(runs, per, strict=True)}
     for label, mark in versus_best(ttb_by_seed).items():
         out[label]["vs_best"] = mark
     order = [baseline] if baseline else []
-    order += sorted(ttb_by_seed, key=lambda g: ranking_mean(list(ttb_by_seed[g].values())))
+    order += sorted((g for g in ttb_by_seed if g != baseline),
+                    key=lambda g: ranking_mean(list(ttb_by_seed[g].values())))
     return {"baseline": baseline, "x": x, "budget": int(budget) if budget.is_integer() else budget,
             "groups": {label: out[label] for label in order}}
 
