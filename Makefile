@@ -141,7 +141,7 @@ leaderboard: setup
 	$(BIN)/python benchmarks/leaderboard.py
 
 # The leaderboard's second stage: uniform and its best four on rollouts, real GRPO on the tiny
-# world, 3 seeds x 400 steps, compared on steps, rollouts and tokens (~25 min on 2 CPU cores).
+# world, 3 seeds x 400 steps, compared on steps, rollouts and tokens (~30 min on 2 CPU cores).
 leaderboard-tiny: setup
 	$(BIN)/python benchmarks/sample_efficiency.py --experiment leaderboard_tiny --axes steps rollouts tokens
 
