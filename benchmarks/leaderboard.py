@@ -33,9 +33,10 @@ Selectors (conf/selector/<name>.yaml at its defaults unless said):
                        learner trains on the step's batch (the first informative groups)
     mopps              BOTS with explicit evidence only (ρ = 0)
     bots               the paper's BOTS (λ = ρ = 0.1)
-    bots calibrated    BOTS' recommended variant: ρ0 = 1 with rho_schedule=calibrated, the
-                       setting docs/selectors.md recommends and BENCHMARKS.md's extensions study
-                       found within noise of the best fixed ρ in every world it measured
+    bots calibrated    selector=bots_calibrated: ρ0 = 1 with rho_schedule=calibrated, the
+                       setting BENCHMARKS.md's extensions study found within noise of the best
+                       fixed ρ in every world it measured (chosen as BOTS' variant before this
+                       leaderboard ran)
     dps, greso, speed, learnability, adarft   the published rivals (docs/rivals.md); SPEED's
                        screening rollouts count in train/rollouts
 
