@@ -32,7 +32,8 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
     bots = site / "bin" / "bots"
     help_out = subprocess.run([sys.executable, str(bots), "--help"], cwd=work, env=env,
                               capture_output=True, text=True)
-    assert help_out.returncode == 0 and "selector: adarft, bots, bots_calibrated," in help_out.stdout
+    assert help_out.returncode == 0
+    assert "selector: adarft, bots, bots_calibrated," in help_out.stdout
     run = subprocess.run([sys.executable, str(bots), "simulate", *SMALL], cwd=work, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
