@@ -152,7 +152,8 @@ def test_report_md_marks_noise_and_ranks_against_the_best() -> None:
     # TTB 2/3, 1, 1: sample sd (ddof=1, as the noise test) 0.19, not the population's 0.16.
     assert rows["dynamic"][ttb] == "≈0.89±0.19" and rows["dynamic"][vs] == "worse"
     assert rows["uniform*"][ttb] == "1.00±0.00" and rows["uniform*"][vs] == "worse"
-    assert "≈: within noise" in text and "vs best: each group against the one of lowest" in text
+    assert "≈: within noise" in text
+    assert "vs best: each group, uniform included, against the one of lowest" in text
     assert "no spread" not in text
     assert "TTB on the steps axis: training steps; budget: 30 steps" in text
     assert summary["groups"]["dynamic"]["ttb_100"]["within_noise"] is True

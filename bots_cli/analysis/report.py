@@ -218,8 +218,8 @@ def compare(groups: dict[str, list[Run]], baseline: str | None,
             x: str = "steps") -> dict[str, Any]:
     """Per group: each metric's mean and spread over seeds (`aggregate`), on axis `x`; TTB and
     BSF marked within noise or not; `vs_best` against the group of lowest mean TTB100, the
-    baseline included. Groups
-    come baseline first, then by mean TTB100 (a "never" as 2; undefined last)."""
+    baseline included. Groups come baseline first, then by mean TTB100 (a "never" as 2;
+    undefined last)."""
     base_runs = groups[baseline] if baseline else []
     base_by_seed = {r.seed: r.axis_curve(x) for r in base_runs}
     base_mean = mean_curve(list(base_by_seed.values())) if base_runs else None
@@ -302,9 +302,10 @@ def _caption(summary: dict[str, Any]) -> str:
     return (f"* baseline. {spread} {noise_caption(base)} TTBx: {AXES[x]} to reach {base}'s best "
             f"score of the first x% of the {amount(summary['budget'], x, adjective=True)} "
             f"budget, relative to {base} (lower is better; 'never (k/n)': k of n seeds never "
-            "reached it). vs best: each group against the one of lowest mean TTB100 (rows "
-            f"sorted by it, {base} first) by the same test on their paired per-seed TTB100s: * "
-            "the best, ≈ within noise, worse beyond it, n/a fewer than 2 paired seeds. BSFx: "
+            f"reached it). vs best: each group, {base} included, against the one of lowest mean "
+            f"TTB100 (rows sorted by it, {base} first) by the same test on their paired "
+            "per-seed TTB100s: * the best, ≈ within noise, worse beyond it, n/a fewer than 2 "
+            "paired seeds. BSFx: "
             f"best score in the first x% relative to {base}. n/a: undefined ({base} did not "
             "improve on its step-0 score within x%, or has no eval there; selector time: the "
             "runs do not record step times). ETR: share of selected tasks with 0 < successes < "
