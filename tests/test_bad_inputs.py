@@ -384,6 +384,19 @@ def test_list_settings_of_every_command_take_a_bare_value() -> None:
     ("train", "model.dtype=int8", "model.dtype=int8: bots train sets the policy's dtype from "
                                   "train.precision"),
     ("train", "model.dtype=float16", "model.dtype=float16: bots train sets the policy's dtype"),
+    # SPEED's screening runs in the native loop only, within the group, and not on top of
+    # dynamic sampling
+    ("train", "trainer=trl selector=speed", "selector.name=speed: this selector screens "
+                                            "candidates with 4 extra rollouts each before every "
+                                            "batch, a protocol only bots simulate and the native "
+                                            "bots train run; trainer=trl and the verl adapter "
+                                            "cannot"),
+    ("train", "selector=speed train.group_size=4", "selector.screen_rollouts (4) must be < "
+                                                   "train.group_size (4): a kept task's "
+                                                   "screening rollouts are the first of its "
+                                                   "group"),
+    ("train", "selector=speed train.dynamic_sampling.enabled=true",
+     "selector=speed and train.dynamic_sampling both buy a batch of informative groups"),
 ])
 def test_settings_that_would_be_wrong_or_ignored_are_refused(scratch: Path, command: str,
                                                              override: str,

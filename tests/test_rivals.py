@@ -26,11 +26,13 @@ from bots_cli.selection import (
     LearnabilitySelector,
     SpeedSelector,
     build_selector,
+    check_screening,
     needs_references,
     refuse_screening,
     screen_rounds,
 )
 from bots_cli.selection.base import Selector
+from bots_cli.selection.record import SelectionRecord
 from bots_cli.selection.rivals import EpochWalk
 
 RIVALS = ("dps", "greso", "speed", "learnability", "adarft")
@@ -285,15 +287,57 @@ def test_speed_fills_the_batch_when_the_rounds_run_out() -> None:
 
 def test_speed_is_refused_where_no_screening_runs() -> None:
     with pytest.raises(InvalidValue, match=r"^selector\.name=speed: this selector screens "
-                       r"candidates with 4 extra rollouts each .* only bots simulate runs"):
+                       r"candidates with 4 extra rollouts each .* only bots simulate and the "
+                       r"native bots train run; trainer=trl and the verl adapter cannot"):
         build_selector(compose_selector("speed"), n_tasks=N)
     from bots_cli.selection.build import check_selector_config
 
-    with pytest.raises(InvalidValue, match="name=speed"):  # bots train's config check
+    with pytest.raises(InvalidValue, match="name=speed"):  # bots train's config check (trl)
         check_selector_config(compose_selector("speed"), group_size=8)
+    sel = check_selector_config(compose_selector("speed"), group_size=8, screening=True)
+    check_screening(sel, 8, "train.group_size")  # the native loop: n0 = 4 < G = 8
+    with pytest.raises(InvalidValue, match=r"^selector\.screen_rollouts \(4\) must be < "
+                       r"train\.group_size \(4\)"):
+        check_screening(sel, 4, "train.group_size")
     with pytest.raises(InvalidValue, match=r"^data\.sampler\.selector\.name=speed: "):
         refuse_screening(build("speed"), "data.sampler.selector")  # a ready selector
     refuse_screening(build("dps"))  # any other: nothing to refuse
+    with pytest.raises(InvalidValue, match="name=speed"):  # a trainer's selection record
+        SelectionRecord(build("speed"))
+    SelectionRecord(build("speed"), screening=True)  # the native loop's
+
+
+def test_screening_leaves_unscorable_completions_out_and_uses_the_callers_select() -> None:
+    """NaN (an unscorable completion) is out of a candidate's trials; a candidate with none
+    scored is not kept. The trainer's own `select` (its selection record's) picks."""
+    sel = SpeedSelector(100, **hparams("speed", screen_ratio=1.0, screen_rollouts=3,
+                                       max_rounds=1))
+    picked: list[int] = []
+
+    def select(n: int) -> np.ndarray:
+        ids = sel.select(n)
+        picked.extend(ids.tolist())
+        return ids
+
+    def rollout(ids: np.ndarray, n: int) -> np.ndarray:
+        out = np.zeros((len(ids), n))
+        out[0] = [1.0, np.nan, 0.0]  # 1 of 2 scored: intermediate, kept
+        out[1] = [1.0, np.nan, np.nan]  # 1 of 1 scored: all right, not kept
+        out[2] = np.nan  # nothing scored: not kept (and no evidence)
+        return out
+
+    out = screen_rounds(sel, 4, rollout, select=select)
+    assert out.ids.tolist() == picked  # one round: its kept one, then the others as filler
+    assert sel.screened == 3 and sel.kept == 1  # the unscored candidate was not screened
+    assert out.rollouts == 4 * 3
+
+
+def test_the_selection_record_counts_what_no_update_reports() -> None:
+    record = SelectionRecord(build("uniform"))
+    record.feed(np.repeat(record.select(2), 4), np.ones(8), tokens=80)
+    record.spend(12, 30)  # e.g. screened-out candidates
+    assert (record.rollouts, record.tokens) == (20, 110)
+    assert record.metrics([])["train/rollouts"] == 20
 
 
 def test_simulate_counts_speeds_screening_rollouts() -> None:

@@ -24,6 +24,7 @@ from bots_cli.selection.speed import (
     Screened,
     ScreeningSelector,
     SpeedSelector,
+    check_screening,
     refuse_screening,
     screen_rounds,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "UniformSelector",
     "batch_capability",
     "build_selector",
+    "check_screening",
     "interpolate_pass_rates",
     "needs_references",
     "posterior_mean",

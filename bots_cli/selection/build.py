@@ -256,12 +256,13 @@ def build_selector(
     return sel
 
 
-def check_selector_config(cfg: Mapping[str, Any], *, group_size: int,
-                          key: str = "selector") -> None:
+def check_selector_config(cfg: Mapping[str, Any], *, group_size: int, key: str = "selector",
+                          screening: bool = False) -> Selector:
     """A selector config's hyperparameters checked without a task pool (before a sweep's first
     job, or before a run loads anything): it is built on a stand-in pool of a few tasks with
-    pass rates of 0.5, the groups and knn plug-ins on a stand-in column. What depends on the
-    pool itself (its size, its columns, its reference profiles) is checked when it is loaded."""
+    pass rates of 0.5, the groups and knn plug-ins on a stand-in column, and returned (for the
+    caller's own checks). What depends on the pool itself (its size, its columns, its reference
+    profiles) is checked when it is loaded. `screening` as in `build_selector`."""
     from bots_cli.checks import check_int
 
     spec = dict(cfg)
@@ -278,5 +279,5 @@ def check_selector_config(cfg: Mapping[str, Any], *, group_size: int,
             columns["group"] = np.zeros(n, dtype=np.int64)
         spec["implicit"] = implicit
     rates = np.full(n, 0.5)
-    build_selector(spec, n_tasks=n, weak=rates, strong=rates, seed=0, group_size=group_size,
-                   key=key, columns=columns)
+    return build_selector(spec, n_tasks=n, weak=rates, strong=rates, seed=0,
+                          group_size=group_size, key=key, columns=columns, screening=screening)

@@ -11,7 +11,8 @@ needs (generating, gathering, batching). For every sampling round the record goe
                 *informative* when its scored rewards are not all equal (a GRPO signal)
     update      the evidence goes to the selector
     counters    `ever_selected` (tasks the selector has been told about), `rollouts` and `tokens`
-                (every completion generated and its tokens, trained on or not)
+                (every completion generated and its tokens, trained on or not; `spend` adds
+                those no update reports, e.g. SPEED's screened-out candidates)
 
 and then gives a step's selection metrics, under the names every trainer logs:
 
@@ -86,12 +87,15 @@ class SelectionRecord:
 
     `rule` turns rewards into successes (DESIGN.md §1.6; the default takes rewards in [0, 1]).
     `recorded_costs()` gives (rollouts, tokens) generated so far from the run's records; it is
-    called only to load a state written before the counters were saved in it.
+    called only to load a state written before the counters were saved in it. `screening` says
+    that the trainer runs a screening selector's rounds (speed.py); without it one is refused.
     """
 
     def __init__(self, selector: Any, rule: SuccessRule | None = None,
-                 recorded_costs: Callable[[], tuple[int, int]] | None = None) -> None:
-        refuse_screening(selector)  # its extra rollouts are a protocol no trainer runs yet
+                 recorded_costs: Callable[[], tuple[int, int]] | None = None,
+                 screening: bool = False) -> None:
+        if not screening:  # the trainer does not run SPEED's screening rounds (speed.py)
+            refuse_screening(selector)
         self.selector = selector
         self.rule = rule or SuccessRule()
         self.recorded_costs = recorded_costs
@@ -134,6 +138,12 @@ class SelectionRecord:
         self.tokens += int(tokens)
         return Evidence(round=round, ids=ids, successes=successes, trials=trials,
                         predicted=self.predicted(ids), informative=informative(groups))
+
+    def spend(self, rollouts: int, tokens: int) -> None:
+        """Completions generated that reach the selector through no `feed` (a screening
+        selector's candidates that were screened and not trained on): counted all the same."""
+        self.rollouts += int(rollouts)
+        self.tokens += int(tokens)
 
     # -- one step ------------------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ The protocol (`ScreeningSelector`): `screen_rollouts` (n0), `max_rounds`, `scree
 candidates stay pending), and the base's `release(ids)` (candidates that will not be trained
 on are free again, with no evidence). A runner that does not follow it must not build the
 selector: `build_selector(..., screening=False)`, every trainer's way, refuses it in one line
-(`refuse_screening`, which an adapter handed a ready selector calls too); `bots simulate` runs
-it.
+(`refuse_screening`, which an adapter handed a ready selector calls too); `bots simulate` and
+the native `bots train` run it (`check_screening` checks that n0 leaves room in the group).
 
 Departures from the official code (docs/rivals.md): surplus kept candidates of a round are
 released rather than buffered for the next step; when the rounds run out the batch is filled
@@ -124,8 +124,19 @@ def refuse_screening(selector: Selector, key: str = "selector") -> None:
     if isinstance(selector, ScreeningSelector):
         raise InvalidValue(f"{key}.name={selector.name}: this selector screens candidates with "
                            f"{selector.screen_rollouts} extra rollouts each before every batch, "
-                           "a protocol only bots simulate runs so far; bots train (native, trl) "
-                           "and the verl adapter cannot, so choose another selector")
+                           "a protocol only bots simulate and the native bots train run; "
+                           "trainer=trl and the verl adapter cannot, so choose another selector "
+                           "(or trainer=native)")
+
+
+def check_screening(selector: Selector, group_size: int, group_key: str,
+                    key: str = "selector") -> None:
+    """A screening selector's n0 must leave room in the group: a kept task's screening rollouts
+    are the first n0 of its `group_size` (named `group_key` in the message). Others pass."""
+    if isinstance(selector, ScreeningSelector) and selector.screen_rollouts >= group_size:
+        raise InvalidValue(f"{key}.screen_rollouts ({selector.screen_rollouts}) must be < "
+                           f"{group_key} ({group_size}): a kept task's screening rollouts are "
+                           "the first of its group")
 
 
 @dataclass(frozen=True)
@@ -139,21 +150,31 @@ class Screened:
 
 
 def screen_rounds(selector: ScreeningSelector, batch_size: int,
-                  rollout: Callable[[np.ndarray, int], np.ndarray]) -> Screened:
+                  rollout: Callable[[np.ndarray, int], np.ndarray],
+                  select: Callable[[int], np.ndarray] | None = None) -> Screened:
     """Run one step's screening rounds (module docstring); `rollout(ids, n)` returns (len(ids),
-    n) rewards in [0, 1]. The batch's tasks stay pending: the trainer samples their other
-    G − n0 rollouts and reports each whole group with `selector.update`."""
+    n) success shares in [0, 1] (NaN: an unscorable completion, left out of the candidate's
+    trials; a candidate with none scored is not kept). `select(C)` picks the candidates (default
+    `selector.select`; a trainer passes its selection record's). The batch's tasks stay pending:
+    the trainer samples their other G − n0 rollouts and reports each whole group with
+    `selector.update`."""
     n0 = selector.screen_rollouts
+    pick = selector.select if select is None else select
     ids: list[np.ndarray] = []
     rewards: list[np.ndarray] = []
     have = spent = rounds = 0
     while have < batch_size and rounds < selector.max_rounds:
         rounds += 1
         free = selector.n_tasks - int(selector.pending.sum())
-        cands = selector.select(min(selector.screen_size(batch_size), free))
+        cands = np.asarray(pick(min(selector.screen_size(batch_size), free)), dtype=np.int64)
         got = np.asarray(rollout(cands, n0), dtype=np.float64)  # (C, n0)
         spent += got.size
-        keep = selector.screen(cands, got.sum(axis=1), np.full(cands.shape[0], float(n0)))
+        trials = (~np.isnan(got)).sum(axis=1).astype(np.float64)
+        scored = trials > 0
+        keep = np.zeros(cands.shape[0], dtype=bool)
+        if scored.any():
+            keep[scored] = selector.screen(cands[scored], np.nansum(got[scored], axis=1),
+                                           trials[scored])
         take = np.flatnonzero(keep)[: batch_size - have]
         if rounds == selector.max_rounds and have + take.shape[0] < batch_size:
             filler = np.flatnonzero(~keep)[: batch_size - have - take.shape[0]]

@@ -18,7 +18,13 @@ from bots_cli.atomic import write_text
 from bots_cli.checks import check_int, check_range
 from bots_cli.errors import InvalidValue
 from bots_cli.metrics import effective_task_ratio, zero_variance_share
-from bots_cli.selection import ScreeningSelector, Selector, build_selector, screen_rounds
+from bots_cli.selection import (
+    ScreeningSelector,
+    Selector,
+    build_selector,
+    check_screening,
+    screen_rounds,
+)
 from bots_cli.simulate import report
 from bots_cli.simulate.world import Learner, World, WorldParams
 
@@ -88,10 +94,7 @@ def _build(sel_cfg: Any, world: World, seed: int, group_size: int, key: str) -> 
     sel = build_selector(sel_cfg, n_tasks=world.params.n_tasks, weak=world.weak,
                          strong=world.strong, seed=seed, group_size=group_size, key=key,
                          columns=world.columns, screening=True)
-    if isinstance(sel, ScreeningSelector) and sel.screen_rollouts >= group_size:
-        raise InvalidValue(f"{key}.screen_rollouts ({sel.screen_rollouts}) must be < "
-                           f"simulate.group_size ({group_size}): a kept task's screening "
-                           "rollouts are the first of its group")
+    check_screening(sel, group_size, "simulate.group_size", key)
     return sel
 
 

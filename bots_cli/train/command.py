@@ -55,6 +55,7 @@ def check_config(cfg: Any) -> None:
     from bots_cli.engines import SamplingParams
     from bots_cli.selection.build import check_selector_config
     from bots_cli.selection.feedback import SuccessRule
+    from bots_cli.selection.speed import ScreeningSelector, check_screening
     from bots_cli.train.settings import TrainSettings
 
     check_range("lambda (forgetting factor)", cfg["lambda"], 0.0, 1.0)
@@ -75,10 +76,17 @@ def check_config(cfg: Any) -> None:
     if dtype not in MODEL_DTYPES:
         raise UserError(f"model.dtype={dtype}: bots train sets the policy's dtype from "
                         "train.precision (auto | fp32 | bf16-mixed | bf16); drop model.dtype")
-    check_selector_config(cfg.selector, group_size=settings.group_size)
     trainer = str(OmegaConf.select(cfg, "trainer.name", default="native"))
     if trainer not in TRAINERS:
         raise UserError(f"trainer must be native or trl, got {trainer!r}")
+    # Only the native loop runs a screening selector's rounds (SPEED, selection/speed.py).
+    selector = check_selector_config(cfg.selector, group_size=settings.group_size,
+                                     screening=trainer == "native")
+    check_screening(selector, settings.group_size, "train.group_size")
+    if isinstance(selector, ScreeningSelector) and settings.dynamic_sampling.enabled:
+        raise UserError(f"selector={selector.name} and train.dynamic_sampling both buy a batch "
+                        "of informative groups with extra rollouts; set "
+                        "train.dynamic_sampling.enabled=false or choose another selector")
     if trainer == "trl":
         from bots_cli.train.trl.backend import check_trl_options
 

@@ -11,7 +11,9 @@ summary.json's `checkpoint_seconds`):
                      selection record that every trainer shares (selection/record.py: the
                      counters, `train/etr` and the other selection metrics)
                      (with `train.dynamic_sampling`, these four repeat in rounds until the batch
-                     holds `batch_size` informative groups: dynamic.py)
+                     holds `batch_size` informative groups: dynamic.py; a screening selector,
+                     `selector=speed`, first screens candidates with n0 completions each, then
+                     samples the other G − n0 of the tasks it keeps: selection/speed.py)
     update           group advantages, then the clipped policy-gradient update (update.py)
     eval             every `eval_every` steps: avg@k / pass@k on held-out tasks, fixed seeds
     checkpoint       every `checkpoint_every` steps and at the end: everything a resume needs
@@ -30,7 +32,8 @@ Where this departs from the paper's setup (verl with vLLM on 8 GPUs, Qwen2.5 mod
   loss is normalised over the tokens of the groups that remain (see update.py); their share is
   `train/zero_variance_share`. `train.loss_norm=batch` normalises over the whole batch instead,
   as verl's token mean does. `train.dynamic_sampling.enabled=true` refills the batch with
-  informative groups instead, at the cost of extra rollouts (counted in `train/rollouts`).
+  informative groups instead, at the cost of extra rollouts (counted in `train/rollouts`), as
+  `selector=speed` screens for them (its screening counted there too).
 - The learning rate is warmed up linearly, then constant: no decay, so `train.steps` can be raised
   on resume without changing the steps already taken.
 - The KL penalty (k3, to the initial policy) is in the loss and off by default; no entropy bonus.
@@ -54,6 +57,7 @@ from bots_cli.seeds import derive_seed
 from bots_cli.selection.dynamic import sample_rounds
 from bots_cli.selection.feedback import SuccessRule
 from bots_cli.selection.record import Evidence, SelectionRecord, mark_trained
+from bots_cli.selection.speed import ScreeningSelector, screen_rounds
 from bots_cli.train.settings import TrainSettings
 
 
@@ -96,6 +100,21 @@ class Round:
     evidence: Evidence
 
 
+@dataclasses.dataclass
+class Screening:
+    """A screening selector's step: the round trained on, and what screening spent besides."""
+
+    round: Round  # the batch: each group its n0 screening completions, then G − n0 more
+    discarded: list[Any]  # completions of the candidates screened out (not trained on)
+    discarded_rewards: np.ndarray  # (len(discarded),) their rewards
+    rollouts: int  # screening completions generated this step, kept or not
+    rounds: int  # screening rounds run this step
+
+    def metrics(self) -> dict[str, int]:
+        """`train/screening_rollouts` and `train/screening_rounds`, this step's."""
+        return {"train/screening_rollouts": self.rollouts, "train/screening_rounds": self.rounds}
+
+
 class Trainer:
     """Everything one run holds: pool, selection record, policy, engine, optimizer, records.
 
@@ -118,8 +137,9 @@ class Trainer:
         self.pool = training_pool(cfg, self.settings, self.domain)
         self.task_ids = [str(t) for t in self.pool["task_id"]]
         self.record = SelectionRecord(
-            pool_selector(cfg, self.settings, self.pool, self.domain),
-            SuccessRule.from_config(cfg.selector.success), recorded_costs=self._recorded_costs)
+            pool_selector(cfg, self.settings, self.pool, self.domain, screening=True),
+            SuccessRule.from_config(cfg.selector.success), recorded_costs=self._recorded_costs,
+            screening=True)
         torch.manual_seed(int(cfg.seed))
         self.device_type, self.autocast = self._precision()
         # The initial policy is loaded when training starts, or as the KL reference on resume.
@@ -257,7 +277,8 @@ class Trainer:
 
     def step(self, step: int) -> tuple[dict[str, Any], list[Round]]:
         """One training step: its metrics, and every sampling round's tasks and evidence (one
-        round unless `train.dynamic_sampling` is on, see dynamic.py)."""
+        round unless `train.dynamic_sampling` is on, see dynamic.py; a screening selector's
+        step is one round after its screening, see `_screened_round`)."""
         phases = Phases()
         timeouts = self.domain.reward_timeouts
         rounds: list[Round] = []
@@ -269,9 +290,14 @@ class Trainer:
             ev = rounds[-1].evidence
             return np.isin(rounds[-1].ids, ev.ids[ev.informative])  # (n,) by group
 
-        # The batch the update trains on: B groups, informative ones first (dynamic.py).
-        batch = sample_rounds(sample, self.settings.batch_size, len(self.pool),
-                              self.settings.dynamic_sampling.rounds)
+        screening: Screening | None = None
+        if isinstance(self.selector, ScreeningSelector):
+            screening = self._screened_round(step, phases)
+            rounds.append(screening.round)
+            batch = [(0, j) for j in range(len(screening.round.ids))]
+        else:  # the batch the update trains on: B groups, informative ones first (dynamic.py)
+            batch = sample_rounds(sample, self.settings.batch_size, len(self.pool),
+                                  self.settings.dynamic_sampling.rounds)
         mark_trained([r.evidence for r in rounds], [r.ids for r in rounds], batch)
         prompts = [rounds[r].prompts[j] for r, j in batch]
         groups = [rounds[r].groups[j] for r, j in batch]
@@ -282,10 +308,14 @@ class Trainer:
             stats = self._update(prompts, groups, rewards)
             self.engine.load_weights(self.model)
 
+        # every completion generated this step, trained on or not (screened-out ones too)
         every = [c for r in rounds for g in r.groups for c in g]
+        generated = [r.rewards.ravel() for r in rounds]
+        if screening is not None:
+            every += screening.discarded
+            generated.append(screening.discarded_rewards)
         metrics: dict[str, Any] = {
-            "train/reward_mean": float(np.mean(np.concatenate([r.rewards.ravel()
-                                                               for r in rounds]))),
+            "train/reward_mean": float(np.mean(np.concatenate(generated))),
             **{f"train/{k}": v for k, v in stats.items()},
             "train/lr": lr,
             "train/response_len": float(np.mean([len(c.token_ids) for c in every])),
@@ -294,6 +324,8 @@ class Trainer:
             "train/reward_timeouts": self.domain.reward_timeouts - timeouts,
             **self.record.metrics([r.evidence for r in rounds]),
         }
+        if screening is not None:
+            metrics.update(screening.metrics())
         metrics.update(phases.metrics())
         metrics["time/step"] = sum(phases.seconds.values())
         metrics.update(gpu_memory())
@@ -305,22 +337,71 @@ class Trainer:
         G = self.settings.group_size
         with phases("select"):
             ids = self.record.select(n)
-        rows = [self.pool.iloc[int(i)] for i in ids]
-        prompts = [self.prompt(int(i)) for i in ids]
         seed = (derive_seed(self.sampling.seed, step) if number == 1 else
                 derive_seed(self.sampling.seed, step, number))
-        with phases("rollout"):
-            groups = self.engine.generate([p for p, _ in prompts], G,
-                                          dataclasses.replace(self.sampling, seed=seed))
-        with phases("reward"):
-            flat = self.domain.rewards([c.text for g in groups for c in g],
-                                       [r for r in rows for _ in range(G)])
-            rewards = np.asarray(flat, dtype=np.float64).reshape(n, G)
+        groups, rewards = self._generate(ids, G, seed, phases)
+        prompts = [self.prompt(int(i)) for i in ids]
         with phases("selector_update"):  # each task's evidence (DESIGN.md §1.6), as everywhere
             evidence = self.record.feed(np.repeat(ids, G), rewards.ravel(),
                                         sum(len(c.token_ids) for g in groups for c in g),
                                         round=number)
         return Round(ids, prompts, groups, rewards, evidence)
+
+    def _screened_round(self, step: int, phases: Phases) -> Screening:
+        """A screening selector's step (SPEED, selection/speed.py): screening rounds of n0
+        completions per candidate (round r samples with the seed of (seed, step, 0, r)), then the
+        other G − n0 completions of each task of the batch (with the step's seed). A task's group
+        is its screening completions followed by those and goes to the selector as one update;
+        the screened-out candidates' completions are counted too (`record.spend`)."""
+        G, n0 = self.settings.group_size, self.selector.screen_rollouts
+        spent: list[tuple[list[Any], np.ndarray]] = []  # every candidate's screening, in order
+        latest: dict[int, int] = {}  # task: its latest screening in `spent`
+        calls = 0
+
+        def select(n: int) -> np.ndarray:
+            with phases("select"):
+                return self.record.select(n)
+
+        def rollout(ids: np.ndarray, n: int) -> np.ndarray:
+            nonlocal calls
+            calls += 1
+            seed = derive_seed(self.sampling.seed, step, 0, calls)
+            groups, rewards = self._generate(ids, n, seed, phases)
+            for i, g, r in zip(ids, groups, rewards, strict=True):
+                latest[int(i)] = len(spent)
+                spent.append((g, r))
+            return self.record.rule.successes(rewards)
+
+        out = screen_rounds(self.selector, self.settings.batch_size, rollout, select=select)
+        ids, first = out.ids, [latest[int(i)] for i in out.ids]
+        rest, rest_rewards = self._generate(ids, G - n0, derive_seed(self.sampling.seed, step),
+                                            phases)
+        groups = [spent[k][0] + g for k, g in zip(first, rest, strict=True)]
+        rewards = np.concatenate([np.stack([spent[k][1] for k in first]), rest_rewards], axis=1)
+        dropped = [spent[k] for k in range(len(spent)) if k not in set(first)]
+        discarded = [c for g, _ in dropped for c in g]
+        with phases("selector_update"):
+            self.record.spend(len(discarded), sum(len(c.token_ids) for c in discarded))
+            evidence = self.record.feed(np.repeat(ids, G), rewards.ravel(),
+                                        sum(len(c.token_ids) for g in groups for c in g))
+        prompts = [self.prompt(int(i)) for i in ids]
+        return Screening(Round(ids, prompts, groups, rewards, evidence), discarded,
+                         np.concatenate([r for _, r in dropped] or [np.zeros(0)]),
+                         out.rollouts, out.rounds)
+
+    def _generate(self, ids: np.ndarray, n: int, seed: int,
+                  phases: Phases) -> tuple[list[list[Any]], np.ndarray]:
+        """n completions of each task's prompt sampled with `seed`, and their (len(ids), n)
+        rewards."""
+        rows = [self.pool.iloc[int(i)] for i in ids]
+        prompts = [self.prompt(int(i)) for i in ids]
+        with phases("rollout"):
+            groups = self.engine.generate([p for p, _ in prompts], n,
+                                          dataclasses.replace(self.sampling, seed=seed))
+        with phases("reward"):
+            flat = self.domain.rewards([c.text for g in groups for c in g],
+                                       [r for r in rows for _ in range(n)])
+        return groups, np.asarray(flat, dtype=np.float64).reshape(len(ids), n)
 
     def _update(self, prompts: list[tuple[str, list[int]]], groups: list[list[Any]],
                 rewards: np.ndarray) -> dict[str, float]:

@@ -42,10 +42,13 @@ def reference_rates(cfg: Any, pool: Any, domain: Any) -> tuple[Any, Any]:
                                 profiles_dir(cfg.train.get("profiles_dir")), cfg.domain)
 
 
-def pool_selector(cfg: Any, settings: TrainSettings, pool: Any, domain: Any) -> Any:
-    """The configured selector over the pool (index i = row i), seeded with `seed`."""
+def pool_selector(cfg: Any, settings: TrainSettings, pool: Any, domain: Any,
+                  screening: bool = False) -> Any:
+    """The configured selector over the pool (index i = row i), seeded with `seed`;
+    `screening`: the trainer runs a screening selector's rounds (SPEED; the native loop does)."""
     from bots_cli.selection.build import build_selector
 
     weak, strong = reference_rates(cfg, pool, domain)
     return build_selector(cfg.selector, n_tasks=len(pool), weak=weak, strong=strong,
-                          seed=int(cfg.seed), group_size=settings.group_size, columns=pool)
+                          seed=int(cfg.seed), group_size=settings.group_size, columns=pool,
+                          screening=screening)
