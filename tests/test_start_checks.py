@@ -33,8 +33,9 @@ TASKS = [{"task_id": f"t{i}", "prompt": "1+1=", "answer": "2", "level": 1 + i % 
          for i in range(12)]
 
 
-def settings(levels=None, batch_size=2):
-    return SimpleNamespace(levels=levels, max_tasks=None, batch_size=batch_size)
+def settings(levels=None, batch_size=2, feedback_delay=0):
+    return SimpleNamespace(levels=levels, max_tasks=None, batch_size=batch_size,
+                           feedback_delay=feedback_delay)
 
 
 def test_a_level_no_task_has_is_named_with_the_levels_there(tmp_path: Path) -> None:
@@ -49,6 +50,12 @@ def test_a_level_no_task_has_is_named_with_the_levels_there(tmp_path: Path) -> N
     assert sorted(set(pool["level"])) == [2, 3] and len(pool) == 8
     with pytest.raises(UserError, match=r"batch_size \(9\) exceeds the training pool \(4 tasks"):
         training_pool(cfg, settings(levels=(1,), batch_size=9), dom)
+    # with k batches in flight, (k + 1) batches of tasks must be free
+    assert len(training_pool(cfg, settings(levels=(2, 3), batch_size=4, feedback_delay=1),
+                             dom)) == 8
+    with pytest.raises(UserError, match=r"^train\.batch_size \(4\) × \(train\.feedback_delay "
+                       r"\(2\) \+ 1\) exceeds the training pool \(8 tasks\)"):
+        training_pool(cfg, settings(levels=(2, 3), batch_size=4, feedback_delay=2), dom)
 
 
 def test_a_prompt_longer_than_the_context_is_refused_before_training() -> None:

@@ -9,7 +9,8 @@ needs (generating, gathering, batching). For every sampling round the record goe
     evidence    the round's rewards, one per completion with its task index, become each task's
                 (successes, trials) by the success rule (DESIGN.md §1.6, feedback.py); a group is
                 *informative* when its scored rewards are not all equal (a GRPO signal)
-    update      the evidence goes to the selector
+    update      the evidence goes to the selector (with `delay` k > 0, after k more steps'
+                batches were selected: `end_step`, below)
     counters    `ever_selected` (tasks the selector has been told about), `rollouts` and `tokens`
                 (every completion generated and its tokens, trained on or not; `spend` adds
                 those no update reports, e.g. SPEED's screened-out candidates)
@@ -24,6 +25,12 @@ and then gives a step's selection metrics, under the names every trainer logs:
     selector/explored_share   share of the pool the selector has been told about
     selector/posterior_mean_of_selected   mean prediction at selection (selectors with one)
     selector/*                the selector's own `metrics()`
+
+With `delay` k > 0 (asynchronous RL's staleness on the selection side, DESIGN.md §1.8), every
+round's evidence of step t is held back and goes to the selector, in the order it came, at
+`end_step(t + k)`: after step t + k's batch was selected. Meanwhile the selector keeps step t's
+tasks pending, so it never selects them again before their feedback arrives. What is held back
+is part of the state (`in_flight`); the last steps' evidence is still held when a run ends.
 
 Its state (`state_dict`) is the selector's full state with the counters; a state written before
 the counters existed (an older checkpoint) continues them from the run's records where the
@@ -50,6 +57,33 @@ from bots_cli.selection.speed import refuse_screening
 METRICS = ("train/etr", "train/zero_variance_share", "train/sampling_rounds", "train/rollouts",
            "train/tokens", "selector/explored_share", "selector/posterior_mean_of_selected")
 COUNTS = ("train/sampling_rounds", "train/rollouts", "train/tokens")  # whole numbers
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One round's evidence as the selector receives it: `update(ids, successes, trials)`, or,
+    when not one completion was scored, `release(tasks)`."""
+
+    tasks: np.ndarray  # (m,) the round's tasks, scored or not
+    ids: np.ndarray  # (k,) the tasks with a scored completion
+    successes: np.ndarray  # (k,)
+    trials: np.ndarray  # (k,)
+
+    def deliver(self, selector: Any) -> None:
+        if self.ids.size:
+            selector.update(self.ids, self.successes, self.trials)
+        elif self.tasks.size:  # not one scored completion: the round's tasks are free again
+            selector.release(self.tasks)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k).copy() for k in ("tasks", "ids", "successes", "trials")}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Feedback:
+        return cls(np.asarray(state["tasks"], dtype=np.int64),
+                   np.asarray(state["ids"], dtype=np.int64),
+                   np.asarray(state["successes"], dtype=np.float64),
+                   np.asarray(state["trials"], dtype=np.float64))
 
 
 @dataclass
@@ -89,13 +123,18 @@ class SelectionRecord:
     `recorded_costs()` gives (rollouts, tokens) generated so far from the run's records; it is
     called only to load a state written before the counters were saved in it. `screening` says
     that the trainer runs a screening selector's rounds (speed.py); without it one is refused.
+    `delay` k: each step's evidence reaches the selector k steps later (module docstring); a
+    trainer with a delay calls `end_step` once per step.
     """
 
     def __init__(self, selector: Any, rule: SuccessRule | None = None,
                  recorded_costs: Callable[[], tuple[int, int]] | None = None,
-                 screening: bool = False) -> None:
+                 screening: bool = False, delay: int = 0) -> None:
         if not screening:  # the trainer does not run SPEED's screening rounds (speed.py)
             refuse_screening(selector)
+        self.delay = delay
+        self.in_flight: list[tuple[int, list[Feedback]]] = []  # (step, its rounds), oldest first
+        self._this_step: list[Feedback] = []  # held back until `end_step`
         self.selector = selector
         self.rule = rule or SuccessRule()
         self.recorded_costs = recorded_costs
@@ -129,15 +168,31 @@ class SelectionRecord:
         scores = np.asarray(rewards, dtype=np.float64)
         ids, successes, trials = task_evidence(order, scores, self.rule)
         groups = [scores[(order == i) & ~np.isnan(scores)] for i in ids]
-        if ids.size:
-            self.selector.update(ids, successes, trials)
-        elif order.size:  # not one scored completion: the round's tasks are free again
-            self.selector.release(np.unique(order))
+        feedback = Feedback(np.unique(order), ids, successes, trials)
+        if self.delay:
+            self._this_step.append(feedback)
+        else:
+            feedback.deliver(self.selector)
         self.ever_selected[ids] = True
         self.rollouts += int(order.size)
         self.tokens += int(tokens)
         return Evidence(round=round, ids=ids, successes=successes, trials=trials,
                         predicted=self.predicted(ids), informative=informative(groups))
+
+    def end_step(self, step: int) -> int | None:
+        """With a delay k: step `step`'s evidence goes in flight, and step `step` − k's reaches
+        the selector (every round, in order). Returns the step whose evidence arrived (None:
+        none yet, or no delay)."""
+        if not self.delay:
+            return None
+        self.in_flight.append((step, self._this_step))
+        self._this_step = []
+        if len(self.in_flight) <= self.delay:
+            return None
+        arrived, rounds = self.in_flight.pop(0)
+        for feedback in rounds:
+            feedback.deliver(self.selector)
+        return arrived
 
     def spend(self, rollouts: int, tokens: int) -> None:
         """Completions generated that reach the selector through no `feed` (a screening
@@ -171,11 +226,14 @@ class SelectionRecord:
     # -- state ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The selector's full state, the counters and the pending predictions."""
+        """The selector's full state, the counters, the pending predictions and (with a delay)
+        the evidence in flight."""
         return {"selector": self.selector.state_dict(),
                 "ever_selected": self.ever_selected.copy(),
                 "rollouts": self.rollouts, "tokens": self.tokens,
-                "at_selection": self._at_selection.copy()}
+                "at_selection": self._at_selection.copy(),
+                "feedback_in_flight": [(step, [f.state_dict() for f in rounds])
+                                       for step, rounds in self.in_flight]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selector.load_state_dict(copy.deepcopy(state["selector"]))
@@ -193,3 +251,6 @@ class SelectionRecord:
         at = state.get("at_selection")
         self._at_selection = (np.full(self.n_tasks, np.nan) if at is None
                               else np.asarray(at, dtype=np.float64).copy())
+        self.in_flight = [(int(step), [Feedback.from_state(f) for f in rounds])
+                          for step, rounds in state.get("feedback_in_flight", [])]
+        self._this_step = []

@@ -9,7 +9,9 @@ summary.json's `checkpoint_seconds`):
     reward           the domain's reward scores every completion
     selector_update  each task's successes and trials go back to the selector, through the
                      selection record that every trainer shares (selection/record.py: the
-                     counters, `train/etr` and the other selection metrics)
+                     counters, `train/etr` and the other selection metrics); with
+                     `train.feedback_delay` k, those of step t − k instead, now that step t's
+                     batch was selected (`selector/fed_back_step`)
                      (with `train.dynamic_sampling`, these four repeat in rounds until the batch
                      holds `batch_size` informative groups: dynamic.py; a screening selector,
                      `selector=speed`, first screens candidates with n0 completions each, then
@@ -139,7 +141,7 @@ class Trainer:
         self.record = SelectionRecord(
             pool_selector(cfg, self.settings, self.pool, self.domain, screening=True),
             SuccessRule.from_config(cfg.selector.success), recorded_costs=self._recorded_costs,
-            screening=True)
+            screening=True, delay=self.settings.feedback_delay)
         torch.manual_seed(int(cfg.seed))
         self.device_type, self.autocast = self._precision()
         # The initial policy is loaded when training starts, or as the KL reference on resume.
@@ -298,6 +300,8 @@ class Trainer:
         else:  # the batch the update trains on: B groups, informative ones first (dynamic.py)
             batch = sample_rounds(sample, self.settings.batch_size, len(self.pool),
                                   self.settings.dynamic_sampling.rounds)
+        with phases("selector_update"):  # with train.feedback_delay k: step − k's evidence
+            fed_back = self.record.end_step(step)
         mark_trained([r.evidence for r in rounds], [r.ids for r in rounds], batch)
         prompts = [rounds[r].prompts[j] for r, j in batch]
         groups = [rounds[r].groups[j] for r, j in batch]
@@ -326,6 +330,8 @@ class Trainer:
         }
         if screening is not None:
             metrics.update(screening.metrics())
+        if fed_back is not None:  # train.feedback_delay: whose evidence arrived at this step
+            metrics["selector/fed_back_step"] = fed_back
         metrics.update(phases.metrics())
         metrics["time/step"] = sum(phases.seconds.values())
         metrics.update(gpu_memory())

@@ -20,6 +20,12 @@ def training_pool(cfg: Any, settings: TrainSettings, domain: Any) -> Any:
     if settings.batch_size > len(pool):
         raise UserError(f"train.batch_size ({settings.batch_size}) exceeds the training pool "
                         f"({len(pool)} tasks); lower it or use a larger pool")
+    delay = settings.feedback_delay
+    if settings.batch_size * (delay + 1) > len(pool):
+        raise UserError(f"train.batch_size ({settings.batch_size}) × (train.feedback_delay "
+                        f"({delay}) + 1) exceeds the training pool ({len(pool)} tasks): a task "
+                        "whose feedback is pending is not selected again, so that many must be "
+                        "free; lower either or use a larger pool")
     return pool
 
 

@@ -42,6 +42,7 @@ class TrainSettings:
     scale_by_std: bool
     loss_norm: str  # kept: over the groups that carry a signal | batch: over the whole batch
     dynamic_sampling: DynamicSampling  # refill the batch with informative groups (dynamic.py)
+    feedback_delay: int  # k: a step's evidence reaches the selector k batches later
     precision: str  # auto | fp32 | bf16-mixed | bf16
     gradient_checkpointing: bool
     eval_every: int
@@ -106,6 +107,8 @@ class TrainSettings:
             loss_norm=check_choice("train.loss_norm", t.loss_norm,
                                    ("kept", "batch")),
             dynamic_sampling=DynamicSampling.from_config(t.dynamic_sampling),
+            # a run saved before the setting existed resumes without a delay
+            feedback_delay=check_int("train.feedback_delay", t.get("feedback_delay", 0), lo=0),
             precision=check_choice("train.precision", t.precision, PRECISIONS),
             gradient_checkpointing=bool(t.gradient_checkpointing),
             eval_every=check_int("train.eval_every", t.eval_every, lo=0),
