@@ -397,9 +397,9 @@ def test_list_settings_of_every_command_take_a_bare_value() -> None:
                                                    "group"),
     ("train", "selector=speed train.dynamic_sampling.enabled=true",
      "selector=speed and train.dynamic_sampling both buy a batch of informative groups"),
-    # late feedback runs in the native loop only, and not with dynamic sampling's refills
-    ("train", "trainer=trl train.feedback_delay=2", "train.feedback_delay=2: only the native "
-                                                    "trainer delays the selector's feedback"),
+    # late feedback is not for dynamic sampling's refills
+    ("train", "trainer=trl train.feedback_delay=2 train.dynamic_sampling.enabled=true",
+     "train.feedback_delay=2 with train.dynamic_sampling: refill rounds need the feedback"),
     ("train", "train.feedback_delay=1 train.dynamic_sampling.enabled=true",
      "train.feedback_delay=1 with train.dynamic_sampling: refill rounds need the feedback"),
     ("train", "train.feedback_delay=-1", "train.feedback_delay must be ≥ 0"),

@@ -1,8 +1,8 @@
-"""Feedback that arrives late in the native `bots train` (`train.feedback_delay`, DESIGN.md §1.8):
-step t's evidence reaches the selector after step t + k's batch was selected, as in asynchronous
-RL. Checked on the miniature world of tests/trainworld.py: a fresh selector fed the recorded
-evidence k steps late reproduces every pick, no task is selected while its feedback is pending,
-and a killed run resumes with what was in flight.
+"""Feedback that arrives late in `bots train`, native and TRL (`train.feedback_delay`, DESIGN.md
+§1.8): step t's evidence reaches the selector after step t + k's batch was selected, as in
+asynchronous RL. Checked on the miniature world of tests/trainworld.py: a fresh selector fed the
+recorded evidence k steps late reproduces every pick, no task is selected while its feedback is
+pending, and a run killed with SIGKILL resumes with what was in flight.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from bots_cli.references.table import read_profile
 from bots_cli.selection.build import build_selector
 from tests.conftest import run_bots
-from tests.trainworld import metrics, run_dirs, train_args
+from tests.trainworld import assert_same_run, kill_and_resume, metrics, run_dirs, train_args
 
 B, G = 8, 4  # trainworld's train.batch_size and train.group_size
 QUIET = ("train.eval_every=0", "train.live=false")
@@ -47,8 +48,16 @@ def _replay(run: Path, world: Path, delay: int) -> None:
                           late["successes"].to_numpy(), late["trials"].to_numpy())
 
 
-def test_late_feedback_reaches_the_selector_k_steps_later(world: Path, tmp_path: Path) -> None:
-    out = run_bots(*train_args(world, *QUIET, "train.steps=5", "train.feedback_delay=2"),
+def _args(world: Path, trainer: str, *extra: str) -> list[str]:
+    if trainer == "trl":
+        pytest.importorskip("trl")
+    return train_args(world, f"trainer={trainer}", *QUIET, *extra)
+
+
+@pytest.mark.parametrize("trainer", ["native", "trl"])
+def test_late_feedback_reaches_the_selector_k_steps_later(world: Path, tmp_path: Path,
+                                                          trainer: str) -> None:
+    out = run_bots(*_args(world, trainer, "train.steps=5", "train.feedback_delay=2"),
                    cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     [run] = run_dirs(tmp_path)
@@ -65,29 +74,29 @@ def test_late_feedback_reaches_the_selector_k_steps_later(world: Path, tmp_path:
             _replay(run, world, delay=wrong)
 
 
-def test_a_resumed_run_keeps_what_was_in_flight(world: Path, tmp_path: Path) -> None:
-    """Stopped at its step-3 checkpoint (steps 2 and 3 in flight) and resumed to step 5, a run
-    equals one that ran 5 steps: the evidence in flight is in the checkpoint."""
-    common = (*QUIET, "train.feedback_delay=2", "train.checkpoint_every=3")
-    out = run_bots(*train_args(world, *common, "train.steps=5"), "hydra.run.dir=whole",
-                   cwd=tmp_path, timeout=600)
-    assert out.returncode == 0, out.stderr
-    out = run_bots(*train_args(world, *common, "train.steps=3"), "hydra.run.dir=cut",
-                   cwd=tmp_path, timeout=600)
-    assert out.returncode == 0, out.stderr
-    out = run_bots("train", f"resume={tmp_path / 'cut'}", "train.steps=5", cwd=tmp_path,
-                   timeout=600)
-    assert out.returncode == 0, out.stderr
+@pytest.mark.parametrize(("trainer", "marker", "last"), [
+    ("native", "step_3/state.pt", "step_6/state.pt"),
+    ("trl", "checkpoint-3/bots_selector.pt", "checkpoint-6/bots_selector.pt"),
+])
+def test_a_killed_run_resumes_with_what_was_in_flight(world: Path, tmp_path: Path, trainer: str,
+                                                       marker: str, last: str) -> None:
+    """Killed with SIGKILL once its step-3 checkpoint is written (steps 2 and 3 in flight) and
+    resumed to step 6, a run equals one that ran 6 steps: the evidence in flight is in the
+    checkpoint, and arrives when it would have."""
+    a, b, _ = kill_and_resume(lambda *extra: _args(world, trainer, *extra), tmp_path, 6, marker,
+                              "train.feedback_delay=2", "train.checkpoint_every=3")
 
-    def records(run: Path) -> tuple[list[dict[str, float]], pd.DataFrame]:
-        rows = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in metrics(run)]
-        return rows, pd.read_parquet(run / "selections.parquet")
+    def selector(run: Path) -> dict:
+        state = torch.load(run / "checkpoints" / last, weights_only=False)
+        held = state.get("trainer", state)["feedback_in_flight"]  # native: with the trainer's
+        assert [step for step, _ in held] == [5, 6]
+        return state["selector"]
 
-    (whole_rows, whole_sel), (cut_rows, cut_sel) = records(tmp_path / "whole"), \
-        records(tmp_path / "cut")
-    assert [r.get("selector/fed_back_step") for r in cut_rows] == [None, None, 1, 2, 3]
-    assert cut_rows == whole_rows
-    pd.testing.assert_frame_equal(cut_sel, whole_sel)
+    weights = ("checkpoints/step_6/model/model.safetensors" if trainer == "native"
+               else "checkpoints/checkpoint-6/model.safetensors")
+    assert_same_run(a, b, timing=lambda key: "time" in key, selector=selector, weights=weights)
+    assert [r.get("selector/fed_back_step") for r in metrics(b)
+            if "train/rollouts" in r] == [None, None, 1, 2, 3, 4]
 
 
 def test_speed_screens_around_the_batches_in_flight(world: Path, tmp_path: Path) -> None:

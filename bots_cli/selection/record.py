@@ -27,10 +27,11 @@ and then gives a step's selection metrics, under the names every trainer logs:
     selector/*                the selector's own `metrics()`
 
 With `delay` k > 0 (asynchronous RL's staleness on the selection side, DESIGN.md §1.8), every
-round's evidence of step t is held back and goes to the selector, in the order it came, at
-`end_step(t + k)`: after step t + k's batch was selected. Meanwhile the selector keeps step t's
-tasks pending, so it never selects them again before their feedback arrives. What is held back
-is part of the state (`in_flight`); the last steps' evidence is still held when a run ends.
+round's evidence of step t is held back and goes to the selector, in the order it came, at the
+`end_step()` of step t + k: after step t + k's batch was selected. Meanwhile the selector keeps
+step t's tasks pending, so it never selects them again before their feedback arrives. What is
+held back is part of the state (`in_flight`); the last steps' evidence is still held when a run
+ends.
 
 Its state (`state_dict`) is the selector's full state with the counters; a state written before
 the counters existed (an older checkpoint) continues them from the run's records where the
@@ -124,7 +125,7 @@ class SelectionRecord:
     called only to load a state written before the counters were saved in it. `screening` says
     that the trainer runs a screening selector's rounds (speed.py); without it one is refused.
     `delay` k: each step's evidence reaches the selector k steps later (module docstring); a
-    trainer with a delay calls `end_step` once per step.
+    trainer calls `end_step` once per step (after its rounds were fed).
     """
 
     def __init__(self, selector: Any, rule: SuccessRule | None = None,
@@ -133,6 +134,7 @@ class SelectionRecord:
         if not screening:  # the trainer does not run SPEED's screening rounds (speed.py)
             refuse_screening(selector)
         self.delay = delay
+        self.steps_ended = 0  # trainer steps so far (`end_step`)
         self.in_flight: list[tuple[int, list[Feedback]]] = []  # (step, its rounds), oldest first
         self._this_step: list[Feedback] = []  # held back until `end_step`
         self.selector = selector
@@ -179,13 +181,14 @@ class SelectionRecord:
         return Evidence(round=round, ids=ids, successes=successes, trials=trials,
                         predicted=self.predicted(ids), informative=informative(groups))
 
-    def end_step(self, step: int) -> int | None:
-        """With a delay k: step `step`'s evidence goes in flight, and step `step` − k's reaches
-        the selector (every round, in order). Returns the step whose evidence arrived (None:
-        none yet, or no delay)."""
+    def end_step(self) -> int | None:
+        """The end of a trainer's step t (counted here from 1, across resumes). With a delay k,
+        step t's evidence goes in flight and step t − k's reaches the selector (every round, in
+        order). Returns the step whose evidence arrived (None: none yet, or no delay)."""
+        self.steps_ended += 1
         if not self.delay:
             return None
-        self.in_flight.append((step, self._this_step))
+        self.in_flight.append((self.steps_ended, self._this_step))
         self._this_step = []
         if len(self.in_flight) <= self.delay:
             return None
@@ -232,6 +235,7 @@ class SelectionRecord:
                 "ever_selected": self.ever_selected.copy(),
                 "rollouts": self.rollouts, "tokens": self.tokens,
                 "at_selection": self._at_selection.copy(),
+                "steps_ended": self.steps_ended,
                 "feedback_in_flight": [(step, [f.state_dict() for f in rounds])
                                        for step, rounds in self.in_flight]}
 
@@ -251,6 +255,7 @@ class SelectionRecord:
         at = state.get("at_selection")
         self._at_selection = (np.full(self.n_tasks, np.nan) if at is None
                               else np.asarray(at, dtype=np.float64).copy())
+        self.steps_ended = int(state.get("steps_ended", 0))
         self.in_flight = [(int(step), [Feedback.from_state(f) for f in rounds])
                           for step, rounds in state.get("feedback_in_flight", [])]
         self._this_step = []

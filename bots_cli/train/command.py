@@ -83,10 +83,6 @@ def check_config(cfg: Any) -> None:
     selector = check_selector_config(cfg.selector, group_size=settings.group_size,
                                      screening=trainer == "native")
     check_screening(selector, settings.group_size, "train.group_size")
-    if settings.feedback_delay and trainer == "trl":
-        raise UserError(f"train.feedback_delay={settings.feedback_delay}: only the native "
-                        "trainer delays the selector's feedback; use trainer=native or "
-                        "train.feedback_delay=0")
     if settings.feedback_delay and settings.dynamic_sampling.enabled:
         raise UserError(f"train.feedback_delay={settings.feedback_delay} with "
                         "train.dynamic_sampling: refill rounds need the feedback of the round "

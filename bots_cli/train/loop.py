@@ -301,7 +301,7 @@ class Trainer:
             batch = sample_rounds(sample, self.settings.batch_size, len(self.pool),
                                   self.settings.dynamic_sampling.rounds)
         with phases("selector_update"):  # with train.feedback_delay k: step − k's evidence
-            fed_back = self.record.end_step(step)
+            fed_back = self.record.end_step()
         mark_trained([r.evidence for r in rounds], [r.ids for r in rounds], batch)
         prompts = [rounds[r].prompts[j] for r, j in batch]
         groups = [rounds[r].groups[j] for r, j in batch]

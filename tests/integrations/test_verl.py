@@ -213,6 +213,12 @@ def test_refusals(exported: Path, tmp_path: Path) -> None:
             data_config(), {"dataloader_num_workers": 8}))
     with pytest.raises(UserError, match="no selector 'bogus'"):
         BotsSampler(data_source=ds, data_config=data_config(selector="bogus"))
+    with pytest.raises(UserError, match=r"^data\.sampler\.feedback_delay must be ≥ 0"):
+        BotsSampler(data_source=ds, data_config=data_config(feedback_delay=-1))
+    rows = len(ds)
+    with pytest.raises(UserError, match=rf"^data\.train_batch_size \({B}\) × \(data\.sampler\."
+                       rf"feedback_delay \({rows // B}\) \+ 1\) is larger than the training data"):
+        BotsSampler(data_source=ds, data_config=data_config(feedback_delay=rows // B))
     frame = pd.read_parquet(exported)
     frame["extra_info"] = [{**e, "index": None} if i == 5 else e
                            for i, e in enumerate(frame["extra_info"])]

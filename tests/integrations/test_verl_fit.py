@@ -5,8 +5,8 @@ runner is a real Ray actor, and verl's own `RayPPOTrainer.fit()` drives every st
 GPU parts are stood in: the actor worker and the rollout server (`verl_standins.py` says exactly
 where verl stops on a CPU and what the stand-ins return).
 
-`make verl-check` runs this file (`make test` too, in `.venv-verl`): four verl runs of ~1.5 min
-each, most of it Ray starting verl's actors.
+`make verl-check` runs this file (`make test` too, in `.venv-verl`): seven verl runs of ~1.5 min
+each, most of it Ray starting verl's actors (four without a feedback delay, three with one).
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "train.parquet"
 
 
-def fit(data: Path, out: Path, steps: int, resume: bool = False) -> str:
-    """One verl run (its own process and Ray); returns what it printed."""
+def fit(data: Path, out: Path, steps: int, resume: bool = False, *extra: str) -> str:
+    """One verl run (its own process and Ray) with verl overrides `extra`; returns what it
+    printed."""
     args = [sys.executable, "-m", "tests.integrations.verl_fit", "--data", str(data),
-            "--out", str(out), "--steps", str(steps), *(["--resume"] if resume else [])]
+            "--out", str(out), "--steps", str(steps), *(["--resume"] if resume else []), *extra]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "RAY_DEDUP_LOGS": "0"})
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
@@ -151,6 +152,59 @@ def test_a_resume_at_an_epoch_boundary_and_mid_epoch_continues_the_same_run(
         np.testing.assert_array_equal(final["selector"][key], expected["selector"][key])
     assert final["selector"]["rng"] == expected["selector"]["rng"]
     assert (final["rollouts"], final["tokens"]) == (expected["rollouts"], expected["tokens"])
+
+
+DELAY = "+data.sampler.feedback_delay=2"  # two batches in flight: 3 batches = the 24 tasks
+
+
+@pytest.fixture(scope="module")
+def delayed(train_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("delayed")
+    fit(train_data, out, 5, False, DELAY)
+    return out
+
+
+def test_late_feedback_under_ray_reaches_the_selector_two_steps_later(
+        train_data: Path, delayed: Path) -> None:
+    """With data.sampler.feedback_delay=2, step t's rewards reach the selector after step t+2's
+    batch was chosen: no batch holds a task of the two before it, a fresh selector told each
+    step's rewards two steps late picks every batch and ends at each saved posterior, and verl's
+    logger gets `selector/fed_back_step`."""
+    steps = updates(delayed)
+    assert [u["step"] for u in steps] == [1, 2, 3, 4, 5]
+    batches = [set(per_task(u)) for u in steps]
+    for t in range(2, len(batches)):  # with 24 tasks, each batch is the 8 not in flight
+        assert not batches[t] & (batches[t - 1] | batches[t - 2]), t + 1
+    replay = replay_sampler(train_data)
+    for t, update in enumerate(steps):
+        rows = replay.select_batch()
+        assert sorted(int(replay.task_index[r]) for r in rows) == sorted(batches[t]), t + 1
+        if t >= 2:
+            late = per_task(steps[t - 2])
+            back = [replay.row_of[task] for task in late]
+            replay.selector.update(np.asarray(back, dtype=np.int64),
+                                   np.asarray([late[task][0] for task in late]),
+                                   np.asarray([late[task][1] for task in late]))
+        saved = saved_state(delayed, update["step"])
+        np.testing.assert_array_equal(saved["selector"]["alpha"], replay.selector.alpha)
+        assert [s for s, _ in saved["feedback_in_flight"]] == list(range(max(1, t), t + 2))
+    logged = [json.loads(line) for line in (delayed / "metrics.jsonl").read_text().splitlines()]
+    assert [row["data"].get("selector/fed_back_step") for row in logged] == [None, None, 1, 2, 3]
+
+
+def test_a_delayed_run_resumed_mid_epoch_keeps_what_was_in_flight(
+        train_data: Path, delayed: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stopped after step 4 (mid-epoch: verl restores the sampler through its dataloader state)
+    with steps 3 and 4 in flight, resumed to 5: the same batches and the same posterior."""
+    out = tmp_path_factory.mktemp("delayed_resumed")
+    fit(train_data, out, 4, False, DELAY)
+    fit(train_data, out, 5, True, DELAY)
+    assert [per_task(u) for u in updates(out)] == [per_task(u) for u in updates(delayed)]
+    final, expected = saved_state(out, 5), saved_state(delayed, 5)
+    for key in ("alpha", "beta"):
+        np.testing.assert_array_equal(final["selector"][key], expected["selector"][key])
+    assert final["selector"]["rng"] == expected["selector"]["rng"]
+    assert [s for s, _ in final["feedback_in_flight"]] == [4, 5]
 
 
 def test_the_launcher_builds_bots_in_verls_actor_then_stops_where_a_cpu_does(

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_int
 from bots_cli.errors import InvalidValue, UserError
 from bots_cli.runs.checkpoints import TRL_STATE_FILE as STATE_FILE  # written into each checkpoint
 from bots_cli.selection.feedback import SuccessRule
@@ -157,6 +158,9 @@ class BotsGRPOTrainer(GRPOTrainer):
 
     `dynamic_sampling=True` refills each generation batch with informative groups, in at most
     `max_rounds` rounds (the module docstring; bots_cli/selection/dynamic.py).
+    `feedback_delay=k` gives the selector each generation batch's evidence k batches late, after
+    the batch k later was selected, as asynchronous RL would (docs/late-feedback.md; logged as
+    `selector/fed_back_step`); not with dynamic sampling.
 
     Besides TRL's own metrics it logs, through TRL's logging (so wandb, tensorboard, ... see
     them; wandb adds its `train/` prefix to every name), `etr` (of every task selected, all
@@ -180,6 +184,7 @@ class BotsGRPOTrainer(GRPOTrainer):
                  success_rule: SuccessRule | None = None,
                  dynamic_sampling: bool = False, max_rounds: int = 4,
                  recorded_costs: Callable[[], tuple[int, int]] | None = None,
+                 feedback_delay: int = 0,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from bots_cli.selection.dynamic import DynamicSampling
@@ -195,14 +200,21 @@ class BotsGRPOTrainer(GRPOTrainer):
                              "reward_range, not both")
         # The selector, its counters and the selection metrics (selection/record.py);
         # `recorded_costs` continues the counters of a checkpoint written before they were saved.
-        self.record = SelectionRecord(selector, success_rule, recorded_costs)
+        delay = check_int("feedback_delay", feedback_delay, lo=0)
+        if delay and self.dynamic_sampling.enabled:
+            raise InvalidValue("BotsGRPOTrainer: feedback_delay with dynamic_sampling: a refill "
+                               "round needs the feedback of the round before; set one of them "
+                               "off")
+        self.record = SelectionRecord(selector, success_rule, recorded_costs, delay=delay)
         self._check_dataset()
         self.n_slots = self.args.generation_batch_size // self.num_generations
-        if self.n_slots > self.selector.n_tasks:
+        if self.n_slots * (delay + 1) > self.selector.n_tasks:
             raise ValueError(f"a generation batch holds {self.n_slots} tasks (generation_batch_size"
                              f" {self.args.generation_batch_size} / num_generations "
-                             f"{self.num_generations}), more than the {self.selector.n_tasks} "
-                             "tasks of train_dataset; lower the batch size")
+                             f"{self.num_generations}), and {delay + 1} batches (feedback_delay "
+                             f"{delay} in flight and the next) need more than the "
+                             f"{self.selector.n_tasks} tasks of train_dataset; lower the batch "
+                             "size" + (" or the delay" if delay else ""))
         self._check_save_steps()
         self.feedback: list[Feedback] = []  # every sampling round's feedback, in order
         self._batch_tasks: np.ndarray | None = None  # this process's task per completion
@@ -334,8 +346,9 @@ class BotsGRPOTrainer(GRPOTrainer):
         batch = sample_rounds(sample, self.n_slots, self.selector.n_tasks,
                               self.dynamic_sampling.rounds, multiple=P // gcd(G, P))
         rounds = self.feedback[first:]
+        fed_back = self.record.end_step()  # with feedback_delay k: batch − k's evidence arrives
         mark_trained([fb.evidence for fb in rounds], tasks, batch)
-        self._log_selection_metrics(rounds)
+        self._log_selection_metrics(rounds, fed_back)
         if not self.dynamic_sampling.enabled:
             return outputs[0]
         from bots_cli.integrations.trl.batches import merge_rounds
@@ -382,11 +395,13 @@ class BotsGRPOTrainer(GRPOTrainer):
             generation=self.generations, global_step=self.state.global_step, evidence=evidence,
             select_seconds=self._select_seconds, update_seconds=time.perf_counter() - start))
 
-    def _log_selection_metrics(self, rounds: list[Feedback]) -> None:
+    def _log_selection_metrics(self, rounds: list[Feedback], fed_back: int | None) -> None:
         """One generation batch's selection metrics, through TRL's logging: the record's names
         without `train/` (wandb adds it), cumulative counts as their latest value (as TRL logs
-        `num_tokens`)."""
+        `num_tokens`); `selector/fed_back_step`, the batch whose evidence arrived (a delay)."""
         m = self._metrics["train"]
+        if fed_back is not None:
+            m["selector/fed_back_step"] = [float(fed_back)]
         for key, value in self.record.metrics([fb.evidence for fb in rounds]).items():
             name = key.removeprefix("train/")
             if key in ("train/rollouts", "train/tokens"):

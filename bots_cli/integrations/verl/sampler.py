@@ -11,8 +11,10 @@ verl builds it in two ways (`bots_cli.integrations.verl` says which version does
 
 Its settings are `data.sampler.*`: `selector` (a file of the project's `conf/selector/`, e.g.
 `bots`, or a mapping with `name:` and overrides such as `lam: 0.5`), `group_size` (responses per
-prompt: `${actor_rollout_ref.rollout.n}`; BOTS' `m` defaults to it), `seed`, and the success rule
-for rewards outside [0, 1] (`success_threshold` or `reward_range`). The batch size is
+prompt: `${actor_rollout_ref.rollout.n}`; BOTS' `m` defaults to it), `seed`, the success rule
+for rewards outside [0, 1] (`success_threshold` or `reward_range`), and `feedback_delay` (k ≥ 0,
+default 0: each step's feedback reaches the selector after k more batches were selected, as in
+asynchronous RL, docs/late-feedback.md; logged as `selector/fed_back_step`). The batch size is
 `data.train_batch_size`. Row i of the dataset is selector index i; each row's `extra_info.index`
 names it (the batch at the actor update still carries `extra_info`), and a row without one is
 refused, since verl would silently call it task 0. Reference pass rates come from the rows'
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from bots_cli.checks import check_int
 from bots_cli.errors import UserError
 from bots_cli.selection.feedback import SuccessRule
 from bots_cli.selection.record import SelectionRecord
@@ -214,12 +217,19 @@ class BotsSampler(_Base):
             group_size=None if group is None else int(group), key="data.sampler.selector",
             columns=DatasetColumns(data_source))
         threshold, span = _get(cfg, "success_threshold"), _get(cfg, "reward_range")
+        delay = check_int("data.sampler.feedback_delay", _get(cfg, "feedback_delay", 0) or 0,
+                          lo=0)
+        if self.batch_size * (delay + 1) > n:
+            raise UserError(f"data.train_batch_size ({self.batch_size}) × (data.sampler."
+                            f"feedback_delay ({delay}) + 1) is larger than the training data "
+                            f"({n} rows): a task whose feedback is pending is not selected "
+                            "again, so that many must be free")
         # The selector, its counters and the selection metrics (selection/record.py). verl keeps
         # no records to rebuild the counters from: a state without them continues from 0, saying so.
         self.record = SelectionRecord(selector, SuccessRule(
             threshold=None if threshold is None else float(threshold),
             reward_range=None if span is None else (float(span[0]), float(span[1])),
-            key="data.sampler (success_threshold / reward_range)"))
+            key="data.sampler (success_threshold / reward_range)"), delay=delay)
         self.batches_per_epoch = n // self.batch_size
         self._last_fed: frozenset[str] | None = None  # uids of the batch fed back last
         self.last_feedback: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -274,10 +284,13 @@ class BotsSampler(_Base):
         rows = np.asarray([self.row_of[int(t)] for t in index], dtype=np.int64)
         scores = batch.batch["token_level_scores"].sum(-1).double().cpu().numpy()  # (B·n,)
         evidence = self.record.feed(rows, scores, self._response_tokens(batch))
+        fed_back = self.record.end_step()  # with feedback_delay k: step − k's evidence arrives
         evidence.trained[:] = True
         self._last_fed = fed
         self.last_feedback = (evidence.ids, evidence.successes, evidence.trials)
         self.last_metrics = self.record.metrics([evidence])
+        if fed_back is not None:
+            self.last_metrics["selector/fed_back_step"] = fed_back
 
     def _response_tokens(self, batch: Any) -> int:
         """The batch's response tokens; a batch without a response mask counts none, and the

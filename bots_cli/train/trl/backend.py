@@ -403,6 +403,7 @@ def build_trainer(cfg: Any, settings: TrainSettings, plan: StepPlan, opts: dict[
         success_rule=SuccessRule.from_config(cfg.selector.success),  # errors name the key
         dynamic_sampling=settings.dynamic_sampling.enabled,
         max_rounds=settings.dynamic_sampling.max_rounds,
+        feedback_delay=settings.feedback_delay,
         # the counts of a checkpoint written before they were saved in it, from metrics.jsonl
         recorded_costs=None if latest is None else (
             lambda: recorded_costs(run_dir / "metrics.jsonl", latest[1], per_step)))
