@@ -23,7 +23,13 @@ from bots_cli.references.table import read_profile
 from bots_cli.selection.build import build_selector
 from bots_cli.selection.dynamic import batch_groups, informative, refill_size
 from tests.conftest import run_bots
-from tests.trainworld import metrics, run_dirs, train_args, train_tasks
+from tests.trainworld import (
+    assert_same_records,
+    metrics,
+    run_dirs,
+    train_args,
+    train_tasks,
+)
 
 B, G = 8, 4  # trainworld's train.batch_size and train.group_size
 NEVER = "sampling.max_new_tokens=4"  # with the 6-digit answers of the unsolvable pool
@@ -166,14 +172,7 @@ def test_a_resumed_run_continues_the_rounds_and_the_counts(world: Path, tmp_path
                    timeout=600)
     assert out.returncode == 0, out.stderr
 
-    def records(run: Path) -> tuple[list[dict[str, float]], pd.DataFrame]:
-        rows = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in metrics(run)]
-        return rows, pd.read_parquet(run / "selections.parquet")
-
-    (whole_rows, whole_sel), (cut_rows, cut_sel) = records(tmp_path / "whole"), \
-        records(tmp_path / "cut")
-    assert cut_rows == whole_rows
-    pd.testing.assert_frame_equal(cut_sel, whole_sel)
+    assert_same_records(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_without_dynamic_sampling_every_step_costs_one_batch(world: Path,

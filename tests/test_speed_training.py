@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from tests.conftest import run_bots
-from tests.trainworld import metrics, run_dirs, train_args
+from tests.trainworld import (
+    assert_same_records,
+    kill_and_resume,
+    metrics,
+    run_dirs,
+    train_args,
+)
 
 B, G = 8, 4  # trainworld's train.batch_size and train.group_size
 N0, RATIO = 2, 2.0  # screening rollouts per candidate; candidates per round over B
@@ -65,27 +72,20 @@ def test_native_screens_then_trains_and_counts_every_rollout(world: Path,
     assert saved["selector"]["in_flight"] == []  # nothing in flight between steps
 
 
-def test_a_resumed_speed_run_equals_the_uninterrupted_one(world: Path, tmp_path: Path) -> None:
-    """Stopped at its step-2 checkpoint and resumed to step 4, a run equals one that ran 4 steps:
-    screening rounds draw from (seed, step, 0, round), the walk and counters are in the state."""
-    common = (*SPEED, "train.checkpoint_every=2")
-    out = run_bots(*train_args(world, *common, "train.steps=4"), "hydra.run.dir=whole",
-                   cwd=tmp_path, timeout=600)
-    assert out.returncode == 0, out.stderr
-    out = run_bots(*train_args(world, *common, "train.steps=2"), "hydra.run.dir=cut",
-                   cwd=tmp_path, timeout=600)
-    assert out.returncode == 0, out.stderr
-    out = run_bots("train", f"resume={tmp_path / 'cut'}", "train.steps=4", cwd=tmp_path,
-                   timeout=600)
-    assert out.returncode == 0, out.stderr
-
-    def records(run: Path) -> tuple[list[dict[str, float]], pd.DataFrame]:
-        rows = [{k: v for k, v in r.items() if not k.startswith("time/")} for r in metrics(run)]
-        return rows, pd.read_parquet(run / "selections.parquet")
-
-    (whole_rows, whole_sel), (cut_rows, cut_sel) = records(tmp_path / "whole"), \
-        records(tmp_path / "cut")
-    assert len(_rows(tmp_path / "whole")) == 4
-    assert cut_rows == whole_rows
-    pd.testing.assert_frame_equal(cut_sel, whole_sel)
-
+def test_a_killed_speed_run_resumes_as_the_uninterrupted_one(world: Path,
+                                                             tmp_path: Path) -> None:
+    """Killed with SIGKILL once its step-2 checkpoint is written and resumed to step 4, a run
+    equals one that ran 4 steps: screening rounds draw from (seed, step, 0, round), the walk
+    and the counters are in the checkpoint."""
+    a, b, _ = kill_and_resume(lambda *extra: train_args(world, *SPEED, *extra), tmp_path, 4,
+                              "step_2/state.pt", "train.checkpoint_every=2")
+    assert len(_rows(a)) == 4
+    assert_same_records(a, b)
+    sa, sb = (torch.load(run / "checkpoints" / "step_4" / "state.pt", weights_only=False)
+              for run in (a, b))
+    wa, wb = sa["selector"]["walk"], sb["selector"]["walk"]
+    assert np.array_equal(wa["order"], wb["order"]) and (wa["pos"], wa["epoch"]) == \
+        (wb["pos"], wb["epoch"])
+    assert sa["selector"]["rng"] == sb["selector"]["rng"]
+    assert (sa["trainer"]["rollouts"], sa["trainer"]["tokens"]) == \
+        (sb["trainer"]["rollouts"], sb["trainer"]["tokens"])

@@ -103,14 +103,11 @@ def kill_and_resume(args: Callable[..., list[str]], root: Path, steps: int, mark
     return a, b, out.stdout + out.stderr
 
 
-def assert_same_run(a: Path, b: Path, *, timing: Callable[[str], bool],
-                    selector: Callable[[Path], dict[str, Any]], weights: str) -> None:
-    """Runs a and b wrote the same records (metrics.jsonl but for `timing` keys,
-    selections.parquet), the same selector state (`selector(run)`: the last checkpoint's) and the
-    same weights (`weights`: the model file under the run's directory)."""
-    import numpy as np
-    import torch
-    from safetensors.torch import load_file
+def assert_same_records(a: Path, b: Path,
+                        timing: Callable[[str], bool] = lambda key: key.startswith("time/")
+                        ) -> None:
+    """Runs a and b wrote the same records: metrics.jsonl but for `timing` keys, and
+    selections.parquet."""
 
     def comparable(run: Path) -> list[dict[str, float]]:
         return [{k: v for k, v in r.items() if not timing(k)} for r in metrics(run)]
@@ -118,6 +115,18 @@ def assert_same_run(a: Path, b: Path, *, timing: Callable[[str], bool],
     assert comparable(a) == comparable(b)
     pd.testing.assert_frame_equal(pd.read_parquet(a / "selections.parquet"),
                                   pd.read_parquet(b / "selections.parquet"))
+
+
+def assert_same_run(a: Path, b: Path, *, timing: Callable[[str], bool],
+                    selector: Callable[[Path], dict[str, Any]], weights: str) -> None:
+    """Runs a and b wrote the same records (`assert_same_records`), the same selector state
+    (`selector(run)`: the last checkpoint's) and the same weights (`weights`: the model file
+    under the run's directory)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    assert_same_records(a, b, timing)
     sa, sb = selector(a), selector(b)
     for key in ("alpha", "beta"):
         assert np.array_equal(sa[key], sb[key])
