@@ -30,8 +30,8 @@ With `delay` k > 0 (asynchronous RL's staleness on the selection side, DESIGN.md
 round's evidence of step t is held back and goes to the selector, in the order it came, at the
 `end_step()` of step t + k: after step t + k's batch was selected. Meanwhile the selector keeps
 step t's tasks pending, so it never selects them again before their feedback arrives. What is
-held back is part of the state (`in_flight`); the last steps' evidence is still held when a run
-ends.
+held back is part of the state (`feedback_in_flight`); the last k steps' evidence is still
+held when a run ends.
 
 Its state (`state_dict`) is the selector's full state with the counters; a state written before
 the counters existed (an older checkpoint) continues them from the run's records where the

@@ -384,7 +384,8 @@ class Trainer:
                                             phases)
         groups = [spent[k][0] + g for k, g in zip(first, rest, strict=True)]
         rewards = np.concatenate([np.stack([spent[k][1] for k in first]), rest_rewards], axis=1)
-        dropped = [spent[k] for k in range(len(spent)) if k not in set(first)]
+        kept = set(first)
+        dropped = [spent[k] for k in range(len(spent)) if k not in kept]
         discarded = [c for g, _ in dropped for c in g]
         with phases("selector_update"):
             self.record.spend(len(discarded), sum(len(c.token_ids) for c in discarded))
